@@ -1,0 +1,1 @@
+"""The LangGraph agent pipeline: state, nodes, routing, providers."""

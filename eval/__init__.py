@@ -1,0 +1,1 @@
+"""Metrics, benchmarks, scripted agent evaluations, user-study replay."""

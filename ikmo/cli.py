@@ -1,0 +1,74 @@
+"""The one `ikmo` command. Subcommands live in `ikmo/commands/<room>.py`, each exposing
+`register(app, groups)`; heavy imports happen inside the commands so `ikmo --help` stays fast."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ikmo.logging_setup import setup_logging
+from ikmo.motion_model.errors import IKMoError
+
+log = logging.getLogger("ikmo")
+
+app = typer.Typer(name="ikmo", help="IKMo: words and photos in, 3D human motion out.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+groups: dict[str, typer.Typer] = {
+    "data": typer.Typer(help="Build and inspect motion corpora.", no_args_is_help=True),
+    "train": typer.Typer(help="Train the motion model (resumable).", no_args_is_help=True),
+    "bench": typer.Typer(help="Benchmarks: print a table, write JSON.", no_args_is_help=True),
+}
+
+# Each room's commands; a module listed here must exist (no silent skipping of a broken import).
+COMMAND_MODULES: list[str] = []
+
+
+@app.callback()
+def _root(
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING, ERROR", envvar="IKMO_LOG_LEVEL")] = "INFO",
+    config: Annotated[Path | None, typer.Option(help="YAML config file", envvar="IKMO_CONFIG")] = None,
+) -> None:
+    setup_logging(log_level)
+    if config is not None:
+        import os
+
+        os.environ.setdefault("IKMO_CONFIG", str(config))
+
+
+def _build() -> typer.Typer:
+    for mod in COMMAND_MODULES:
+        importlib.import_module(mod).register(app, groups)
+    for name, group in groups.items():
+        if group.registered_commands or group.registered_groups:
+            app.add_typer(group, name=name)
+    return app
+
+
+def main() -> None:
+    """Entry point: run the CLI; turn user-caused errors into a one-line message and exit code 2."""
+    cli = _build()
+    try:
+        cli(standalone_mode=False)
+    except IKMoError as e:
+        log.error("%s", e)
+        sys.exit(2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as e:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()
