@@ -33,10 +33,8 @@ one the diffusion guidance backpropagates through.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,6 +42,7 @@ import torch
 from .errors import MotionDataError
 from .rotations import (
     cont6d_to_quat,
+    numpy_compatible,
     quat_between,
     quat_conj,
     quat_identity,
@@ -53,34 +52,10 @@ from .rotations import (
 )
 from .skeleton import HUMANML3D_22, Skeleton
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 # HumanML3D smooths the forward direction with a Gaussian of σ = 20 frames (truncated at 4σ, as
 # scipy's gaussian_filter1d does) before deriving the root rotation of the features.
 FORWARD_SMOOTH_SIGMA = 20.0
 DEFAULT_FEET_THRESHOLD = 0.002
-
-
-def _numpy_compatible(fn: F) -> F:
-    """Let a torch function take numpy arrays: ndarray arguments become float64 tensors and the
-    result (a tensor or a tuple of them) goes back to numpy in the dtype of the first array."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ref = next((a for a in args if isinstance(a, np.ndarray)), None)
-        if ref is None:
-            return fn(*args, **kwargs)
-        conv = [torch.from_numpy(np.asarray(a, dtype=np.float64)) if isinstance(a, np.ndarray) else a
-                for a in args]
-        kw = {k: torch.from_numpy(np.asarray(v, dtype=np.float64)) if isinstance(v, np.ndarray) else v
-              for k, v in kwargs.items()}
-        out = fn(*conv, **kw)
-        dtype = ref.dtype if np.issubdtype(ref.dtype, np.floating) else np.float64
-        if isinstance(out, tuple):
-            return tuple(o.detach().numpy().astype(dtype, copy=False) for o in out)
-        return out.detach().numpy().astype(dtype, copy=False)
-
-    return wrapper  # type: ignore[return-value]
 
 
 # ------------------------------------------------------------------------------ feature layout
@@ -215,7 +190,7 @@ def facing_quat(joints: torch.Tensor, skel: Skeleton = HUMANML3D_22, smooth_sigm
 # ---------------------------------------------------------------------------------- kinematics
 
 
-@_numpy_compatible
+@numpy_compatible
 def forward_kinematics(local_quats: torch.Tensor, root_pos: torch.Tensor, skel: Skeleton = HUMANML3D_22,
                        offsets: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
     """Joint positions from HumanML3D-convention local rotations.
@@ -248,7 +223,7 @@ def _bone_quats(joints: torch.Tensor, skel: Skeleton) -> torch.Tensor:
     return quat_between(raw.expand_as(bones), bones)
 
 
-@_numpy_compatible
+@numpy_compatible
 def inverse_kinematics(joints: torch.Tensor, skel: Skeleton = HUMANML3D_22,
                        smooth_forward: bool = False) -> torch.Tensor:
     """Local rotations (..., T, J, 4) of joint positions (..., T, J, 3), as HumanML3D's
@@ -279,7 +254,7 @@ def bone_lengths(joints: torch.Tensor, skel: Skeleton = HUMANML3D_22) -> torch.T
 # ----------------------------------------------------------------------------- canonicalisation
 
 
-@_numpy_compatible
+@numpy_compatible
 def uniform_skeleton(joints: torch.Tensor, skel: Skeleton = HUMANML3D_22) -> torch.Tensor:
     """Retarget positions (..., T, J, 3) onto ``skel``'s bone lengths, as HumanML3D's ``uniform_skeleton``.
 
@@ -301,7 +276,7 @@ def uniform_skeleton(joints: torch.Tensor, skel: Skeleton = HUMANML3D_22) -> tor
     return forward_kinematics(quats, joints[..., 0, :] * scale, skel)
 
 
-@_numpy_compatible
+@numpy_compatible
 def canonicalize(joints: torch.Tensor, skel: Skeleton = HUMANML3D_22, retarget: bool = True) -> torch.Tensor:
     """HumanML3D's canonical frame for positions (..., T, J, 3) in metres, y up.
 
@@ -322,7 +297,7 @@ def canonicalize(joints: torch.Tensor, skel: Skeleton = HUMANML3D_22, retarget: 
 # ---------------------------------------------------------------------------------- features
 
 
-@_numpy_compatible
+@numpy_compatible
 def foot_contacts(joints: torch.Tensor, skel: Skeleton = HUMANML3D_22,
                   threshold: float = DEFAULT_FEET_THRESHOLD) -> torch.Tensor:
     """Foot contact labels (..., T-1, 4) of positions (..., T, J, 3): 1.0 where the squared
@@ -334,7 +309,7 @@ def foot_contacts(joints: torch.Tensor, skel: Skeleton = HUMANML3D_22,
     return (disp < threshold).to(joints.dtype)
 
 
-@_numpy_compatible
+@numpy_compatible
 def joints_to_features(joints: torch.Tensor, skel: Skeleton = HUMANML3D_22,
                        feet_threshold: float = DEFAULT_FEET_THRESHOLD,
                        canonical: bool = True) -> torch.Tensor:
@@ -369,7 +344,7 @@ def joints_to_features(joints: torch.Tensor, skel: Skeleton = HUMANML3D_22,
     )
 
 
-@_numpy_compatible
+@numpy_compatible
 def features_to_root(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Root rotation and position from features (..., N, D) (HumanML3D's ``recover_root_rot_pos``).
 
@@ -391,7 +366,7 @@ def features_to_root(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return r_rot, r_pos
 
 
-@_numpy_compatible
+@numpy_compatible
 def features_to_joints(features: torch.Tensor, skel: Skeleton = HUMANML3D_22) -> torch.Tensor:
     """Global joint positions (..., N, J, 3) in metres from features (..., N, D) (``recover_from_ric``).
 
@@ -406,7 +381,7 @@ def features_to_joints(features: torch.Tensor, skel: Skeleton = HUMANML3D_22) ->
     return torch.cat((r_pos[..., None, :], body), dim=-2)
 
 
-@_numpy_compatible
+@numpy_compatible
 def features_to_local_rotations(features: torch.Tensor, skel: Skeleton = HUMANML3D_22
                                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Local rotations (..., N, J, 4) and root positions (..., N, 3) from features (..., N, D).
@@ -441,7 +416,7 @@ def _mirror_sign(like: torch.Tensor) -> torch.Tensor:
     return like.new_tensor([-1.0, 1.0, 1.0])
 
 
-@_numpy_compatible
+@numpy_compatible
 def mirror_joints(joints: torch.Tensor, skel: Skeleton = HUMANML3D_22) -> torch.Tensor:
     """Mirror positions (..., J, 3) through the x = 0 plane: negate x and swap left/right joints."""
     if joints.shape[-2:] != (skel.n_joints, 3):
@@ -449,7 +424,7 @@ def mirror_joints(joints: torch.Tensor, skel: Skeleton = HUMANML3D_22) -> torch.
     return joints[..., list(skel.mirror_map), :] * _mirror_sign(joints)
 
 
-@_numpy_compatible
+@numpy_compatible
 def mirror_features(features: torch.Tensor, skel: Skeleton = HUMANML3D_22) -> torch.Tensor:
     """Mirror features (..., N, D) directly, without a round trip through positions.
 

@@ -10,12 +10,14 @@ Conventions (those of HumanML3D's ``common/quaternion.py``, so that its data rou
 - angles are radians unless a parameter name says ``_deg``.
 
 Every function is batched over leading dimensions, differentiable, works in float32 or float64,
-and takes torch tensors. Wrappers for numpy live in `as_torch` / `like`.
+and takes torch tensors or numpy arrays (`numpy_compatible`: numpy in, numpy out, computed in float64).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -23,24 +25,29 @@ import torch
 _EPS = 1e-8
 
 
-def as_torch(x: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """A torch view of `x` (tensor, ndarray or sequence). NumPy arrays compute in float64 by default."""
-    if isinstance(x, torch.Tensor):
-        return x if dtype is None else x.to(dtype)
-    arr = np.asarray(x)
-    t = torch.from_numpy(np.ascontiguousarray(arr))
-    if dtype is not None:
-        return t.to(dtype)
-    return t.to(torch.float64) if not t.is_floating_point() or t.dtype != torch.float64 else t
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def like(result: torch.Tensor, reference: Any) -> Any:
-    """Return `result` as the same kind as `reference`: an ndarray of its dtype, or a tensor."""
-    if isinstance(reference, torch.Tensor):
-        return result
-    ref_dtype = np.asarray(reference).dtype
-    out = result.detach().cpu().numpy()
-    return out.astype(ref_dtype if np.issubdtype(ref_dtype, np.floating) else np.float64, copy=False)
+def numpy_compatible(fn: F) -> F:
+    """Let a torch function take numpy arrays: ndarray arguments become float64 tensors and the
+    result (a tensor or a tuple of them) goes back to numpy in the dtype of the first array."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ref = next((a for a in args if isinstance(a, np.ndarray)), None)
+        if ref is None:
+            return fn(*args, **kwargs)
+        conv = [torch.from_numpy(np.asarray(a, dtype=np.float64)) if isinstance(a, np.ndarray) else a
+                for a in args]
+        kw = {k: torch.from_numpy(np.asarray(v, dtype=np.float64)) if isinstance(v, np.ndarray) else v
+              for k, v in kwargs.items()}
+        out = fn(*conv, **kw)
+        dtype = ref.dtype if np.issubdtype(ref.dtype, np.floating) else np.float64
+        if isinstance(out, tuple):
+            return tuple(o.detach().numpy().astype(dtype, copy=False) for o in out)
+        return out.detach().numpy().astype(dtype, copy=False)
+
+    return wrapper  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------------- quaternions
@@ -54,16 +61,19 @@ def quat_identity(shape: tuple[int, ...] = (), dtype: torch.dtype = torch.float3
     return q
 
 
+@numpy_compatible
 def quat_normalize(q: torch.Tensor) -> torch.Tensor:
     """Unit quaternions ``(..., 4)``; a zero quaternion stays zero instead of becoming NaN."""
     return q / q.norm(dim=-1, keepdim=True).clamp_min(_EPS)
 
 
+@numpy_compatible
 def normalize_vec(v: torch.Tensor) -> torch.Tensor:
     """Unit vectors ``(..., 3)``; a zero vector stays zero instead of becoming NaN."""
     return v / v.norm(dim=-1, keepdim=True).clamp_min(_EPS)
 
 
+@numpy_compatible
 def quat_mul(q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """Hamilton product ``q ⊗ r`` of ``(..., 4)`` quaternions (broadcasting): rotate by r, then q."""
     w1, x1, y1, z1 = q.unbind(-1)
@@ -79,6 +89,7 @@ def quat_mul(q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     )
 
 
+@numpy_compatible
 def quat_conj(q: torch.Tensor) -> torch.Tensor:
     """Conjugate ``(w, -x, -y, -z)``: the inverse of a unit quaternion."""
     return q * q.new_tensor([1.0, -1.0, -1.0, -1.0])
@@ -87,6 +98,7 @@ def quat_conj(q: torch.Tensor) -> torch.Tensor:
 quat_inv = quat_conj
 
 
+@numpy_compatible
 def quat_rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Rotate vectors ``v (..., 3)`` by unit quaternions ``q (..., 4)`` (broadcasting)."""
     shape = torch.broadcast_shapes(q.shape[:-1], v.shape[:-1])
@@ -98,6 +110,7 @@ def quat_rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return v + 2.0 * (w * uv + uuv)
 
 
+@numpy_compatible
 def quat_between(v0: torch.Tensor, v1: torch.Tensor) -> torch.Tensor:
     """The shortest-arc unit quaternion taking the direction of ``v0`` to that of ``v1`` (both ``(..., 3)``).
 
@@ -132,6 +145,7 @@ def quat_between(v0: torch.Tensor, v1: torch.Tensor) -> torch.Tensor:
 
 
 
+@numpy_compatible
 def quat_fix(q: torch.Tensor, dim: int = -2) -> torch.Tensor:
     """Flip signs along time (``dim`` of a ``(..., T, ..., 4)`` tensor) so consecutive quaternions agree.
 
@@ -146,6 +160,7 @@ def quat_fix(q: torch.Tensor, dim: int = -2) -> torch.Tensor:
     return out.movedim(0, dim)
 
 
+@numpy_compatible
 def quat_slerp(q0: torch.Tensor, q1: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
     """Spherical interpolation from ``q0`` to ``q1`` at fraction ``t`` (shortest path), ``(..., 4)``."""
     t = torch.as_tensor(t, dtype=q0.dtype, device=q0.device)
@@ -165,6 +180,7 @@ def quat_slerp(q0: torch.Tensor, q1: torch.Tensor, t: torch.Tensor | float) -> t
 # -------------------------------------------------------------------------------- conversions
 
 
+@numpy_compatible
 def quat_to_matrix(q: torch.Tensor) -> torch.Tensor:
     """Unit quaternions ``(..., 4)`` → rotation matrices ``(..., 3, 3)``."""
     w, x, y, z = quat_normalize(q).unbind(-1)
@@ -182,6 +198,7 @@ def quat_to_matrix(q: torch.Tensor) -> torch.Tensor:
     return m.reshape(q.shape[:-1] + (3, 3))
 
 
+@numpy_compatible
 def matrix_to_quat(m: torch.Tensor) -> torch.Tensor:
     """Rotation matrices ``(..., 3, 3)`` → unit quaternions ``(..., 4)`` with ``w >= 0``.
 
@@ -211,6 +228,7 @@ def matrix_to_quat(m: torch.Tensor) -> torch.Tensor:
     return quat_normalize(q)
 
 
+@numpy_compatible
 def quat_to_axis_angle(q: torch.Tensor) -> torch.Tensor:
     """Unit quaternions ``(..., 4)`` → axis-angle vectors ``(..., 3)`` (axis × angle, radians, angle ≤ π)."""
     q = quat_normalize(q)
@@ -223,6 +241,7 @@ def quat_to_axis_angle(q: torch.Tensor) -> torch.Tensor:
     return q[..., 1:] * scale
 
 
+@numpy_compatible
 def axis_angle_to_quat(aa: torch.Tensor) -> torch.Tensor:
     """Axis-angle vectors ``(..., 3)`` (radians) → unit quaternions ``(..., 4)``."""
     angle = aa.norm(dim=-1, keepdim=True)
@@ -233,26 +252,31 @@ def axis_angle_to_quat(aa: torch.Tensor) -> torch.Tensor:
     return torch.cat((torch.cos(half), aa * k), dim=-1)
 
 
+@numpy_compatible
 def axis_angle_to_matrix(aa: torch.Tensor) -> torch.Tensor:
     """Axis-angle ``(..., 3)`` → rotation matrices ``(..., 3, 3)``."""
     return quat_to_matrix(axis_angle_to_quat(aa))
 
 
+@numpy_compatible
 def matrix_to_axis_angle(m: torch.Tensor) -> torch.Tensor:
     """Rotation matrices ``(..., 3, 3)`` → axis-angle ``(..., 3)``."""
     return quat_to_axis_angle(matrix_to_quat(m))
 
 
+@numpy_compatible
 def matrix_to_cont6d(m: torch.Tensor) -> torch.Tensor:
     """Rotation matrices ``(..., 3, 3)`` → 6D ``(..., 6)``: first column, then second column."""
     return torch.cat((m[..., :, 0], m[..., :, 1]), dim=-1)
 
 
+@numpy_compatible
 def quat_to_cont6d(q: torch.Tensor) -> torch.Tensor:
     """Unit quaternions ``(..., 4)`` → HumanML3D 6D rotations ``(..., 6)``."""
     return matrix_to_cont6d(quat_to_matrix(q))
 
 
+@numpy_compatible
 def cont6d_to_matrix(d6: torch.Tensor) -> torch.Tensor:
     """6D ``(..., 6)`` → rotation matrices ``(..., 3, 3)`` by Gram-Schmidt (columns x, y, z).
 
@@ -264,6 +288,7 @@ def cont6d_to_matrix(d6: torch.Tensor) -> torch.Tensor:
     return torch.stack((x, y, z), dim=-1)
 
 
+@numpy_compatible
 def cont6d_to_quat(d6: torch.Tensor) -> torch.Tensor:
     """6D ``(..., 6)`` → unit quaternions ``(..., 4)``."""
     return matrix_to_quat(cont6d_to_matrix(d6))
@@ -293,6 +318,7 @@ def _check_order(order: str) -> str:
     return order
 
 
+@numpy_compatible
 def euler_to_matrix(angles_deg: torch.Tensor, order: str = "ZXY") -> torch.Tensor:
     """Euler angles ``(..., 3)`` in degrees → rotation matrices ``(..., 3, 3)``.
 
@@ -307,6 +333,7 @@ def euler_to_matrix(angles_deg: torch.Tensor, order: str = "ZXY") -> torch.Tenso
     return m @ _axis_matrix(order[2], rad[..., 2])
 
 
+@numpy_compatible
 def matrix_to_euler(m: torch.Tensor, order: str = "ZXY") -> torch.Tensor:
     """Rotation matrices ``(..., 3, 3)`` → Euler angles ``(..., 3)`` in degrees, inverse of `euler_to_matrix`.
 
@@ -345,6 +372,7 @@ def matrix_to_euler(m: torch.Tensor, order: str = "ZXY") -> torch.Tensor:
 # -------------------------------------------------------------------------------------- yaw
 
 
+@numpy_compatible
 def yaw_quat(angle: torch.Tensor) -> torch.Tensor:
     """Rotations about +Y by ``angle (...)`` radians → quaternions ``(..., 4)``."""
     half = 0.5 * angle
@@ -352,6 +380,7 @@ def yaw_quat(angle: torch.Tensor) -> torch.Tensor:
     return torch.stack((torch.cos(half), zero, torch.sin(half), zero), dim=-1)
 
 
+@numpy_compatible
 def quat_yaw(q: torch.Tensor) -> torch.Tensor:
     """The heading (rotation about +Y, radians in (-π, π]) of quaternions ``(..., 4)``: where they send +Z."""
     fwd = quat_rotate(q, q.new_tensor([0.0, 0.0, 1.0]).expand(q.shape[:-1] + (3,)))
