@@ -34,3 +34,7 @@ class ProviderError(IKMoError):
 
 class ConfigError(IKMoError):
     """The configuration is invalid or refers to something that does not exist."""
+
+
+class OutputFileError(IKMoError):
+    """An output file cannot be written: the folder is missing or read-only, the disk is full."""
