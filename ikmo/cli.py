@@ -25,7 +25,7 @@ groups: dict[str, typer.Typer] = {
 }
 
 # Each room's commands; a module listed here must exist (no silent skipping of a broken import).
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["ikmo.commands.data", "ikmo.commands.bench_model"]
 
 
 @app.callback()

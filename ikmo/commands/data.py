@@ -1,0 +1,86 @@
+"""`ikmo data build` and `ikmo data info`: thin wrappers over ikmo.motion_model.corpus."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+log = logging.getLogger(__name__)
+
+_ARCHIVE_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
+
+
+def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
+    data = groups["data"]
+
+    @data.command("build")
+    def build(
+        raw: Annotated[list[Path], typer.Option(help="raw folder(s) and/or .tar.xz archives (repeatable); "
+                                                "a folder of archives is unpacked too")],
+        out: Annotated[Path, typer.Option(help="corpus folder to write")] = Path("data/corpus"),
+        unpack_dir: Annotated[Path, typer.Option(help="where archives are unpacked (git-ignored)")] = Path("data/raw"),
+        workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 2,
+        limit: Annotated[int | None, typer.Option(min=1, help="at most N clips per source (quick builds)")] = None,
+    ) -> None:
+        """Build a HumanML3D-layout corpus from BVH motion capture (Bandai Namco, CMU, ReActIdle, own BVH)."""
+        from tqdm import tqdm
+
+        from ikmo.motion_model.corpus import build_corpus, discover_sources, unpack_archives
+        from ikmo.motion_model.errors import InputFileError
+
+        t0 = time.perf_counter()
+        archives, folders = [], []
+        for r in raw:
+            if not r.exists():
+                raise InputFileError(f"--raw {r} does not exist")
+            if r.is_file() and r.name.endswith(_ARCHIVE_SUFFIXES):
+                archives.append(r)
+            elif r.is_dir():
+                inner = sorted(p for p in r.iterdir() if p.name.endswith(_ARCHIVE_SUFFIXES))
+                archives.extend(inner)
+                if not inner:
+                    folders.append(r)
+            else:
+                raise InputFileError(f"--raw {r} is neither a folder nor a .tar.xz archive")
+        folders += unpack_archives(archives, unpack_dir)
+        jobs = []
+        for f in folders:
+            jobs.extend(discover_sources(f))
+        if limit:
+            per: dict[str, int] = {}
+            kept = []
+            for j in jobs:
+                per[j.source] = per.get(j.source, 0) + 1
+                if per[j.source] <= limit:
+                    kept.append(j)
+            jobs = kept
+        if not jobs:
+            raise InputFileError(f"no BVH clips found under {[str(f) for f in folders]}")
+        log.info("building %s from %d clips with %d worker(s)", out, len(jobs), workers)
+        bar = tqdm(total=len(jobs), unit="clip", desc="corpus")
+        rejected = 0
+
+        def on_clip(r) -> None:
+            nonlocal rejected
+            rejected += bool(r.error)
+            bar.update(1)
+            bar.set_postfix(rejected=rejected)
+
+        try:
+            card = build_corpus(jobs, out, workers=workers, on_clip=on_clip)
+        finally:
+            bar.close()
+        log.info("done in %.1f s (processing %.1f s): %d clips, %d items, %.2f h source, %d rejected -> %s",
+                 time.perf_counter() - t0, card["build_seconds"], card["clips"], card["items"],
+                 card["hours_source"], len(card["rejected"]), out)
+
+    @data.command("info")
+    def info(path: Annotated[Path, typer.Argument(help="corpus folder")]) -> None:
+        """Print a corpus's dataset card."""
+        from ikmo.motion_model.corpus import card_markdown, read_card
+
+        typer.echo(card_markdown(read_card(path)))

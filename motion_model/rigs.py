@@ -1,0 +1,438 @@
+"""Map a BVH rig onto the 22 HumanML3D joints, and bring it to metres, y up.
+
+A `RigMap` says, for each of the 22 target joints, where it sits in the source rig: on a source
+joint, or at a fraction of the arc length along a chain of source joints (`Along`). `Along`
+fills joints a rig lacks: SMPL's three spine joints between pelvis and neck, collars of rigs
+without clavicles, foot tips and wrists from End Sites (named ``"<parent>_End"``).
+
+Explicit maps exist for the three rigs of the shared data (Bandai Namco, CMU cgspeed Daz-style,
+ReActIdle); `name_based_map` handles SMPL joint names and Mixamo-like names
+(``"mixamorig:LeftUpLeg"``, ``"LeftForeArm"``, ``"l_hip"``, ``"thigh.L"``, ``"lShin"``).
+Only joint *directions* survive retargeting to the target skeleton (representation.canonicalize
+re-sets bone lengths), so interpolated joints only need to point the right way.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import MotionDataError, RigMappingError
+from .skeleton import HUMANML3D_22
+
+log = logging.getLogger(__name__)
+
+# Fractions of the pelvis→neck arc length at which SMPL's spine1/2/3 sit on the target
+# skeleton: cumulative bone lengths .1316, .2748, .3322 of .5516 m.
+_SPINE_T = (0.239, 0.498, 0.602)
+
+
+@dataclass(frozen=True)
+class Along:
+    """The point at fraction `t` of the arc length of a chain of source joints (0: first, 1: last)."""
+
+    chain: tuple[str, ...]
+    t: float
+
+
+JointSource = str | Along
+
+
+@dataclass(frozen=True)
+class RigMap:
+    """Where each of the 22 HumanML3D joints (in `HUMANML3D_22.joint_names` order) is in a rig."""
+
+    name: str
+    targets: tuple[JointSource, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.targets) != HUMANML3D_22.n_joints:
+            raise ValueError(f"rig map {self.name!r} needs {HUMANML3D_22.n_joints} targets")
+
+    def source_names(self) -> set[str]:
+        out: set[str] = set()
+        for t in self.targets:
+            out.update(t.chain if isinstance(t, Along) else (t,))
+        return out
+
+    def missing(self, names: Sequence[str]) -> list[str]:
+        """Source joints this map needs that `names` lacks."""
+        have = set(names)
+        return sorted(self.source_names() - have)
+
+    def apply(self, positions: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """Pick/interpolate the 22 joints.
+
+        Args:
+            positions: (T, N, 3) world positions of the source joints (and End Sites).
+            names: (N,) their names.
+        Returns:
+            (T, 22, 3) float64, same units and axes as `positions`.
+        Raises:
+            RigMappingError: a source joint the map needs is absent.
+        """
+        index = {n: i for i, n in enumerate(names)}
+        lacking = self.missing(names)
+        if lacking:
+            raise RigMappingError(f"rig {self.name!r}: the file lacks joints {lacking}")
+        out = np.empty((positions.shape[0], len(self.targets), 3), dtype=np.float64)
+        for k, t in enumerate(self.targets):
+            if isinstance(t, Along):
+                out[:, k] = _along(positions[:, [index[n] for n in t.chain]], t.t)
+            else:
+                out[:, k] = positions[:, index[t]]
+        return out
+
+
+def _along(chain: np.ndarray, t: float) -> np.ndarray:
+    """(T, K, 3) polyline per frame → (T, 3) point at arc-length fraction t."""
+    if chain.shape[1] == 1:
+        return chain[:, 0]
+    seg = np.linalg.norm(np.diff(chain, axis=1), axis=-1)  # (T, K-1)
+    cum = np.concatenate([np.zeros((chain.shape[0], 1)), np.cumsum(seg, axis=1)], axis=1)
+    s = t * cum[:, -1]
+    idx = np.clip((cum[:, 1:-1] < s[:, None]).sum(axis=1), 0, chain.shape[1] - 2)
+    rows = np.arange(chain.shape[0])
+    seg_len = seg[rows, idx]
+    frac = np.where(seg_len > 1e-12, (s - cum[rows, idx]) / np.maximum(seg_len, 1e-12), 0.0)
+    a, b = chain[rows, idx], chain[rows, idx + 1]
+    return a + frac[:, None] * (b - a)
+
+
+def _make(name: str, m: dict[str, JointSource]) -> RigMap:
+    return RigMap(name, tuple(m[j] for j in HUMANML3D_22.joint_names))
+
+
+def _spine(chain: tuple[str, ...]) -> dict[str, JointSource]:
+    return {f"spine{i + 1}": Along(chain, t) for i, t in enumerate(_SPINE_T)}
+
+
+# Bandai Namco Research Motion: Y up, centimetres; Shoulder_* is the clavicle start, ~5 cm
+# lateral of the spine like SMPL's collar; Toes_* sits at the ball of the foot.
+BANDAI = _make("bandai", {
+    "pelvis": "Hips", "left_hip": "UpperLeg_L", "right_hip": "UpperLeg_R",
+    **_spine(("Hips", "Spine", "Chest", "Neck")),
+    "left_knee": "LowerLeg_L", "right_knee": "LowerLeg_R", "left_ankle": "Foot_L", "right_ankle": "Foot_R",
+    "left_foot": "Toes_L", "right_foot": "Toes_R", "neck": "Neck", "head": "Head",
+    "left_collar": "Shoulder_L", "right_collar": "Shoulder_R", "left_shoulder": "UpperArm_L",
+    "right_shoulder": "UpperArm_R", "left_elbow": "LowerArm_L", "right_elbow": "LowerArm_R",
+    "left_wrist": "Hand_L", "right_wrist": "Hand_R",
+})  # fmt: skip
+
+# CMU in cgspeed's Daz-friendly rig: lButtock is a hip-offset bone, lThigh the hip joint; no toe
+# joint, so the foot tip is the End Site of lFoot.
+CMU_DAZ = _make("cmu_daz", {
+    "pelvis": "hip", "left_hip": "lThigh", "right_hip": "rThigh",
+    **_spine(("hip", "abdomen", "chest", "neck")),
+    "left_knee": "lShin", "right_knee": "rShin", "left_ankle": "lFoot", "right_ankle": "rFoot",
+    "left_foot": "lFoot_End", "right_foot": "rFoot_End", "neck": "neck", "head": "head",
+    "left_collar": "lCollar", "right_collar": "rCollar", "left_shoulder": "lShldr",
+    "right_shoulder": "rShldr", "left_elbow": "lForeArm", "right_elbow": "rForeArm",
+    "left_wrist": "lHand", "right_wrist": "rHand",
+})  # fmt: skip
+
+# ReActIdle (Blender-style, metres, no hands): shoulder.* starts at the neck base, so the collar
+# is placed a third of the way out to the shoulder; wrists and foot tips are End Sites.
+REACTIDLE = _make("reactidle", {
+    "pelvis": "pelvis", "left_hip": "thigh.L", "right_hip": "thigh.R",
+    **_spine(("pelvis", "spine", "spine.001", "neck")),
+    "left_knee": "shin.L", "right_knee": "shin.R", "left_ankle": "foot.L", "right_ankle": "foot.R",
+    "left_foot": "foot.L_End", "right_foot": "foot.R_End", "neck": "neck", "head": "face",
+    "left_collar": Along(("shoulder.L", "upper_arm.L"), 0.35),
+    "right_collar": Along(("shoulder.R", "upper_arm.R"), 0.35),
+    "left_shoulder": "upper_arm.L", "right_shoulder": "upper_arm.R", "left_elbow": "forearm.L",
+    "right_elbow": "forearm.R", "left_wrist": "forearm.L_End", "right_wrist": "forearm.R_End",
+})  # fmt: skip
+
+RIGS: dict[str, RigMap] = {r.name: r for r in (BANDAI, CMU_DAZ, REACTIDLE)}
+
+
+# ----------------------------------------------------------------------------- name-based mapping
+
+_PREFIX_RE = re.compile(r"^(mixamorig\d*|bip0*1|def|b|j|jnt|bone|skel|char)[\s_:.\-]+", re.IGNORECASE)
+_SIDE_PATTERNS = (
+    (re.compile(r"^(left|right)[\s_.\-]*", re.IGNORECASE), "prefix"),
+    (re.compile(r"[\s_.\-]*(left|right)$", re.IGNORECASE), "suffix"),
+    (re.compile(r"^([lr])[\s_.\-]+", re.IGNORECASE), "prefix"),
+    (re.compile(r"[\s_.\-]+([lr])$", re.IGNORECASE), "suffix"),
+    (re.compile(r"^([lr])(?=[A-Z])"), "prefix"),  # CMU/Daz camel case: lThigh, rForeArm
+)
+
+
+def split_side(name: str) -> tuple[str | None, str]:
+    """``"mixamorig:LeftUpLeg"`` → ``("left", "upleg")``; ``"Spine1"`` → ``(None, "spine1")``."""
+    base = name.split(":")[-1].split("|")[-1]
+    base = _PREFIX_RE.sub("", base)
+    side = None
+    for pat, _ in _SIDE_PATTERNS:
+        m = pat.search(base)
+        if m:
+            side = "left" if m.group(1).lower().startswith("l") else "right"
+            base = base[: m.start()] + base[m.end():]
+            break
+    return side, re.sub(r"[^a-z0-9]", "", base.lower())
+
+
+# Part synonyms (after side and prefix removal, lowercase, no separators).
+_GENERIC_SIDE = {
+    "collar": ("shoulder", "clavicle", "collar", "collarbone"),
+    "upper_arm": ("arm", "upperarm", "shldr", "humerus", "uparm"),
+    "forearm": ("forearm", "lowerarm", "elbow", "foreArm".lower()),
+    "hand": ("hand", "wrist"),
+    "thigh": ("upleg", "thigh", "upperleg", "femur", "hip"),
+    "shin": ("leg", "shin", "lowerleg", "knee", "calf", "tibia"),
+    "foot": ("foot", "ankle"),
+    "toe": ("toebase", "toe", "toes", "ball", "toe0", "toes0"),
+}
+_GENERIC_CENTRE = {
+    "pelvis": ("hips", "pelvis", "hip"),
+    "neck": ("neck", "neck1", "neck01"),
+    "head": ("head",),
+}
+# SMPL's own names: note the clash with the generic ones (SMPL "hip" is the thigh top, "foot"
+# the toe, "shoulder" the upper arm), which is why SMPL is tried first and must match in full.
+_SMPL_SIDE = {"hip": "hip", "knee": "knee", "ankle": "ankle", "foot": "foot", "collar": "collar",
+              "shoulder": "shoulder", "elbow": "elbow", "wrist": "wrist"}
+
+
+def _index_names(names: Sequence[str]) -> dict[tuple[str | None, str], str]:
+    out: dict[tuple[str | None, str], str] = {}
+    for n in names:
+        key = split_side(n)
+        out.setdefault(key, n)  # first in file order wins (the main chain precedes twists/helpers)
+    return out
+
+
+def _smpl_map(names: Sequence[str]) -> RigMap | None:
+    idx = _index_names(names)
+    m: dict[str, JointSource] = {}
+    for target in HUMANML3D_22.joint_names:
+        side, _, part = target.partition("_") if target.startswith(("left_", "right_")) else (None, "", target)
+        src = idx.get((side, part))
+        if src is None:
+            return None
+        m[target] = src
+    return _make("smpl_names", m)
+
+
+def name_based_map(names: Sequence[str], parents: Sequence[int] | None = None) -> RigMap:
+    """Build a RigMap from joint names: SMPL names, else Mixamo-like names.
+
+    Args:
+        names: source joint names, End Sites included as ``"<parent>_End"``.
+        parents: (len(names),) parent indices if known (End Sites may be -1); used to find the
+            spine joints between pelvis and neck.
+    Raises:
+        RigMappingError: listing the target joints that could not be found.
+    """
+    smpl = _smpl_map(names)
+    if smpl is not None:
+        return smpl
+    idx = _index_names(names)
+    found: dict[str, str] = {}
+    for part, syns in _GENERIC_CENTRE.items():
+        src = next((idx[(None, s)] for s in syns if (None, s) in idx), None)
+        if src:
+            found[part] = src
+    for side in ("left", "right"):
+        for part, syns in _GENERIC_SIDE.items():
+            src = next((idx[(side, s)] for s in syns if (side, s) in idx), None)
+            if src:
+                found[f"{side}_{part}"] = src
+
+    m: dict[str, JointSource] = {}
+    missing: list[str] = []
+
+    def need(target: str, key: str) -> None:
+        if key in found:
+            m[target] = found[key]
+        else:
+            missing.append(target)
+
+    need("pelvis", "pelvis")
+    need("neck", "neck")
+    need("head", "head")
+    if "pelvis" in found and "neck" in found:
+        m.update(_spine(_spine_chain(names, parents, found["pelvis"], found["neck"])))
+    else:
+        missing += ["spine1", "spine2", "spine3"]
+    for side in ("left", "right"):
+        need(f"{side}_hip", f"{side}_thigh")
+        need(f"{side}_knee", f"{side}_shin")
+        need(f"{side}_ankle", f"{side}_foot")
+        need(f"{side}_shoulder", f"{side}_upper_arm")
+        need(f"{side}_elbow", f"{side}_forearm")
+        if f"{side}_toe" in found:
+            m[f"{side}_foot"] = found[f"{side}_toe"]
+        elif f"{side}_foot" in found and f"{found[f'{side}_foot']}_End" in names:
+            m[f"{side}_foot"] = f"{found[f'{side}_foot']}_End"
+        else:
+            missing.append(f"{side}_foot")
+        if f"{side}_hand" in found:
+            m[f"{side}_wrist"] = found[f"{side}_hand"]
+        elif f"{side}_forearm" in found and f"{found[f'{side}_forearm']}_End" in names:
+            m[f"{side}_wrist"] = f"{found[f'{side}_forearm']}_End"
+        else:
+            missing.append(f"{side}_wrist")
+        if f"{side}_collar" in found:
+            m[f"{side}_collar"] = found[f"{side}_collar"]
+        elif "neck" in found and f"{side}_upper_arm" in found:
+            m[f"{side}_collar"] = Along((found["neck"], found[f"{side}_upper_arm"]), 0.35)
+        else:
+            missing.append(f"{side}_collar")
+    if missing:
+        real = [n for n in names if not n.endswith("_End")]
+        raise RigMappingError(
+            f"cannot map this rig onto the 22 HumanML3D joints: no source joint for {sorted(set(missing))}. "
+            f"The file's joints are {real}. Rename the joints to SMPL or Mixamo names, or add an explicit "
+            "RigMap in ikmo.motion_model.rigs."
+        )
+    return _make("name_based", m)
+
+
+def _spine_chain(names: Sequence[str], parents: Sequence[int] | None, pelvis: str, neck: str) -> tuple[str, ...]:
+    """Joints from pelvis to neck along the hierarchy (just the two if the hierarchy is unknown)."""
+    if parents is None:
+        return (pelvis, neck)
+    i, target = names.index(neck), names.index(pelvis)
+    path = [i]
+    while i != target and parents[i] >= 0:
+        i = parents[i]
+        path.append(i)
+    if i != target:  # neck is not below the pelvis (e.g. both children of a ground root)
+        return (pelvis, neck)
+    return tuple(names[k] for k in reversed(path))
+
+
+def resolve_rig(names: Sequence[str], parents: Sequence[int] | None = None, rig: str | None = None) -> RigMap:
+    """The RigMap for a file: the named one, else the first explicit rig it fits, else by names.
+
+    Raises:
+        RigMappingError: an unknown rig name, a named rig that does not fit, or no mapping found.
+    """
+    if rig is not None:
+        if rig not in RIGS:
+            raise RigMappingError(f"unknown rig {rig!r}; known rigs: {sorted(RIGS)} (or leave it out to map by names)")
+        lacking = RIGS[rig].missing(names)
+        if lacking:
+            raise RigMappingError(f"the file does not fit rig {rig!r}: it lacks joints {lacking}")
+        return RIGS[rig]
+    for r in RIGS.values():
+        if not r.missing(names):
+            return r
+    return name_based_map(names, parents)
+
+
+# ----------------------------------------------------------------------------- units and axes
+
+UNITS: dict[str, float] = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.0254}
+# Hip-to-ankle length of an adult, metres: what the unit guess aims for.
+_TYPICAL_LEG_M = 0.82
+
+
+def guess_unit(joints: np.ndarray) -> str:
+    """The unit of (T, 22, 3) mapped joints, from the median hip→knee→ankle length."""
+    leg = 0.0
+    for hip, knee, ankle in ((1, 4, 7), (2, 5, 8)):
+        leg += np.median(np.linalg.norm(joints[:, hip] - joints[:, knee], axis=-1)
+                         + np.linalg.norm(joints[:, knee] - joints[:, ankle], axis=-1))
+    leg /= 2
+    if not np.isfinite(leg) or leg <= 0:
+        raise MotionDataError("cannot tell the unit: the legs have zero length")
+    return min(UNITS, key=lambda u: abs(np.log(leg * UNITS[u] / _TYPICAL_LEG_M)))
+
+
+def up_rotation(joints: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation that turns the body's up axis (ankles → neck, median over frames, snapped to
+    the nearest coordinate axis) into +Y."""
+    up = np.median(joints[:, 12] - 0.5 * (joints[:, 7] + joints[:, 8]), axis=0)
+    axis = int(np.argmax(np.abs(up)))
+    src = np.zeros(3)
+    src[axis] = np.sign(up[axis]) or 1.0
+    y = np.array([0.0, 1.0, 0.0])
+    if np.allclose(src, y):
+        return np.eye(3)
+    if np.allclose(src, -y):
+        return np.diag([1.0, -1.0, -1.0])  # 180° about x
+    k = np.cross(src, y)  # unit: src ⟂ y
+    K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + K + K @ K  # Rodrigues for a 90° turn
+
+
+def to_metres_y_up(joints: np.ndarray, unit: str | None = None) -> tuple[np.ndarray, str]:
+    """Scale (T, 22, 3) mapped joints to metres and rotate them to y up.
+
+    Returns:
+        ((T, 22, 3) float64 metres y up, the unit used — `unit` or the guessed one).
+    """
+    if unit is None:
+        unit = guess_unit(joints)
+    elif unit not in UNITS:
+        raise MotionDataError(f"unknown unit {unit!r}; use one of {sorted(UNITS)}")
+    out = joints * UNITS[unit]
+    return out @ up_rotation(out).T, unit
+
+
+# ----------------------------------------------------------------------------- import and resample
+
+
+def resample(positions: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
+    """Linear interpolation of (T, ...) positions from `src_fps` to `dst_fps`.
+
+    Output frame k is at time k / dst_fps; the last one is the latest that is ≤ the clip's end,
+    so (T − 1) / src_fps seconds become floor((T − 1) · dst_fps / src_fps) + 1 frames.
+    """
+    if src_fps <= 0 or dst_fps <= 0:
+        raise MotionDataError(f"frame rates must be positive, got {src_fps} → {dst_fps}")
+    T = positions.shape[0]
+    # The epsilon guards against float error turning an exact multiple into one frame less.
+    n = int(np.floor((T - 1) * dst_fps / src_fps + 1e-6)) + 1
+    t = np.arange(n) * (src_fps / dst_fps)
+    i0 = np.minimum(np.floor(t).astype(np.int64), T - 1)
+    i1 = np.minimum(i0 + 1, T - 1)
+    w = (t - i0).reshape((n,) + (1,) * (positions.ndim - 1))
+    return positions[i0] * (1.0 - w) + positions[i1] * w
+
+
+def clean_fps(fps: float) -> float:
+    """Snap a header rate like 119.99995 (a rounded Frame Time) to the integer it stands for."""
+    r = round(fps)
+    return float(r) if abs(fps - r) < 1e-3 * fps else fps
+
+
+def bvh_to_joints(path: str, rig: str | None = None, unit: str | None = None, src_fps: float | None = None,
+                  dst_fps: float = 20.0) -> tuple[np.ndarray, dict[str, object]]:
+    """Import a BVH file as the 22 HumanML3D joints: map the rig, metres, y up, resampled.
+
+    Args:
+        path: the BVH file.
+        rig: an explicit rig name from `RIGS`; None picks one (or maps by joint names).
+        unit: "m", "cm", "mm" or "inch"; None guesses it from the leg length.
+        src_fps: the true capture rate when the header is wrong (CMU); None trusts the header.
+        dst_fps: output rate (HumanML3D: 20).
+    Returns:
+        (joints (T', 22, 3) float64 metres y up — not yet canonicalised (facing, floor and origin
+        are the job of representation.canonicalize), info {"rig", "unit", "src_fps", "src_frames"}).
+    Raises:
+        InputFileError, RigMappingError, MotionDataError (each naming the file).
+    """
+    from .bvh import bvh_world_positions, read_bvh
+
+    motion = read_bvh(path)
+    names = motion.names + motion.end_site_names
+    parents = list(motion.parents) + [p for p, _ in motion.end_sites]
+    try:
+        rmap = resolve_rig(names, parents, rig)
+        joints = rmap.apply(bvh_world_positions(motion, end_sites=True), names)
+        joints, unit_used = to_metres_y_up(joints, unit)
+    except (RigMappingError, MotionDataError) as e:
+        raise type(e)(f"{path}: {e}") from e
+    fps = float(src_fps) if src_fps else clean_fps(motion.fps)
+    out = resample(joints, fps, dst_fps)
+    if not np.isfinite(out).all():
+        raise MotionDataError(f"{path}: the imported joints contain NaN or inf")
+    return out, {"rig": rmap.name, "unit": unit_used, "src_fps": fps, "src_frames": motion.n_frames}
