@@ -1,0 +1,139 @@
+"""Commands of the export room: `ikmo export` (BVH, SMPL, joints, features) and `ikmo preview`.
+
+Thin: parse options, call `ikmo.tools` exporters, log what was written. Heavy imports stay inside.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+log = logging.getLogger(__name__)
+
+
+class ExportFormat(StrEnum):
+    bvh = "bvh"
+    smpl = "smpl"
+    npy = "npy"
+    features = "features"
+
+
+def _overlay(trajectory: Path | None, keyframes: list[str], spec: Path | None, n_frames: int, fps: float):
+    """Build the preview overlay from the CLI options (see `preview`'s help)."""
+    import json
+
+    import numpy as np
+    from pydantic import ValidationError
+
+    from ikmo.motion_model.constraints import KeyframePose, MotionSpec, Trajectory
+    from ikmo.motion_model.errors import InputFileError
+    from ikmo.tools.exports import overlay_from_spec
+
+    def read_json(path: Path, model):  # noqa: ANN001, ANN202
+        try:
+            return model.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, ValidationError) as e:
+            raise InputFileError(f"cannot read {path} as a {model.__name__} JSON: {e}") from e
+
+    ov = overlay_from_spec(read_json(spec, MotionSpec) if spec else None, n_frames)
+    if trajectory is not None:
+        if trajectory.suffix.lower() == ".json":
+            traj = read_json(trajectory, Trajectory)
+            ov.target_trajectory, ov.target_mask = traj.positions_array(), traj.mask_array()
+        else:
+            try:
+                arr = np.load(trajectory, allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise InputFileError(f"cannot read the trajectory {trajectory}: {e}") from e
+            if arr.ndim != 2 or arr.shape[1] not in (2, 3):
+                raise InputFileError(f"{trajectory}: a trajectory .npy must be (T, 3) xyz or (T, 2) xz metres, "
+                                     f"got {arr.shape}")
+            if arr.shape[1] == 2:
+                arr = np.stack([arr[:, 0], np.zeros(len(arr)), arr[:, 1]], axis=1)
+            ov.target_trajectory, ov.target_mask = arr.astype(np.float64), None
+    for item in keyframes:
+        try:
+            seconds = float(item)
+        except ValueError:
+            kf = read_json(Path(item), KeyframePose)
+            ov.keyframe_frames.append(min(int(round(kf.time_s * fps)), n_frames - 1))
+            ov.keyframe_poses.append(kf.joints_array())
+            continue
+        ov.keyframe_frames.append(min(int(round(seconds * fps)), n_frames - 1))
+        ov.keyframe_poses.append(None)
+    return ov
+
+
+def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:  # noqa: ARG001
+    @app.command("export")
+    def export(
+        joints: Annotated[Path, typer.Argument(help="joints .npy, (T, 22, 3) metres, y up")],
+        format: Annotated[ExportFormat, typer.Option("--format", "-f", help="bvh | smpl | npy | features")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="output file")],
+        fps: Annotated[float, typer.Option(min=1.0, help="frames per second of the motion")] = 20.0,
+        units: Annotated[str, typer.Option(help="BVH length unit: m or cm")] = "m",
+        up_axis: Annotated[str, typer.Option(help="SMPL frame: y (SMPL) or z (AMASS world)")] = "y",
+        smpl_model: Annotated[Path | None, typer.Option(help="SMPL .npz for the rest pose "
+                                                        "(default: $IKMO_SMPL_MODEL or the mannequin)")] = None,
+    ) -> None:
+        """Convert a joints file to BVH, AMASS-style SMPL parameters, joints .npy or HumanML3D features."""
+        from ikmo.tools.export_common import load_joints
+        from ikmo.tools.exports import motion_features, save_array
+
+        pos = load_joints(joints)
+        if format is ExportFormat.bvh:
+            from ikmo.tools.export_bvh import write_bvh
+
+            rig = write_bvh(out, pos, fps, units=units)  # type: ignore[arg-type]
+            log.info("BVH reproduces the joints within %.3f mm", rig.max_error_m * 1e3)
+        elif format is ExportFormat.smpl:
+            from ikmo.tools.export_smpl import write_smpl
+
+            write_smpl(out, pos, fps, model_path=smpl_model, up_axis=up_axis)  # type: ignore[arg-type]
+        elif format is ExportFormat.npy:
+            save_array(out, pos.astype("float32"))
+        else:
+            save_array(out, motion_features(pos))
+        log.info("wrote %s (%s, %d frames)", out, format.value, pos.shape[0])
+
+    @app.command("preview")
+    def preview(
+        joints: Annotated[Path, typer.Argument(help="joints .npy, (T, 22, 3) metres, y up")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="output .mp4 or .gif")],
+        trajectory: Annotated[Path | None, typer.Option(
+            help="target pelvis path: (T, 3) / (T, 2 = xz) .npy, or a Trajectory JSON (with its mask)")] = None,
+        keyframes: Annotated[list[str] | None, typer.Option(
+            "--keyframes", "-k",
+            help="a keyframe: its time in seconds, or a KeyframePose JSON (`ikmo pose` output) drawn as a "
+                 "ghost; repeat for several")] = None,
+        spec: Annotated[Path | None, typer.Option(help="MotionSpec JSON: draw its trajectory and keyframes")] = None,
+        fps: Annotated[float, typer.Option(min=1.0, help="frames per second of the motion")] = 20.0,
+        width: Annotated[int, typer.Option(min=32)] = 512,
+        height: Annotated[int, typer.Option(min=32)] = 384,
+        azimuth: Annotated[float, typer.Option(help="camera azimuth, degrees (0: the front at frame 0)")] = 35.0,
+        elevation: Annotated[float, typer.Option(help="camera elevation, degrees")] = 14.0,
+        gif_scale: Annotated[float, typer.Option(help="shrink GIF frames by this factor (0.1-1)")] = 1.0,
+        sheet: Annotated[Path | None, typer.Option(help="also write a contact sheet PNG of 6 frames")] = None,
+    ) -> None:
+        """Render a motion to an MP4 or GIF: skeleton, floor grid, pelvis trace, targets, keyframes."""
+        import time
+
+        from ikmo.tools.export_common import load_joints
+        from ikmo.tools.preview import PreviewOptions, contact_sheet, write_preview
+
+        pos = load_joints(joints)
+        opt = PreviewOptions(width=width, height=height, fps=fps, azimuth_deg=azimuth, elevation_deg=elevation)
+        ov = _overlay(trajectory, keyframes or [], spec, pos.shape[0], fps)
+        t0 = time.perf_counter()
+        write_preview(out, pos, options=opt, overlay=ov, gif_scale=gif_scale)
+        log.info("rendered %s: %d frames in %.2f s", out, pos.shape[0], time.perf_counter() - t0)
+        if sheet is not None:
+            from ikmo.tools.export_common import output_file
+
+            with output_file(sheet) as tmp:
+                contact_sheet(pos, 6, overlay=ov, options=opt).save(tmp, format="PNG")
+            log.info("wrote %s", sheet)
