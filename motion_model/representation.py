@@ -245,8 +245,11 @@ def inverse_kinematics(joints: torch.Tensor, skel: Skeleton = HUMANML3D_22,
     return torch.cat((root[..., None, :], local), dim=-2)
 
 
+@numpy_compatible
 def bone_lengths(joints: torch.Tensor, skel: Skeleton = HUMANML3D_22) -> torch.Tensor:
     """Length of the bone ending at each joint, (..., J) metres (0 for the root). joints: (..., J, 3)."""
+    if joints.shape[-2:] != (skel.n_joints, 3):
+        raise MotionDataError(f"joints must be (..., {skel.n_joints}, 3), got {tuple(joints.shape)}")
     bones = joints[..., 1:, :] - joints[..., list(skel.parents[1:]), :]
     return torch.cat((torch.zeros_like(bones[..., :1, 0]), bones.norm(dim=-1)), dim=-1)
 
