@@ -1,0 +1,56 @@
+"""Run-time context of the graph (`Runtime[Context]`): provider, model and options, never in state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ikmo.motion_model.constraints import KeyframePose, MotionResult
+
+PoseFn = Callable[[Path, float], KeyframePose]
+GenerateFn = Callable[..., MotionResult]
+
+
+@dataclass
+class Context:
+    """Everything a node may need that is not the user's request.
+
+    provider: "offline" | "openai:<model>" | "openai-compatible" | "anthropic:<model>" | "ollama:<model>".
+    interactive: in a conversation, failures become questions (interrupts); in batch, clear errors.
+    pose_fn / generate_fn: the tools; None = the real ones (`ikmo.tools`), resolved lazily.
+    chat_model: a ready chat model, overriding `provider` (tests, notebooks).
+    """
+
+    provider: str = "offline"
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    request_timeout_s: float = 60.0
+    max_retries: int = 2
+    critique_rounds: int = 2
+    fallback_offline: bool = True
+    interactive: bool = False
+    weights: str | None = None
+    device: str = "cpu"
+    diffusion_steps: int | None = None
+    guidance_scale: float | None = None
+    preview: bool = True
+    seed: int = 0
+    pose_fn: PoseFn | None = None
+    generate_fn: GenerateFn | None = None
+    chat_model: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Any, **kw: Any) -> Context:
+        """Build from `ikmo.config.Settings` (duck-typed so agents need not import the shell)."""
+        return cls(
+            provider=settings.provider, model=settings.model, base_url=settings.base_url, api_key=settings.api_key,
+            request_timeout_s=settings.request_timeout_s, max_retries=settings.max_retries,
+            critique_rounds=settings.critique_rounds, fallback_offline=settings.fallback_offline,
+            weights=str(settings.weights) if settings.weights else None, device=settings.device,
+            diffusion_steps=settings.diffusion_steps, guidance_scale=settings.guidance_scale,
+            preview=settings.preview, seed=settings.seed, **kw,
+        )

@@ -1,0 +1,569 @@
+"""The graph's nodes: begin, describe, keyframe_pose (one branch per image), trajectory, validate,
+ask / fail, generate, critique, respond.
+
+Each node reads the state and `Runtime[Context]`, returns a partial state update, appends to the
+transcript and streams custom progress events (`{"stage": ..., ...}`). Errors a user can cause
+never escape as tracebacks: they become a failed validation (back to the agent at fault, a
+question in a conversation, or a clear error in batch).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langgraph.runtime import Runtime
+from langgraph.types import Send, interrupt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ikmo.motion_model.constraints import (
+    GenerationOptions,
+    KeyframePose,
+    MotionDescription,
+    MotionResult,
+    MotionSpec,
+    TrajectoryPlan,
+    duration_to_frames,
+)
+from ikmo.motion_model.errors import ConstraintError, IKMoError, ProviderError
+from ikmo.motion_model.fileio import write_json, write_text
+from ikmo.motion_model.skeleton import FPS
+from ikmo.tools import trajectory as traj_tools
+
+from . import offline_planner
+from .context import Context
+from .offline_parser import apply_followup, parse_request, parsed_from_dict, parsed_to_dict, vocabulary
+from .providers import is_offline, make_chat_model, parse_provider
+from .state import RESET, GraphState, KeyframeTask, Validation
+from .structured import StructuredOutputError, ask_structured, fill_from_fallback, render_prompt
+
+log = logging.getLogger(__name__)
+
+KEYFRAME_ROOT_TOLERANCE_M = 0.5
+# Critique thresholds (metres / ratio): above these a motion is retried while rounds remain.
+MAX_TRAJ_ERROR_M = 0.25
+MAX_KEYFRAME_MPJPE_M = 0.15
+MAX_FOOT_SKATING = 0.35
+GUIDANCE_STEP = 1.5
+
+
+def _ev(node: str, message: str, **data: Any) -> dict[str, Any]:
+    return {"t": round(time.time(), 3), "node": node, "message": message, **({"data": data} if data else {})}
+
+
+def _emit(runtime: Runtime[Context], stage: str, **data: Any) -> None:
+    runtime.stream_writer({"stage": stage, **data})
+
+
+def _label(ctx: Context) -> str:
+    return "custom" if ctx.chat_model is not None else parse_provider(ctx.provider, ctx.model).label
+
+
+# --------------------------------------------------------------------------- begin
+
+
+def begin(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Start a run (or a conversation turn): reset per-run fields, keep what a follow-up edits."""
+    req = state["request"]
+    seed = req.seed if req.seed is not None else runtime.context.seed
+    old_kf = state.get("keyframes") or {}
+    drop = {k: None for k in old_kf if int(k) >= len(req.images)}
+    _emit(runtime, "begin")
+    return {
+        "options": GenerationOptions(seed=seed, guidance_scale=runtime.context.guidance_scale,
+                                     optimization_steps=None),
+        "critique_round": 0, "retries": {"describe": 0, "trajectory": 0, "keyframe_pose": 0},
+        "feedback": {"describe": "", "trajectory": "", "keyframe_pose": ""},
+        "failures": {k: "" for k in (state.get("failures") or {})}, "keyframes": drop,
+        "validation": None, "result": None, "best_attempt": None, "decision": None, "status": "running",
+        "error": None, "answer": None, "spec": None,
+        "attempts": [RESET], "notes": [RESET],
+        "transcript": [RESET, _ev("user", req.text, images=[i.model_dump() for i in req.images],
+                                  duration_s=req.duration_s, followup=state.get("followup"))],
+    }
+
+
+# --------------------------------------------------------------------------- describe
+
+
+def describe(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Text (and a follow-up) → MotionDescription in the corpus vocabulary; keeps the offline parse."""
+    ctx, req = runtime.context, state["request"]
+    _emit(runtime, "describe")
+    notes: list[str] = []
+    followup = state.get("followup")
+    if followup and state.get("parsed"):
+        parsed, changes = apply_followup(parsed_from_dict(state["parsed"]), followup)
+        notes.append(f"follow-up {followup!r}: {', '.join(changes) or 'nothing recognised'}")
+    else:
+        parsed = parse_request(req.text)
+    if parsed.ignored:
+        notes.append(f"ignored (not a motion): {'; '.join(repr(s) for s in parsed.ignored)}")
+    duration = req.duration_s if not followup else (req.duration_s if req.duration_s else None)
+    offline_desc: MotionDescription | None = None
+    offline_err: str | None = None
+    try:
+        offline_desc = offline_planner.describe(parsed, duration, len(req.images))
+    except (ConstraintError, ValidationError, ValueError) as e:
+        offline_err = str(e)
+    notes.extend(parsed.notes)
+    out: dict[str, Any] = {"parsed": parsed_to_dict(parsed), "followup": None, "failures": {"describe": ""}}
+    desc = offline_desc
+    if not is_offline(ctx):
+        desc, more = _describe_llm(state, ctx, parsed.text, offline_desc)
+        notes.extend(more)
+    if desc is None:
+        out.update(failures={"describe": offline_err or "no description"},
+                   transcript=[_ev("describe", f"failed: {offline_err}")], notes=notes, description=None)
+        return out
+    out.update(description=desc, notes=notes,
+               transcript=[_ev("describe", desc.text, description=desc.model_dump(), notes=notes)])
+    return out
+
+
+def _describe_llm(state: GraphState, ctx: Context, text: str, fallback: MotionDescription | None
+                  ) -> tuple[MotionDescription | None, list[str]]:
+    voc = vocabulary()
+    system = render_prompt(
+        "describe_v1", MotionDescription,
+        actions="\n".join(f"- {k}: {v['phrase']}" for k, v in voc["actions"].items()),
+        styles=", ".join(voc["styles"]), cmu="; ".join(voc["cmu_descriptions"]),
+    )
+    user = f"Request: {text}\nNumber of keyframe photos: {len(state['request'].images)}"
+    if state["request"].duration_s:
+        user += f"\nRequired duration: {state['request'].duration_s} s"
+    if fb := (state.get("feedback") or {}).get("describe"):
+        user += f"\nYour previous description was rejected: {fb}"
+    return _llm_or_fallback(ctx, MotionDescription, system, user, fallback, "describe")
+
+
+def _llm_or_fallback(ctx: Context, schema: type[BaseModel], system: str, user: str | list[dict[str, Any]],
+                     fallback: Any, agent: str) -> tuple[Any, list[str]]:
+    """Ask the provider; on repeated invalid output fill bad fields from the offline answer; on provider
+    failure use the offline answer when `fallback_offline`, else raise."""
+    label = _label(ctx)
+    try:
+        model = make_chat_model(ctx)
+        return ask_structured(model, schema, system, user, max_retries=ctx.max_retries, label=label), []
+    except StructuredOutputError as e:
+        if fallback is None:
+            raise
+        obj, fields = fill_from_fallback(schema, e.last_data, fallback)
+        return obj, [f"{agent}: {label} kept answering invalid output ({e.errors[-1]}); "
+                     f"fields {', '.join(fields)} from the offline agent"]
+    except ProviderError as e:
+        if ctx.fallback_offline and fallback is not None:
+            return fallback, [f"{agent}: {e}; used the offline agent instead"]
+        raise
+
+
+# --------------------------------------------------------------------------- keyframes
+
+
+def keyframe_times(state: GraphState) -> list[float]:
+    """Time (s) of each image: given with the image, else the text's hints in order ("at 3 s", "at the end"),
+    else spread in image order over the motion (one image → the end)."""
+    req, desc = state["request"], state["description"]
+    assert desc is not None
+    hints = list((state.get("parsed") or {}).get("keyframe_hints", []))
+    end = (duration_to_frames(desc.duration_s) - 1) / FPS  # the time of the last frame
+    free = [i for i, im in enumerate(req.images) if im.time_s is None]
+    times = [im.time_s for im in req.images]
+    for j, i in enumerate(free):
+        if hints:
+            h = hints.pop(0)
+            times[i] = {"start": 0.0, "middle": end / 2, "end": end}[h] if isinstance(h, str) else float(h)
+        else:
+            times[i] = end * (j + 1) / len(free)
+    return [float(t) for t in times if t is not None]
+
+
+def default_pose_fn(path: Path, time_s: float) -> KeyframePose:
+    """The local pose tools: mediapipe landmarks → SMPL fit → canonical KeyframePose."""
+    from ikmo.tools.pose_estimation import detect_landmarks
+    from ikmo.tools.smpl_fit import pose_from_landmarks
+
+    lm, _ = detect_landmarks(path)
+    kf, _, _ = pose_from_landmarks(lm, time_s=time_s, source=str(path))
+    return kf
+
+
+def keyframe_pose(task: KeyframeTask, runtime: Runtime[Context]) -> dict[str, Any]:
+    """One image → KeyframePose at its time. Errors (missing, unreadable, no person) become a failure."""
+    i, image, t = task["index"], task["image"], task["time_s"]
+    _emit(runtime, "keyframe_pose", image=image.path, index=i)
+    pose_fn = runtime.context.pose_fn or default_pose_fn
+    key = f"keyframe_pose:{i}"
+    try:
+        kf = pose_fn(Path(image.path), t)
+        kf = kf.model_copy(update={"time_s": t})
+    except IKMoError as e:
+        return {"failures": {key: f"image {i + 1} ({image.path}): {e}"}, "keyframes": {str(i): None},
+                "transcript": [_ev("keyframe_pose", f"image {i + 1} failed: {e}")]}
+    except (OSError, ValueError) as e:
+        return {"failures": {key: f"image {i + 1} ({image.path}) cannot be used: {e}; give a readable photo "
+                                  "of one person"}, "keyframes": {str(i): None},
+                "transcript": [_ev("keyframe_pose", f"image {i + 1} failed: {e}")]}
+    n_joints = sum(kf.joint_mask)
+    return {"keyframes": {str(i): kf}, "failures": {key: ""},
+            "transcript": [_ev("keyframe_pose", f"image {i + 1} → pose at {t:.2f}s ({n_joints} joints)",
+                               image=image.path, time_s=t, notes=kf.notes)]}
+
+
+# --------------------------------------------------------------------------- trajectory
+
+
+def trajectory(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Text + description → TrajectoryPlan (closed set of primitives) → dense pelvis path at 20 fps."""
+    ctx, desc = runtime.context, state.get("description")
+    _emit(runtime, "trajectory")
+    assert desc is not None
+    parsed = parsed_from_dict(state["parsed"])
+    notes: list[str] = []
+    try:
+        plan: TrajectoryPlan | None = offline_planner.plan_trajectory(parsed, desc)
+    except (ConstraintError, ValidationError, ValueError) as e:
+        plan, notes = None, [f"offline trajectory failed: {e}"]
+    if not is_offline(ctx):
+        system = render_prompt("trajectory_v1", TrajectoryPlan)
+        user = f"Request: {state['request'].text}\nDescription: {desc.model_dump_json()}"
+        if fb := (state.get("feedback") or {}).get("trajectory"):
+            user += f"\nYour previous plan was rejected: {fb}"
+        try:
+            plan, more = _llm_or_fallback(ctx, TrajectoryPlan, system, user, plan, "trajectory")
+            notes.extend(more)
+        except ProviderError as e:
+            return {"failures": {"trajectory": str(e)}, "transcript": [_ev("trajectory", f"failed: {e}")],
+                    "notes": notes}
+    if plan is None:
+        return {"failures": {"trajectory": notes[-1]}, "transcript": [_ev("trajectory", notes[-1])]}
+    try:
+        dense = traj_tools.densify(plan, duration_to_frames(desc.duration_s))
+    except (ConstraintError, ValidationError, ValueError) as e:
+        return {"failures": {"trajectory": str(e)}, "plan": plan, "trajectory": None,
+                "transcript": [_ev("trajectory", f"failed: {e}", plan=plan.model_dump())]}
+    pos = dense.positions_array()
+    length, vmax = traj_tools.path_length(pos), float(traj_tools.speeds(pos).max(initial=0.0))
+    return {"plan": plan, "trajectory": dense, "failures": {"trajectory": ""}, "notes": notes,
+            "transcript": [_ev("trajectory", f"{', '.join(p.kind for p in plan.primitives)}: {length:.2f} m, "
+                                             f"max {vmax:.2f} m/s", plan=plan.model_dump())]}
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def _fault_of(message: str) -> str:
+    m = message.lower()
+    if "keyframe" in m:
+        return "keyframe_pose"
+    if any(w in m for w in ("trajectory", "speed", "pelvis", "path")):
+        return "trajectory"
+    return "describe"
+
+
+def validate(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Schema and physics: MotionSpec.check() plus keyframe roots on the trajectory. Decides the next step."""
+    ctx = runtime.context
+    _emit(runtime, "validate")
+    failures = {k: v for k, v in (state.get("failures") or {}).items() if v}
+    error: str | None = None
+    fault = "describe"
+    spec: MotionSpec | None = None
+    if failures:
+        key = sorted(failures)[0]
+        error, fault = "; ".join(failures[k] for k in sorted(failures)), key.split(":")[0]
+    else:
+        desc = state["description"]
+        kfs = sorted((state.get("keyframes") or {}).values(), key=lambda k: k.time_s)
+        try:
+            spec = MotionSpec.from_description(desc, keyframes=kfs, trajectory=state.get("trajectory"),
+                                               options=state.get("options") or GenerationOptions())
+            spec.check()
+            _check_keyframe_roots(spec)
+        except ConstraintError as e:
+            error, fault = str(e), _fault_of(str(e))
+        except (ValidationError, ValueError) as e:
+            error, fault = f"invalid specification: {e}", "describe"
+    if error is None:
+        assert spec is not None
+        return {"spec": spec, "validation": Validation(ok=True),
+                "transcript": [_ev("validate", f"ok: {spec.n_frames} frames, {len(spec.keyframes)} keyframes")]}
+    retries = (state.get("retries") or {}).get(fault, 0)
+    # Offline agents are deterministic: sending the error back would return the same answer.
+    can_retry = not is_offline(ctx) and fault != "keyframe_pose" and retries < ctx.max_retries
+    action = "retry" if can_retry else ("ask" if ctx.interactive else "fail")
+    v = Validation(ok=False, error=error, fault=fault, action=action)  # type: ignore[arg-type]
+    out: dict[str, Any] = {"validation": v, "spec": None,
+                           "transcript": [_ev("validate", f"{action}: {error}", fault=fault)]}
+    if action == "retry":
+        out["retries"] = {fault: retries + 1}
+        out["feedback"] = {fault: error}
+    return out
+
+
+def _check_keyframe_roots(spec: MotionSpec) -> None:
+    if spec.trajectory is None:
+        return
+    for i, kf in enumerate(spec.keyframes):
+        if kf.root_position is None:
+            continue
+        p = traj_tools.position_at(spec.trajectory, kf.time_s)
+        d = float(np.hypot(p[0] - kf.root_position[0], p[2] - kf.root_position[2]))
+        if d > KEYFRAME_ROOT_TOLERANCE_M:
+            raise ConstraintError(
+                f"keyframe {i} puts the pelvis {d:.2f} m away from the trajectory at {kf.time_s:.2f}s; "
+                "move the keyframe in time or change the path"
+            )
+
+
+def route_after_describe(state: GraphState) -> list[Send | str] | str:
+    """Fan out: one keyframe_pose branch per image (Send) and the trajectory agent, in parallel."""
+    if (state.get("failures") or {}).get("describe") or state.get("description") is None:
+        return "validate"
+    times = keyframe_times(state)
+    fb = (state.get("feedback") or {}).get("keyframe_pose") or None
+    sends: list[Send | str] = [
+        Send("keyframe_pose", KeyframeTask(index=i, image=im, time_s=times[i], feedback=fb))
+        for i, im in enumerate(state["request"].images)
+    ]
+    return [*sends, "trajectory"]
+
+
+def route_after_validate(state: GraphState) -> str:
+    v = state.get("validation")
+    if v is None or v.ok:
+        return "generate"
+    if v.action == "retry":
+        return "describe" if v.fault in ("describe", "keyframe_pose") else "trajectory"
+    return "ask" if v.action == "ask" else "fail"
+
+
+# --------------------------------------------------------------------------- ask / fail
+
+
+def ask(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """In a conversation: put the problem to the user (interrupt) and treat the answer as a follow-up."""
+    v = state["validation"]
+    assert v is not None
+    question = f"I can't make that motion: {v.error}. How should I change it?"
+    answer = interrupt({"question": question, "error": v.error, "fault": v.fault})
+    return {"followup": str(answer), "validation": None, "retries": {"describe": 0, "trajectory": 0},
+            "failures": {k: "" for k in (state.get("failures") or {})},
+            "transcript": [_ev("ask", question), _ev("user", str(answer))]}
+
+
+def fail(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
+    v = state["validation"]
+    assert v is not None
+    return {"status": "failed", "error": v.error, "transcript": [_ev("fail", str(v.error), fault=v.fault)]}
+
+
+# --------------------------------------------------------------------------- generate
+
+
+def default_generate_fn(spec: MotionSpec, out_dir: Path, ctx: Context, on_step: Any) -> MotionResult:
+    """The motion model tool (`ikmo.tools.generate.generate_motion`)."""
+    from ikmo.tools.generate import generate_motion
+
+    return generate_motion(spec, out_dir, weights=ctx.weights, device=ctx.device, steps=ctx.diffusion_steps,
+                           preview=ctx.preview, on_step=on_step)
+
+
+def generate(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Call the motion model tool on the validated spec; each attempt writes into attempts/<k>/."""
+    ctx = runtime.context
+    spec = state["spec"]
+    assert spec is not None
+    options = state.get("options") or GenerationOptions()
+    spec = spec.model_copy(update={"options": options})
+    k = len([a for a in state.get("attempts") or [] if isinstance(a, dict)])
+    out_dir = Path(state["request"].out_dir) / "attempts" / f"{k:02d}"
+    _emit(runtime, "generate", attempt=k, step=0, total=None)
+
+    def on_step(step: int, total: int) -> None:
+        _emit(runtime, "generate", attempt=k, step=step, total=total)
+
+    t0 = time.perf_counter()
+    fn = ctx.generate_fn or default_generate_fn
+    try:
+        result = fn(spec, out_dir, ctx, on_step)
+    except IKMoError as e:
+        return {"status": "failed", "error": f"generation failed: {e}",
+                "transcript": [_ev("generate", f"failed: {e}")],
+                "attempts": [{"attempt": k, "dir": str(out_dir), "options": options.model_dump(), "error": str(e)}]}
+    secs = time.perf_counter() - t0
+    attempt = {"attempt": k, "dir": str(out_dir), "options": options.model_dump(), "metrics": dict(result.metrics),
+               "seconds": round(secs, 3)}
+    return {"result": result, "attempts": [attempt],
+            "transcript": [_ev("generate", f"attempt {k}: {secs:.2f}s", metrics=dict(result.metrics))]}
+
+
+# --------------------------------------------------------------------------- critique
+
+
+class CritiqueDecision(BaseModel):
+    """The critic's verdict on one generated motion."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: str = Field(pattern="^(accept|reseed|stronger_guidance|replan)$")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+def _metric(metrics: dict[str, float], *needles: str) -> float | None:
+    for k, v in metrics.items():
+        kl = k.lower()
+        if all(n in kl for n in needles) and isinstance(v, int | float) and math.isfinite(v):
+            return float(v)
+    return None
+
+
+def measured_problems(metrics: dict[str, float]) -> list[str]:
+    """What the model's own report says is off (trajectory error, keyframe MPJPE, foot skating)."""
+    out = []
+    if (v := _metric(metrics, "traj", "err")) is not None and v > MAX_TRAJ_ERROR_M:
+        out.append(f"trajectory error {v:.2f} m > {MAX_TRAJ_ERROR_M}")
+    if (v := _metric(metrics, "keyframe", "mpjpe")) is not None and v > MAX_KEYFRAME_MPJPE_M:
+        out.append(f"keyframe MPJPE {v:.3f} m > {MAX_KEYFRAME_MPJPE_M}")
+    if (v := _metric(metrics, "skat")) is not None and v > MAX_FOOT_SKATING:
+        out.append(f"foot skating {v:.2f} > {MAX_FOOT_SKATING}")
+    return out
+
+
+def _score(metrics: dict[str, float]) -> float:
+    parts = [(_metric(metrics, "traj", "err"), MAX_TRAJ_ERROR_M), (_metric(metrics, "keyframe", "mpjpe"),
+             MAX_KEYFRAME_MPJPE_M), (_metric(metrics, "skat"), MAX_FOOT_SKATING)]
+    return sum(v / lim for v, lim in parts if v is not None)
+
+
+def critique(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Accept, or retry with a change (seed, guidance) — bounded by `critique_rounds`."""
+    ctx = runtime.context
+    _emit(runtime, "critique")
+    attempts = [a for a in state.get("attempts") or [] if isinstance(a, dict) and "metrics" in a]
+    last = attempts[-1]
+    problems = measured_problems(last["metrics"])
+    rnd = state.get("critique_round", 0)
+    best = min(attempts, key=lambda a: _score(a["metrics"]))["attempt"]
+    notes: list[str] = []
+    if not problems:
+        decision = CritiqueDecision(action="accept", reason="measured errors within limits")
+    elif rnd >= ctx.critique_rounds:
+        decision = CritiqueDecision(action="accept", reason=f"out of critique rounds; best attempt kept ({best})")
+        notes.append(f"accepted with: {'; '.join(problems)}")
+    else:
+        skating_only = all(p.startswith("foot skating") for p in problems)
+        decision = CritiqueDecision(action="reseed" if skating_only else "stronger_guidance",
+                                    reason="; ".join(problems))
+    if not is_offline(ctx) and problems and rnd < ctx.critique_rounds:
+        system = render_prompt("critique_v1", CritiqueDecision)
+        spec = state["spec"]
+        user = (f"Request: {state['request'].text}\nSpecification: {spec.description.model_dump_json() if spec else ''}"
+                f"\nMeasured: {last['metrics']}\nProblems: {problems}")
+        decision, more = _llm_or_fallback(ctx, CritiqueDecision, system, user, decision, "critique")
+        notes.extend(more)
+    opts = state.get("options") or GenerationOptions()
+    update: dict[str, Any] = {"decision": decision.action, "best_attempt": best, "critique_round": rnd + 1,
+                              "notes": notes,
+                              "transcript": [_ev("critique", f"{decision.action}: {decision.reason}",
+                                                 problems=problems)]}
+    if decision.action == "reseed":
+        update["options"] = opts.model_copy(update={"seed": (opts.seed or 0) + 1000 + rnd})
+    elif decision.action == "stronger_guidance":
+        base = opts.guidance_scale if opts.guidance_scale is not None else 2.5
+        update["options"] = opts.model_copy(update={"guidance_scale": base * GUIDANCE_STEP,
+                                                    "optimization_steps": (opts.optimization_steps or 5) * 2})
+    elif decision.action == "replan":
+        update["feedback"] = {"describe": decision.reason}
+    return update
+
+
+def route_after_critique(state: GraphState) -> str:
+    d = state.get("decision")
+    if d in ("reseed", "stronger_guidance"):
+        return "generate"
+    if d == "replan":
+        return "describe"
+    return "respond"
+
+
+# --------------------------------------------------------------------------- respond
+
+
+def respond(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Write agent_spec.json and the transcript; promote the best attempt's files into the output folder."""
+    _emit(runtime, "respond")
+    req = state["request"]
+    out_dir = Path(req.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    attempts = [a for a in state.get("attempts") or [] if isinstance(a, dict)]
+    notes = [n for n in state.get("notes") or [] if isinstance(n, str) and n != RESET]
+    update: dict[str, Any] = {}
+    result: MotionResult | None = None
+    if state.get("status") != "failed" and state.get("result") is not None:
+        best = state.get("best_attempt")
+        best = attempts[-1]["attempt"] if best is None else best
+        chosen = next(a for a in attempts if a["attempt"] == best)
+        files = _promote(Path(chosen["dir"]), out_dir)
+        base: MotionResult = state["result"]  # type: ignore[assignment]
+        result = MotionResult(files=files, metrics=chosen.get("metrics", {}), spec=base.spec.model_copy(
+            update={"options": GenerationOptions(**chosen["options"])}), config=base.config, attempts=attempts,
+            notes=[*base.notes, *notes])
+        update["status"] = "ok"
+        update["answer"] = _summary(result, state)
+    else:
+        update["status"] = "failed"
+        update["answer"] = f"Sorry, I could not make that motion: {state.get('error') or 'unknown error'}"
+    spec = result.spec if result is not None else state.get("spec")
+    agent_spec = {
+        "request": req.model_dump(), "provider": _label(runtime.context),
+        "description": state["description"].model_dump() if state.get("description") else None,
+        "plan": state["plan"].model_dump() if state.get("plan") else None,
+        "spec": spec.model_dump() if spec is not None else None, "attempts": attempts, "notes": notes,
+        "status": update["status"], "error": state.get("error"),
+    }
+    files = dict(result.files) if result is not None else {}
+    files["agent_spec"] = str(write_json(out_dir / "agent_spec.json", agent_spec))
+    transcript = [e for e in state.get("transcript") or [] if isinstance(e, dict)]
+    transcript.append(_ev("respond", update["answer"]))
+    files["transcript"] = str(write_json(out_dir / "transcript.json", transcript))
+    files["transcript_md"] = str(write_text(out_dir / "transcript.md", transcript_markdown(transcript)))
+    if result is not None:
+        result = result.model_copy(update={"files": files})
+        write_json(out_dir / "result.json", result.model_dump(mode="json"))
+        files["result"] = str(out_dir / "result.json")
+        result = result.model_copy(update={"files": files})
+    update["result"] = result
+    update["transcript"] = [transcript[-1]]
+    return update
+
+
+def _promote(src: Path, dst: Path) -> dict[str, str]:
+    """Copy the chosen attempt's files into `dst` (flat); return name → path."""
+    files: dict[str, str] = {}
+    for f in sorted(src.iterdir()) if src.is_dir() else []:
+        if f.is_file():
+            target = dst / f.name
+            shutil.copy2(f, target)
+            files[f.stem if f.stem not in files else f.name] = str(target)
+    return files
+
+
+def _summary(result: MotionResult, state: GraphState) -> str:
+    spec = result.spec
+    m = ", ".join(f"{k}={v:.3g}" for k, v in sorted(result.metrics.items()) if isinstance(v, int | float))
+    return (f"Made a {spec.n_frames / spec.fps:.1f}s motion: {spec.description.text} "
+            f"({len(spec.keyframes)} keyframe(s), {len(result.attempts)} attempt(s)). {m}")
+
+
+def transcript_markdown(events: list[dict[str, Any]]) -> str:
+    """Human-readable transcript: one line per event."""
+    t0 = events[0]["t"] if events else 0.0
+    lines = ["# IKMo agent transcript", ""]
+    for e in events:
+        lines.append(f"- **{e['node']}** (+{e['t'] - t0:.2f}s): {e['message']}")
+    return "\n".join(lines) + "\n"

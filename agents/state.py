@@ -1,0 +1,118 @@
+"""Graph state: a TypedDict of the pydantic domain objects (artefacts as file paths, never tensors).
+
+Reducers say how parallel branches merge: each keyframe branch writes its own image index into
+`keyframes`; lists of events (`transcript`, `attempts`, `notes`) accumulate.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypedDict
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ikmo.motion_model.constraints import (
+    MAX_DURATION_S,
+    GenerationOptions,
+    KeyframePose,
+    MotionDescription,
+    MotionResult,
+    MotionSpec,
+    Trajectory,
+    TrajectoryPlan,
+)
+
+Agent = Literal["describe", "keyframe_pose", "trajectory"]
+
+
+class ImageRef(BaseModel):
+    """A keyframe photo; `time_s` None = the agents choose the time (text hints, image order)."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    time_s: float | None = Field(default=None, ge=0)
+
+
+class MotionRequest(BaseModel):
+    """What the user asked for. `out_dir` is the only folder the run writes into."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(max_length=4000)
+    images: list[ImageRef] = Field(default_factory=list, max_length=8)
+    duration_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
+    seed: int | None = None
+    out_dir: str
+
+
+class Validation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ok: bool
+    error: str | None = None
+    fault: Agent | None = None
+    action: Literal["generate", "retry", "ask", "fail"] = "generate"
+
+
+def merge_keyframes(old: dict[str, KeyframePose] | None, new: dict[str, KeyframePose | None] | None
+                    ) -> dict[str, KeyframePose]:
+    """Keyed by image index (as a string); a None value drops that image's keyframe."""
+    out = dict(old or {})
+    for k, v in new.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = v
+    return out
+
+
+RESET = "__reset__"
+
+
+def accumulate(old: list[Any] | None, new: list[Any] | None) -> list[Any]:
+    """Append; an update starting with `RESET` replaces the list (a new conversation turn starts clean)."""
+    if new and isinstance(new[0], str) and new[0] == RESET:
+        return list(new[1:])
+    return list(old or []) + list(new or [])
+
+
+def merge_counts(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any]:
+    """Per-key last write wins (retry counters, feedback and failures per agent)."""
+    out = dict(old or {})
+    for k, v in (new or {}).items():
+        out[k] = v
+    return out
+
+
+class KeyframeTask(TypedDict):
+    """Input of one keyframe branch (sent with `Send`)."""
+
+    index: int
+    image: ImageRef
+    time_s: float
+    feedback: str | None
+
+
+class GraphState(TypedDict, total=False):
+    """State of one run (or one conversation thread)."""
+
+    request: MotionRequest
+    parsed: dict[str, Any]  # the offline parse (ParsedRequest as a dict), kept for follow-ups
+    description: MotionDescription | None
+    plan: TrajectoryPlan | None
+    trajectory: Trajectory | None
+    keyframes: Annotated[dict[str, KeyframePose], merge_keyframes]
+    spec: MotionSpec | None
+    validation: Validation | None
+    retries: Annotated[dict[str, int], merge_counts]
+    feedback: Annotated[dict[str, str], merge_counts]
+    failures: Annotated[dict[str, str], merge_counts]  # agent or "keyframe_pose:<i>" → error ("" = none)
+    options: GenerationOptions
+    critique_round: int
+    result: MotionResult | None
+    best_attempt: int | None
+    decision: Literal["accept", "reseed", "stronger_guidance", "replan"] | None
+    attempts: Annotated[list[Any], accumulate]
+    transcript: Annotated[list[Any], accumulate]
+    notes: Annotated[list[Any], accumulate]
+    status: Literal["running", "ok", "failed", "needs_input"]
+    error: str | None
+    answer: str | None
+    followup: str | None
