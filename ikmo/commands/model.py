@@ -1,0 +1,132 @@
+"""`ikmo train base`, `ikmo train control`, `ikmo sample`: thin wrappers over the motion model.
+
+Distributed: `torchrun --nproc_per_node 2 -m ikmo.cli train base ...` (gloo on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+log = logging.getLogger(__name__)
+
+
+def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
+    train_group = groups["train"]
+
+    common_help = {
+        "corpus": "HumanML3D-layout corpus folder (ikmo data build)",
+        "run": "run folder: checkpoints in RUN/last, resumable",
+    }
+
+    @train_group.command("base")
+    def train_base(
+        corpus: Annotated[Path, typer.Option(help=common_help["corpus"])] = Path("data/corpus"),
+        run: Annotated[Path, typer.Option(help=common_help["run"])] = Path("runs/base"),
+        resume: Annotated[bool, typer.Option("--resume", help="continue from RUN/last")] = False,
+        max_minutes: Annotated[float | None, typer.Option(help="stop (and checkpoint) after this long")] = None,
+        max_steps: Annotated[int, typer.Option(min=1)] = 100_000,
+        batch_size: Annotated[int, typer.Option(min=1)] = 32,
+        lr: Annotated[float, typer.Option()] = 2e-4,
+        d_model: Annotated[int, typer.Option(help="transformer width")] = 256,
+        layers: Annotated[int, typer.Option(help="transformer layers")] = 4,
+        text_encoder: Annotated[str, typer.Option(help="minilm | hash:<dim>")] = "minilm",
+        threads: Annotated[int, typer.Option(min=1, help="torch CPU threads per process")] = 2,
+        ckpt_every: Annotated[int, typer.Option(min=1)] = 200,
+        log_every: Annotated[int, typer.Option(min=1)] = 20,
+        seed: Annotated[int, typer.Option()] = 0,
+        export_to: Annotated[Path | None, typer.Option(help="also write inference weights here at the end")] = None,
+    ) -> None:
+        """Train the base text-to-motion denoiser (resumable, time-boxed)."""
+        from ikmo.motion_model.model_config import DenoiserConfig, ModelConfig, TrainConfig
+        from ikmo.motion_model.text_encoder import build_text_encoder
+        from ikmo.motion_model.training import train
+
+        text_dim = build_text_encoder(text_encoder).dim if text_encoder.startswith("hash:") else 384
+        mcfg = ModelConfig(denoiser=DenoiserConfig(d_model=d_model, n_layers=layers, ff_dim=2 * d_model,
+                                                   text_dim=text_dim), text_encoder=text_encoder)
+        tcfg = TrainConfig(stage="base", batch_size=batch_size, lr=lr, max_steps=max_steps, max_minutes=max_minutes,
+                           num_threads=threads, ckpt_every=ckpt_every, log_every=log_every, seed=seed)
+        summary = train(corpus, run, tcfg, mcfg, resume=resume, export_to=export_to)
+        log.info("%s", json.dumps(summary))
+
+    @train_group.command("control")
+    def train_control(
+        init: Annotated[Path | None, typer.Option(help="base checkpoint folder to start from")] = None,
+        corpus: Annotated[Path, typer.Option(help=common_help["corpus"])] = Path("data/corpus"),
+        run: Annotated[Path, typer.Option(help=common_help["run"])] = Path("runs/control"),
+        resume: Annotated[bool, typer.Option("--resume", help="continue from RUN/last")] = False,
+        mode: Annotated[str, typer.Option(help="decoupled (IKMo) | joint (one control encoder, ablation)")] = (
+            "decoupled"),
+        max_minutes: Annotated[float | None, typer.Option()] = None,
+        max_steps: Annotated[int, typer.Option(min=1)] = 100_000,
+        batch_size: Annotated[int, typer.Option(min=1)] = 32,
+        lr: Annotated[float, typer.Option()] = 2e-4,
+        threads: Annotated[int, typer.Option(min=1)] = 2,
+        ckpt_every: Annotated[int, typer.Option(min=1)] = 200,
+        log_every: Annotated[int, typer.Option(min=1)] = 20,
+        seed: Annotated[int, typer.Option()] = 0,
+        export_to: Annotated[Path | None, typer.Option(help="also write inference weights here at the end")] = None,
+    ) -> None:
+        """Train the Motion ControlNet + control encoders on a frozen base (resumable, time-boxed)."""
+        from ikmo.motion_model.errors import ConfigError
+        from ikmo.motion_model.model_config import ControlConfig, TrainConfig
+        from ikmo.motion_model.training import train
+
+        if mode not in ("decoupled", "joint"):
+            raise ConfigError(f"--mode {mode!r}: choose decoupled or joint")
+        if init is None and not resume:
+            raise ConfigError("pass --init BASE_CHECKPOINT (e.g. runs/base/last) or --resume")
+        tcfg = TrainConfig(stage="control", batch_size=batch_size, lr=lr, max_steps=max_steps,
+                           max_minutes=max_minutes, num_threads=threads, ckpt_every=ckpt_every,
+                           log_every=log_every, seed=seed)
+        summary = train(corpus, run, tcfg, init_from=init, control_cfg=ControlConfig(mode=mode),  # type: ignore[arg-type]
+                        resume=resume, export_to=export_to)
+        log.info("%s", json.dumps(summary))
+
+    @app.command("sample")
+    def sample_cmd(
+        spec: Annotated[Path, typer.Option(help="MotionSpec JSON file")],
+        out: Annotated[Path, typer.Option(help="output folder")],
+        weights: Annotated[Path | None, typer.Option(help="model folder; default: bundled weights")] = None,
+        steps: Annotated[int | None, typer.Option(min=1, help="DDIM steps")] = None,
+        guidance_scale: Annotated[float | None, typer.Option(min=0)] = None,
+        seed: Annotated[int | None, typer.Option(help="overrides the spec's options.seed")] = None,
+        no_preview: Annotated[bool, typer.Option("--no-preview", help="skip preview.mp4")] = False,
+    ) -> None:
+        """Generate a motion from a MotionSpec JSON file into OUT (joints, features, BVH, SMPL, preview,
+        report)."""
+        from pydantic import ValidationError
+
+        from ikmo.config import load_settings
+        from ikmo.motion_model.constraints import MotionSpec
+        from ikmo.motion_model.errors import ConstraintError, InputFileError
+        from ikmo.tools.exports import ALL_FORMATS
+        from ikmo.tools.generate import generate_motion
+
+        if not spec.is_file():
+            raise InputFileError(f"spec file {spec} does not exist")
+        try:
+            motion_spec = MotionSpec.model_validate_json(spec.read_text(encoding="utf-8"))
+        except ValidationError as e:
+            raise ConstraintError(f"{spec} is not a valid MotionSpec: {e}") from e
+        if seed is not None:
+            motion_spec.options.seed = seed
+        settings = load_settings(weights=weights)
+        formats = tuple(f for f in ALL_FORMATS if not (no_preview or not settings.preview) or f != "preview")
+        from tqdm import tqdm
+
+        with tqdm(total=steps or 0, desc="sampling", unit="step", leave=False) as bar:
+            def on_step(i: int, n: int) -> None:
+                bar.total = n
+                bar.update(1)
+
+            result = generate_motion(motion_spec, out, weights=settings.weights, device=settings.device, steps=steps,
+                                     guidance_scale=guidance_scale, formats=formats, settings=settings.dump(),
+                                     on_step=on_step)
+        log.info("wrote %s", ", ".join(sorted(Path(p).name for p in result.files.values())))
+        log.info("metrics: %s", json.dumps({k: round(v, 4) for k, v in result.metrics.items()}))

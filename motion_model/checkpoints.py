@@ -1,0 +1,118 @@
+"""Checkpoints: safetensors for tensors, JSON beside them for the configs and training state.
+
+A checkpoint directory holds
+  model.safetensors  the full `IKMoNet` state (base, ControlNet if any, Mean/Std buffers)
+  model.json         {"model": ModelConfig, "diffusion": DiffusionConfig, "train": {...}, ...}
+  optim.safetensors  (training checkpoints only) Adam moments flattened by parameter name
+Writes are atomic (temporary name, then rename), so an interrupted save never leaves a torn file.
+No pickles anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .errors import ConfigError
+from .fileio import atomic_path, write_json
+from .model_config import DiffusionConfig, ModelConfig
+from .networks import IKMoNet
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.safetensors"
+META_FILE = "model.json"
+OPTIM_FILE = "optim.safetensors"
+
+
+def save_checkpoint(out_dir: Path, net: IKMoNet, diffusion: DiffusionConfig, meta: dict[str, Any] | None = None,
+                    optimizer: torch.optim.Optimizer | None = None) -> Path:
+    """Write model (+ optimizer) tensors and configs into `out_dir`; returns `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
+    with atomic_path(out_dir / MODEL_FILE) as tmp:
+        save_file(state, str(tmp))
+    if optimizer is not None:
+        opt_state, opt_meta = _flatten_optimizer(net, optimizer)
+        with atomic_path(out_dir / OPTIM_FILE) as tmp:
+            save_file(opt_state, str(tmp))
+        meta = {**(meta or {}), "optimizer": opt_meta}
+    write_json(out_dir / META_FILE, {"model": net.cfg.model_dump(), "diffusion": diffusion.model_dump(),
+                                     **(meta or {})})
+    return out_dir
+
+
+def read_meta(ckpt_dir: Path) -> dict[str, Any]:
+    path = Path(ckpt_dir) / META_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing: {ckpt_dir} is not a motion-model checkpoint directory")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON ({e}); re-export the checkpoint") from e
+
+
+def load_checkpoint(ckpt_dir: Path, device: torch.device) -> tuple[IKMoNet, DiffusionConfig, dict[str, Any]]:
+    """Rebuild the network from `model.json` and load `model.safetensors` (strict)."""
+    ckpt_dir = Path(ckpt_dir)
+    meta = read_meta(ckpt_dir)
+    try:
+        cfg = ModelConfig.model_validate(meta["model"])
+        dcfg = DiffusionConfig.model_validate(meta["diffusion"])
+    except Exception as e:
+        raise ConfigError(f"{ckpt_dir / META_FILE} does not describe a model: {e}") from e
+    net = IKMoNet(cfg)
+    path = ckpt_dir / MODEL_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing; train a model or point to a directory with weights")
+    try:
+        state = load_file(str(path))
+    except Exception as e:
+        raise ConfigError(f"{path} cannot be read as safetensors ({e}); the file may be truncated") from e
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ConfigError(f"{path} does not match {META_FILE}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return net.to(device), dcfg, meta
+
+
+def _flatten_optimizer(net: IKMoNet, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    names = {id(p): n for n, p in net.named_parameters()}
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, float] = {}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            st = opt.state.get(p)
+            if not st:
+                continue
+            n = names[id(p)]
+            for k, v in st.items():
+                if torch.is_tensor(v) and v.dim() > 0:
+                    tensors[f"{k}/{n}"] = v.detach().contiguous().cpu()
+                else:
+                    scalars[f"{k}/{n}"] = float(v)
+    return tensors, {"scalars": scalars}
+
+
+def load_optimizer(ckpt_dir: Path, net: IKMoNet, opt: torch.optim.Optimizer, meta: dict[str, Any]) -> bool:
+    """Restore Adam moments saved by `save_checkpoint`; False when the checkpoint has none."""
+    path = Path(ckpt_dir) / OPTIM_FILE
+    if not path.is_file():
+        return False
+    tensors = load_file(str(path))
+    scalars = meta.get("optimizer", {}).get("scalars", {})
+    params = dict(net.named_parameters())
+    for key, v in tensors.items():
+        k, n = key.split("/", 1)
+        if n in params:
+            opt.state[params[n]][k] = v.to(params[n].device)
+    for key, v in scalars.items():
+        k, n = key.split("/", 1)
+        if n in params:
+            opt.state[params[n]][k] = torch.tensor(v)
+    return True

@@ -1,0 +1,140 @@
+"""Gaussian diffusion over normalised motion features: cosine schedule, DDPM training loss,
+DDIM sampling with classifier-free guidance, stage-1 motion optimization and progress callbacks.
+
+The network predicts x0 (MDM). DDIM update from a predicted x0 at step t to the previous step s:
+    eps  = (x_t - sqrt(ab_t) x0) / sqrt(1 - ab_t)
+    x_s  = sqrt(ab_s) x0 + sqrt(1 - ab_s - sigma²) eps + sigma z
+where ab is the cumulative product of alphas and sigma = eta · DDIM's stochastic scale.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+import torch
+
+from .control_batch import ControlBatch
+from .model_config import DiffusionConfig
+from .networks import IKMoNet
+
+log = logging.getLogger(__name__)
+
+OnStep = Callable[[int, int], None]
+# Stage-1 hook: (x0 normalised (B, L, F), step index, total steps) → corrected x0.
+X0Hook = Callable[[torch.Tensor, int, int], torch.Tensor]
+
+
+def cosine_alphas_cumprod(n_steps: int, s: float = 0.008) -> torch.Tensor:
+    """Nichol & Dhariwal cosine schedule: (n_steps,) float64 cumulative alphas, clipped betas ≤ 0.999."""
+    x = torch.linspace(0, n_steps, n_steps + 1, dtype=torch.float64)
+    f = torch.cos(((x / n_steps) + s) / (1 + s) * math.pi / 2) ** 2
+    ab = f / f[0]
+    betas = (1 - ab[1:] / ab[:-1]).clamp(max=0.999)
+    return torch.cumprod(1 - betas, dim=0)
+
+
+class GaussianDiffusion:
+    """Schedule + training loss + DDIM sampler. Stateless apart from the schedule tensors."""
+
+    def __init__(self, cfg: DiffusionConfig) -> None:
+        self.cfg = cfg
+        self.alphas_cumprod = cosine_alphas_cumprod(cfg.train_steps)
+
+    def _ab(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return self.alphas_cumprod.to(like.device)[t].to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Noised x_t (B, L, F) from clean x0 at integer steps t (B,)."""
+        ab = self._ab(t, x0)
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+    def training_loss(
+        self,
+        net: torch.nn.Module,
+        x0: torch.Tensor,
+        valid: torch.Tensor,
+        text: torch.Tensor,
+        text_keep: torch.Tensor,
+        generator: torch.Generator,
+        control: ControlBatch | None = None,
+    ) -> torch.Tensor:
+        """Masked x0-prediction MSE (a scalar). x0: (B, L, F) normalised; valid: (B, L) bool.
+
+        `net` is an `IKMoNet` or a DDP wrapper of one; random draws come from `generator`.
+        """
+        B = x0.shape[0]
+        t = torch.randint(0, self.cfg.train_steps, (B,), generator=generator).to(x0.device)
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+        x_t = self.q_sample(x0, t, noise) * valid[..., None]
+        pred = net(x_t, t, text, text_keep, valid, control)
+        err = ((pred - x0) ** 2).mean(-1) * valid
+        return err.sum() / valid.sum().clamp(min=1)
+
+    def timesteps(self, n: int) -> list[int]:
+        """DDIM's n integer steps, descending from the noisiest (train_steps - 1) to 0."""
+        n = max(1, min(n, self.cfg.train_steps))
+        ts = torch.linspace(self.cfg.train_steps - 1, 0, n).round().long().tolist()
+        return list(dict.fromkeys(ts))  # drop duplicates, keep order
+
+    @torch.no_grad()
+    def ddim_sample(
+        self,
+        net: IKMoNet,
+        shape: tuple[int, int, int],
+        valid: torch.Tensor,
+        text: torch.Tensor,
+        generator: torch.Generator,
+        *,
+        steps: int,
+        guidance_scale: float,
+        control: ControlBatch | None = None,
+        x0_hook: X0Hook | None = None,
+        on_step: OnStep | None = None,
+    ) -> torch.Tensor:
+        """Sample normalised features (B, L, F); rows where `valid` is False are zero.
+
+        Classifier-free guidance batches the conditional and unconditional passes together:
+        x0 = x0_uncond + s·(x0_cond − x0_uncond); the control branch sees both passes (the
+        constraints hold whether or not the text is dropped). s = 1 skips the unconditional pass.
+        `x0_hook` (stage 1) may correct each predicted x0 before the DDIM update.
+        """
+        device = valid.device
+        B = shape[0]
+        x = torch.randn(shape, generator=generator).to(device) * valid[..., None]
+        ts = self.timesteps(steps)
+        use_cfg = guidance_scale != 1.0
+        keep_c = torch.ones(B, dtype=torch.bool, device=device)
+        if use_cfg:
+            keep = torch.cat([keep_c, torch.zeros_like(keep_c)])
+            text2, valid2 = torch.cat([text, text]), torch.cat([valid, valid])
+            control2 = control.repeat(2) if control is not None else None
+        x0 = x
+        for i, t_int in enumerate(ts):
+            t = torch.full((B,), t_int, dtype=torch.long, device=device)
+            if use_cfg:
+                out = net(torch.cat([x, x]), torch.cat([t, t]), text2, keep, valid2, control2)
+                cond, uncond = out[:B], out[B:]
+                x0 = uncond + guidance_scale * (cond - uncond)
+            else:
+                x0 = net(x, t, text, keep_c, valid, control)
+            if x0_hook is not None:
+                with torch.enable_grad():
+                    x0 = x0_hook(x0, i, len(ts)).detach()
+            x0 = x0 * valid[..., None]
+            if i + 1 < len(ts):
+                x = self._ddim_step(x, x0, t_int, ts[i + 1], generator)
+            if on_step is not None:
+                on_step(i + 1, len(ts))
+        return x0
+
+    def _ddim_step(self, x: torch.Tensor, x0: torch.Tensor, t: int, s: int, generator: torch.Generator) -> torch.Tensor:
+        ab_t = float(self.alphas_cumprod[t])
+        ab_s = float(self.alphas_cumprod[s])
+        eps = (x - math.sqrt(ab_t) * x0) / math.sqrt(1 - ab_t)
+        sigma = self.cfg.eta * math.sqrt((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s))
+        out = math.sqrt(ab_s) * x0 + math.sqrt(max(1 - ab_s - sigma**2, 0.0)) * eps
+        if sigma > 0:
+            out = out + sigma * torch.randn(x.shape, generator=generator).to(x.device)
+        return out

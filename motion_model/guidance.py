@@ -1,0 +1,191 @@
+"""Stage 1 of IKMo, Motion Optimization: gradient steps that pull a generated motion onto its
+trajectory and keyframe-pose constraints; and the measured constraint errors reported after it.
+
+Losses (per motion; n runs over pose frames, R(x) = global joints of the motion):
+
+    L_traj = Σ_n Σ_c m_traj[n,c]·(c_traj[n,c] − R(x)[n,root,c])² / Σ_n σ_traj[n]
+    L_pose = Σ_n Σ_j w[n,j]·‖Align(R(x)[n], c_pose[n], c_traj[n])[j] − R(x)[n,j]‖² / Σ_n σ_pose[n]
+
+m_traj is the per-coordinate trajectory mask (xz, or xyz with `control_height`), σ_traj[n] = 1 where
+frame n has any trajectory constraint, w = keyframe confidence × joint mask, σ_pose[n] = 1 where
+frame n has a keyframe.
+
+Align (our definition). A keyframe pose is root-relative in the canonical facing (+Z forward).
+Align(R(x)[n], c_pose[n], c_traj[n]) = rot_y(ψ_n) · c_pose[n] + r_n, where
+  * r_n is the generated pelvis R(x)[n, 0], with the trajectory constraint substituted on the
+    coordinates that c_traj constrains at frame n (so a keyframe that coincides with a waypoint is
+    placed on the waypoint);
+  * ψ_n is the generated body's facing yaw at frame n (from the hips and shoulders, HumanML3D's
+    across-vector rule) when `align_yaw` is on (the default): a photo fixes the body's shape, not
+    which way the character faces in the scene, which the trajectory and text decide. With
+    `align_yaw` off, ψ_n = 0: the pose must be struck facing +Z of the world.
+The yaw ψ_n is treated as a constant in the gradient (detached): the loss shapes the body instead
+of spinning it. The generated part of r_n is *not* detached, so on unconstrained coordinates the
+pelvis cancels out of Align − R(x) and L_pose acts on the root-relative pose only; where c_traj
+pins the pelvis, L_pose pulls the pelvis there too, in agreement with L_traj. (Detaching the
+whole of r_n lets the pose loss drag the pelvis sideways and wreck the trajectory: measured.)
+
+Where the gradient acts (our choice, documented): on the denoiser's predicted clean motion x0
+(normalised features) at the selected DDIM steps, not on x_t through the network. The DDIM update
+then re-noises from the corrected x0, so the correction enters the next x_t scaled by sqrt(ᾱ_s)
+(OmniControl's spatial guidance perturbs the posterior mean the same way); this avoids a backward
+pass through the transformer, which keeps controlled sampling within the CPU speed budget.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .constraints import ControlSignals
+from .control_batch import ControlBatch
+from .model_config import OptimizationConfig
+from .skeleton import HUMANML3D_22
+
+log = logging.getLogger(__name__)
+
+# features (B, L, F) denormalised → global joints (B, T_j, 22, 3), differentiable.
+JointsFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def facing_yaw(joints: torch.Tensor) -> torch.Tensor:
+    """Facing yaw ψ (radians, 0 = +Z, +π/2 = +X) of each pose. joints: (..., 22, 3) → (...,)."""
+    r_hip, l_hip, r_sho, l_sho = HUMANML3D_22.face_joints
+    across = (joints[..., r_hip, :] - joints[..., l_hip, :]) + (joints[..., r_sho, :] - joints[..., l_sho, :])
+    # forward = up × across, with up = +y: (across_z, 0, -across_x)
+    return torch.atan2(across[..., 2], -across[..., 0])
+
+
+def rotate_y(points: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
+    """Rotate (..., J, 3) points about +y by yaw (...,) radians, taking +Z to (sin ψ, 0, cos ψ)."""
+    c, s = torch.cos(yaw)[..., None], torch.sin(yaw)[..., None]
+    x, y, z = points.unbind(-1)
+    return torch.stack([c * x + s * z, y, -s * x + c * z], dim=-1)
+
+
+def align_keyframes(joints: torch.Tensor, control: ControlBatch, align_yaw: bool = True) -> torch.Tensor:
+    """Align: the keyframe poses placed on the generated motion, (B, T, 22, 3).
+
+    joints: (B, T, 22, 3) generated global joints (T ≤ control.n_frames).
+    """
+    T = joints.shape[1]
+    root = torch.where(control.traj_mask[:, :T], control.traj[:, :T], joints[:, :, 0])
+    pose = control.pose[:, :T]
+    if align_yaw:
+        pose = rotate_y(pose, facing_yaw(joints.detach()))
+    return pose + root[:, :, None]
+
+
+def constraint_losses(joints: torch.Tensor, control: ControlBatch, align_yaw: bool = True
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L_traj, L_pose), each (B,) in m². joints: (B, T, 22, 3); frames past T are ignored."""
+    T = joints.shape[1]
+    tm = control.traj_mask[:, :T].float()
+    sig_t = tm.amax(-1).sum(-1).clamp(min=1)
+    l_traj = (tm * (control.traj[:, :T] - joints[:, :, 0]) ** 2).sum((-1, -2)) / sig_t
+    w = control.pose_weight[:, :T] * control.pose_mask[:, :T]
+    sig_p = control.pose_mask[:, :T].any(-1).float().sum(-1).clamp(min=1)
+    target = align_keyframes(joints, control, align_yaw)
+    l_pose = (w * ((target - joints) ** 2).sum(-1)).sum((-1, -2)) / sig_p
+    return l_traj, l_pose
+
+
+class MotionOptimizer:
+    """The stage-1 x0 hook for `GaussianDiffusion.ddim_sample`.
+
+    denormalize: normalised → raw features; joints_fn: raw features → global joints.
+    """
+
+    def __init__(self, control: ControlBatch, cfg: OptimizationConfig,
+                 denormalize: Callable[[torch.Tensor], torch.Tensor], joints_fn: JointsFn) -> None:
+        self.control, self.cfg = control, cfg
+        self.denormalize, self.joints_fn = denormalize, joints_fn
+        self.history: list[float] = []  # mean total loss before each acting step, for logging/tests
+
+    def acts_at(self, i: int, n: int) -> bool:
+        if not self.cfg.enabled or not self.control.any():
+            return False
+        first = n - max(1, int(round(self.cfg.act_fraction * n)))
+        return i >= first
+
+    def loss(self, x0: torch.Tensor) -> torch.Tensor:
+        """Per-motion weighted loss (B,) of normalised features x0 (B, L, F)."""
+        joints = self.joints_fn(self.denormalize(x0))
+        l_traj, l_pose = constraint_losses(joints, self.control, self.cfg.align_yaw)
+        return self.cfg.w_traj * l_traj + self.cfg.w_pose * l_pose
+
+    def optimize(self, x0: torch.Tensor, iterations: int) -> torch.Tensor:
+        """`iterations` gradient steps on x0 (B, L, F); each motion's step is independent.
+
+        A step that raises a motion's loss is undone and that motion's step size halved (the map
+        from features to joints is non-convex through the integrated root yaw), so the loss never
+        ends above where it started.
+        """
+        B = x0.shape[0]
+        lr = torch.full((B, 1, 1), self.cfg.step_size, device=x0.device, dtype=x0.dtype)
+        x = x0.detach().clone().requires_grad_(True)
+        loss = self.loss(x)
+        self.history.append(float(loss.detach().mean()))
+        grad = self._clipped_grad(loss, x) if iterations else None
+        for _ in range(iterations):
+            assert grad is not None
+            cand = (x.detach() - lr * grad).requires_grad_(True)
+            cand_loss = self.loss(cand)
+            worse = cand_loss.detach() > loss.detach()
+            lr = torch.where(worse[:, None, None], lr * 0.5, lr)
+            if bool(worse.all()):
+                continue  # same x, same gradient, smaller steps
+            if bool(worse.any()):
+                x = torch.where(worse[:, None, None], x.detach(), cand.detach()).requires_grad_(True)
+                loss = self.loss(x)
+            else:
+                x, loss = cand, cand_loss
+            self.history.append(float(loss.detach().mean()))
+            grad = self._clipped_grad(loss, x)
+        return x.detach()
+
+    def _clipped_grad(self, loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        (grad,) = torch.autograd.grad(loss.sum(), x)
+        # Clip each motion's gradient norm so one step can never throw the motion far off the
+        # data manifold, whatever the constraint's distance.
+        norm = grad.flatten(1).norm(dim=1).clamp(min=1e-8)[:, None, None]
+        return grad * (self.cfg.max_grad_norm / norm).clamp(max=1.0)
+
+    def __call__(self, x0: torch.Tensor, i: int, n: int) -> torch.Tensor:
+        if not self.acts_at(i, n):
+            return x0
+        iters = self.cfg.iterations + (self.cfg.final_iterations if i == n - 1 else 0)
+        return self.optimize(x0, iters) if iters else x0
+
+
+def measured_errors(joints: np.ndarray, control: ControlSignals, align_yaw: bool = True) -> dict[str, float]:
+    """Constraint errors of one generated motion, metres (NaN where that constraint is absent).
+
+    joints: (T, 22, 3) global joints. traj_err_mean/max: Euclidean distance of the pelvis to the
+    trajectory over the constrained coordinates of each constrained frame. keyframe_mpjpe: mean
+    per-joint error over the masked joints of each keyframe after root alignment (both poses'
+    pelvis at the origin; the keyframe rotated to the generated facing when `align_yaw`).
+    keyframe_mpjpe_max: the worst keyframe's MPJPE.
+    """
+    j = torch.as_tensor(joints, dtype=torch.float32)
+    T = j.shape[0]
+    out = {"traj_err_mean": float("nan"), "traj_err_max": float("nan"),
+           "keyframe_mpjpe": float("nan"), "keyframe_mpjpe_max": float("nan")}
+    tm = control.traj_mask[:T]
+    frames = tm.any(-1)
+    if frames.any():
+        d = ((control.traj[:T] - j[:, 0]) ** 2 * tm).sum(-1).sqrt()[frames]
+        out["traj_err_mean"], out["traj_err_max"] = float(d.mean()), float(d.max())
+    kf = control.pose_mask[:T].any(-1)
+    if kf.any():
+        rel = j - j[:, :1]
+        pose = rotate_y(control.pose[:T], facing_yaw(j)) if align_yaw else control.pose[:T]
+        err = (pose - rel).norm(dim=-1)  # (T, 22)
+        m = control.pose_mask[:T]
+        per_kf = (err * m).sum(-1)[kf] / m.sum(-1)[kf]
+        out["keyframe_mpjpe"] = float((err[m]).mean())
+        out["keyframe_mpjpe_max"] = float(per_kf.max())
+    return out

@@ -1,0 +1,113 @@
+"""Sizes and knobs of the motion model, as pydantic configs saved next to every checkpoint.
+
+One `ModelConfig` describes a network completely (so a checkpoint can be rebuilt from its JSON);
+`DiffusionConfig` the noise schedule and sampler; `OptimizationConfig` stage 1 (motion
+optimization); `TrainConfig` one training run.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .skeleton import HUMANML3D_22, MAX_FRAMES
+
+
+class _Cfg(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DenoiserConfig(_Cfg):
+    """The MDM-style encoder-only transformer over normalised features.
+
+    The sequence is one condition token (timestep + text) followed by L feature rows,
+    L = n_frames - 1 (HumanML3D: T pose frames give T-1 feature rows).
+    """
+
+    feature_dim: int = Field(default=HUMANML3D_22.feature_dim, ge=1)
+    n_joints: int = Field(default=HUMANML3D_22.n_joints, ge=1)
+    d_model: int = Field(default=256, ge=16)
+    n_layers: int = Field(default=4, ge=1)
+    n_heads: int = Field(default=4, ge=1)
+    ff_dim: int = Field(default=512, ge=16)
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    text_dim: int = Field(default=384, ge=1, description="size of the text encoder's embedding")
+    max_len: int = Field(default=MAX_FRAMES, ge=2, description="longest feature sequence the model accepts")
+    cond_drop_prob: float = Field(default=0.1, ge=0, le=1, description="text dropout for classifier-free guidance")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> DenoiserConfig:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model {self.d_model} must be divisible by n_heads {self.n_heads}")
+        return self
+
+
+class ControlConfig(_Cfg):
+    """Stage 2: control encoders and the Motion ControlNet.
+
+    `mode="decoupled"` (IKMo): a TrajectoryEncoder and a PoseEncoder run in parallel and are fused.
+    `mode="joint"` (OmniControl-style ablation): trajectory and pose concatenated into one hint
+    through one encoder of about the same size.
+    """
+
+    mode: Literal["decoupled", "joint"] = "decoupled"
+    hidden: int = Field(default=256, ge=8, description="width of the control encoders")
+    n_layers: int | None = Field(default=None, description="ControlNet depth; None copies all base layers")
+
+
+class ModelConfig(_Cfg):
+    """Everything needed to rebuild the network from JSON."""
+
+    denoiser: DenoiserConfig = Field(default_factory=DenoiserConfig)
+    control: ControlConfig | None = None
+    text_encoder: str = Field(default="minilm", description="minilm | hash:<dim> (see text_encoder.py)")
+
+
+class DiffusionConfig(_Cfg):
+    """Noise schedule (cosine) and the DDIM sampler."""
+
+    train_steps: int = Field(default=1000, ge=2, description="number of DDPM noise levels")
+    sample_steps: int = Field(default=10, ge=1, description="DDIM steps at sampling time")
+    guidance_scale: float = Field(default=2.5, ge=0, description="classifier-free guidance scale; 1 = off")
+    eta: float = Field(default=0.0, ge=0, le=1, description="DDIM stochasticity (0 = deterministic)")
+
+
+class OptimizationConfig(_Cfg):
+    """Stage 1, Motion Optimization: gradient steps on the predicted clean motion x0.
+
+    At each selected DDIM step, `iterations` plain gradient steps of size `step_size` (gradient
+    norm clipped per motion to `max_grad_norm`) move the predicted x0 (normalised features)
+    downhill on w_traj·L_traj + w_pose·L_pose; the DDIM update then re-noises from the corrected
+    x0, which is the same as perturbing x_t (see guidance.py).
+    `act_fraction` says on which steps it acts: the last `act_fraction` of the DDIM steps
+    (late steps fix details; early steps set the global layout), always including the final one.
+    `final_iterations` extra steps run on the final clean motion.
+    """
+
+    enabled: bool = True
+    iterations: int = Field(default=3, ge=0)
+    step_size: float = Field(default=5.0, gt=0, description="step on normalised features per unit gradient")
+    max_grad_norm: float = Field(default=10.0, gt=0, description="per-motion gradient norm clip")
+    act_fraction: float = Field(default=1.0, ge=0, le=1)
+    final_iterations: int = Field(default=20, ge=0)
+    w_traj: float = Field(default=1.0, ge=0)
+    w_pose: float = Field(default=1.0, ge=0)
+    align_yaw: bool = Field(default=True, description="rotate the keyframe pose to the generated root's yaw")
+
+
+class TrainConfig(_Cfg):
+    """One training run (base or control)."""
+
+    stage: Literal["base", "control"] = "base"
+    batch_size: int = Field(default=32, ge=1)
+    lr: float = Field(default=2e-4, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    max_steps: int = Field(default=100_000, ge=1)
+    max_minutes: float | None = Field(default=None, gt=0)
+    log_every: int = Field(default=50, ge=1)
+    ckpt_every: int = Field(default=500, ge=1)
+    seed: int = 0
+    min_len: int = Field(default=40, ge=2, description="shortest training crop, pose frames")
+    grad_clip: float = Field(default=1.0, gt=0)
+    num_threads: int = Field(default=2, ge=1)

@@ -1,0 +1,236 @@
+"""The motion model's public API: `load_model` and `sample`. Stable; documented in docs/model.md.
+
+    model = load_model()                                  # bundled weights, CPU
+    motions = sample(model, ["a person walks forward"], [120], seed=0)
+    motions[0].joints   # (120, 22, 3) float32, metres, global (HumanML3D frame)
+    motions[0].features # (119, 263) float32, raw (denormalised) HumanML3D features
+
+Lengths are pose frames T, 2 ≤ T ≤ max_len + 1 (MotionSpec caps T at MAX_FRAMES = 196); the model
+works on the T − 1 feature rows of HumanML3D's representation, padded and masked per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoints import load_checkpoint
+from .constraints import ControlSignals
+from .control_batch import ControlBatch
+from .diffusion import GaussianDiffusion, OnStep
+from .errors import ConfigError, ConstraintError
+from .guidance import JointsFn, MotionOptimizer
+from .model_config import DiffusionConfig, ModelConfig, OptimizationConfig
+from .networks import IKMoNet
+from .skeleton import FPS
+from .text_encoder import CachedTextEncoder, build_text_encoder
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights"
+
+
+def features_to_pose_frames(features: torch.Tensor) -> torch.Tensor:
+    """R(·): raw features (..., L, 263) → global joints of all T = L + 1 pose frames (..., L + 1, 22, 3).
+
+    HumanML3D's `recover_from_ric` returns one pose per feature row (frames 0..L-1); the last pose
+    frame is recovered from the last row's joint velocities (`local_vel`, root frame → world by
+    that row's root yaw). Differentiable.
+    """
+    from .representation import feature_layout, features_to_joints, features_to_root
+    from .rotations import quat_conj, quat_rotate
+
+    joints = features_to_joints(features)
+    r_rot, _ = features_to_root(features)
+    lay = feature_layout()
+    vel = features[..., -1, lay.local_vel].reshape(features.shape[:-2] + (joints.shape[-2], 3))
+    last = joints[..., -1, :, :] + quat_rotate(quat_conj(r_rot[..., -1, None, :]), vel)
+    return torch.cat([joints, last[..., None, :, :]], dim=-3)
+
+
+def default_joints_fn() -> JointsFn:
+    return features_to_pose_frames
+
+
+@dataclass
+class MotionModel:
+    """A loaded model: network, diffusion, text encoder, the device and the checkpoint's metadata."""
+
+    net: IKMoNet
+    diffusion: GaussianDiffusion
+    text_encoder: CachedTextEncoder
+    device: torch.device
+    meta: dict[str, Any] = field(default_factory=dict)
+    joints_fn: JointsFn = field(default_factory=default_joints_fn)
+    optimization: OptimizationConfig = field(default_factory=OptimizationConfig)
+
+    @property
+    def has_controlnet(self) -> bool:
+        return self.net.control is not None
+
+    @property
+    def max_frames(self) -> int:
+        return self.net.cfg.denoiser.max_len + 1
+
+
+@dataclass
+class Motion:
+    """One generated motion.
+
+    features: (T − 1, 263) float32 raw HumanML3D features (row i spans pose frames i → i+1).
+    joints: (T, 22, 3) float32 global joint positions, metres, y up, starting at the origin facing +Z.
+    fps: frames per second of `joints` (20).
+    timings: seconds spent per stage of the batch this motion was generated in.
+    """
+
+    features: np.ndarray
+    joints: np.ndarray
+    fps: float = FPS
+    text: str = ""
+    seed: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    optimization_loss: list[float] = field(default_factory=list)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.joints.shape[0])
+
+
+def build_model(cfg: ModelConfig, diffusion: DiffusionConfig | None = None, device: torch.device | None = None,
+                seed: int = 0, mean: torch.Tensor | None = None, std: torch.Tensor | None = None) -> MotionModel:
+    """A freshly initialised (untrained) model, e.g. for tests or as the start of training."""
+    device = device or torch.device("cpu")
+    torch.manual_seed(seed)  # parameter init draws from the default generator; seed it explicitly
+    net = IKMoNet(cfg)
+    if mean is not None and std is not None:
+        net.set_normalization(mean, std)
+    net = net.to(device).eval()
+    return MotionModel(net, GaussianDiffusion(diffusion or DiffusionConfig()), build_text_encoder(cfg.text_encoder),
+                       device)
+
+
+def load_model(weights_dir: str | Path | None = None, device: torch.device | str = "cpu") -> MotionModel:
+    """Load a model directory (model.safetensors + model.json); None = the bundled default weights."""
+    device = torch.device(device)
+    wdir = Path(weights_dir) if weights_dir is not None else DEFAULT_WEIGHTS
+    if not (wdir / "model.safetensors").is_file():
+        hint = "the bundled weights are missing from this install" if weights_dir is None else "check the path"
+        raise ConfigError(f"no model weights at {wdir} ({hint}); train with `ikmo train base` or pass --weights")
+    net, dcfg, meta = load_checkpoint(wdir, device)
+    net.eval()
+    log.info("loaded motion model from %s (%s, ControlNet: %s)", wdir, net.cfg.text_encoder, net.control is not None)
+    return MotionModel(net, GaussianDiffusion(dcfg), build_text_encoder(net.cfg.text_encoder, device), device,
+                       meta={**meta, "weights_dir": str(wdir)})
+
+
+def _check_inputs(model: MotionModel, texts: list[str], lengths: list[int],
+                  controls: list[ControlSignals | None]) -> None:
+    if len(texts) != len(lengths) or len(controls) != len(texts):
+        raise ConstraintError(f"got {len(texts)} texts, {len(lengths)} lengths and {len(controls)} controls; "
+                              "give one of each per motion")
+    if not texts:
+        raise ConstraintError("nothing to sample: give at least one text")
+    for i, (T, c) in enumerate(zip(lengths, controls, strict=True)):
+        if not 2 <= T <= model.max_frames:
+            raise ConstraintError(f"motion {i}: length {T} frames is outside 2..{model.max_frames}")
+        if c is not None and c.n_frames != T:
+            raise ConstraintError(f"motion {i}: control signals have {c.n_frames} frames but the length is {T}")
+
+
+def sample(
+    model: MotionModel,
+    texts: list[str],
+    lengths: list[int],
+    controls: list[ControlSignals | None] | None = None,
+    *,
+    seed: int = 0,
+    steps: int | None = None,
+    guidance_scale: float | None = None,
+    optimization: OptimizationConfig | None = None,
+    use_controlnet: bool = True,
+    on_step: OnStep | None = None,
+) -> list[Motion]:
+    """Generate one motion per text, batched.
+
+    texts: B captions; lengths: B pose-frame counts T_b; controls: B `ControlSignals` (T_b frames)
+    or None. steps / guidance_scale default to the checkpoint's DiffusionConfig; `optimization`
+    defaults to `model.optimization` (stage 1; it acts only where constraints exist);
+    `use_controlnet=False` skips stage 2 (the ablation). Same inputs and seed → same motions.
+    `on_step(step, total)` is called after each DDIM step.
+    """
+    controls = controls if controls is not None else [None] * len(texts)
+    _check_inputs(model, texts, lengths, controls)
+    dev = model.device
+    cfg = model.diffusion.cfg
+    opt_cfg = optimization if optimization is not None else model.optimization
+    steps = steps or cfg.sample_steps
+    gs = cfg.guidance_scale if guidance_scale is None else guidance_scale
+    B, Tmax = len(texts), max(lengths)
+    L = Tmax - 1
+    F = model.net.cfg.denoiser.feature_dim
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    text_emb = model.text_encoder.encode(list(texts)).to(dev)
+    timings["text_s"] = time.perf_counter() - t0
+
+    valid = (torch.arange(L, device=dev)[None] < torch.tensor([T - 1 for T in lengths], device=dev)[:, None])
+    cb = ControlBatch.from_signals(controls, Tmax, dev)
+    has_control = cb.any()
+    net_control = cb if (has_control and use_controlnet and model.has_controlnet) else None
+    hook = None
+    if has_control and opt_cfg.enabled:
+        hook = _TimedOptimizer(cb, opt_cfg, model.net.denormalize, model.joints_fn)
+    gen = torch.Generator().manual_seed(int(seed))
+
+    t0 = time.perf_counter()
+    with torch.inference_mode(False):
+        x0 = model.diffusion.ddim_sample(model.net, (B, L, F), valid, text_emb, gen, steps=steps,
+                                         guidance_scale=gs, control=net_control, x0_hook=hook, on_step=on_step)
+    total = time.perf_counter() - t0
+    timings["optimization_s"] = hook.seconds if hook is not None else 0.0
+    timings["diffusion_s"] = total - timings["optimization_s"]
+
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        feats = model.net.denormalize(x0)
+        joints = model.joints_fn(feats)
+    timings["decode_s"] = time.perf_counter() - t0
+    feats_np, joints_np = feats.float().cpu().numpy(), joints.float().cpu().numpy()
+    out = []
+    for b, T in enumerate(lengths):
+        out.append(Motion(features=feats_np[b, : T - 1].copy(), joints=joints_np[b, :T].copy(), fps=FPS,
+                          text=texts[b], seed=int(seed), timings=dict(timings),
+                          optimization_loss=list(hook.history) if hook is not None else []))
+    return out
+
+
+class _TimedOptimizer(MotionOptimizer):
+    """MotionOptimizer that also accumulates its wall time."""
+
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.seconds = 0.0
+
+    def __call__(self, x0: torch.Tensor, i: int, n: int) -> torch.Tensor:
+        t0 = time.perf_counter()
+        try:
+            return super().__call__(x0, i, n)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
+def progress_logger(prefix: str = "sampling") -> Callable[[int, int], None]:
+    """An `on_step` that logs progress at DEBUG level."""
+
+    def _cb(step: int, total: int) -> None:
+        log.debug("%s: step %d/%d", prefix, step, total)
+
+    return _cb

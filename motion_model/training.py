@@ -1,0 +1,310 @@
+"""Training of the base denoiser (stage "base") and of the ControlNet + control encoders (stage
+"control"), resumable, time-boxed (`max_minutes`) and distributable with torchrun (DDP, gloo on CPU).
+
+Checkpoints: `<run_dir>/last/` (model.safetensors, optim.safetensors, model.json with the configs
+and the training state). Randomness is drawn from a generator seeded by (seed, step, rank), so a
+resumed run continues with exactly the batches it would have drawn without the interruption.
+
+Control signals are sampled per motion as users give them (from the ground-truth joints of the
+training crop): none; a trajectory (dense, every k-th frame, or 3–10 waypoints; xz or xyz);
+1–5 keyframes at random frames with all joints, upper body only, lower body only, or a random
+subset; or both a trajectory and keyframes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from .checkpoints import load_checkpoint, load_optimizer, read_meta, save_checkpoint
+from .control_batch import ControlBatch
+from .diffusion import GaussianDiffusion
+from .errors import ConfigError
+from .fileio import write_json
+from .guidance import JointsFn, facing_yaw, rotate_y
+from .model_config import ControlConfig, DiffusionConfig, ModelConfig, TrainConfig
+from .networks import IKMoNet
+from .text_encoder import build_text_encoder
+
+log = logging.getLogger(__name__)
+
+UPPER_BODY = (0, 3, 6, 9, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21)
+LOWER_BODY = (0, 1, 2, 4, 5, 7, 8, 10, 11)
+
+
+# ----------------------------------------------------------------------------- corpus
+
+
+@dataclass
+class Clip:
+    """One training clip: raw features (N, F) float32 and its captions."""
+
+    name: str
+    features: np.ndarray
+    captions: list[str]
+
+
+@dataclass
+class Corpus:
+    clips: list[Clip]
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def load_corpus(corpus_dir: Path, split: str = "train", min_rows: int = 8) -> Corpus:
+    """One split of a HumanML3D-layout folder, read by `dataset.MotionTextDataset` (the one loader):
+    every clip or captioned segment whole (raw features), with all captions sharing it."""
+    from .dataset import MotionTextDataset
+
+    ds = MotionTextDataset(corpus_dir, split, train=False, min_frames=min_rows, max_frames=10**9)
+    clips = []
+    for i, group in enumerate(ds.entries):
+        item = ds[i]
+        raw = ds.normalizer.denormalize(item["features"].numpy()).astype(np.float32)
+        clips.append(Clip(f"{item['id']}@{group[0].start}", raw, [e.caption for e in group]))
+    return Corpus(clips, ds.normalizer.mean.astype(np.float32), ds.normalizer.std.astype(np.float32))
+
+
+# ----------------------------------------------------------------------------- control sampling
+
+
+def sample_controls(joints: torch.Tensor, n_frames: list[int], g: torch.Generator) -> ControlBatch:
+    """Random user-like constraints from ground-truth joints (B, T, 22, 3), T_b valid frames each."""
+    B, T = joints.shape[:2]
+    cb = ControlBatch.empty(B, T, joints.device)
+    yaw = facing_yaw(joints)
+
+    def rint(lo: int, hi: int) -> int:  # inclusive
+        return int(torch.randint(lo, hi + 1, (1,), generator=g))
+
+    for b, Tb in enumerate(n_frames):
+        mode = float(torch.rand(1, generator=g))
+        want_traj, want_pose = (mode >= 0.1 and mode < 0.4) or mode >= 0.7, mode >= 0.4
+        if want_traj:
+            kind = float(torch.rand(1, generator=g))
+            if kind < 0.25:
+                frames = torch.arange(Tb)
+            elif kind < 0.5:
+                frames = torch.arange(rint(0, 3), Tb, rint(2, 10))
+            else:
+                frames = torch.randperm(Tb, generator=g)[: rint(3, 10)]
+            cb.traj[b, frames] = joints[b, frames, 0]
+            cb.traj_mask[b, frames, 0] = True
+            cb.traj_mask[b, frames, 2] = True
+            if float(torch.rand(1, generator=g)) < 0.3:
+                cb.traj_mask[b, frames, 1] = True
+        if want_pose:
+            frames = torch.randperm(Tb, generator=g)[: rint(1, 5)]
+            kind = float(torch.rand(1, generator=g))
+            jm = torch.zeros(joints.shape[2], dtype=torch.bool)
+            if kind < 0.5:
+                jm[:] = True
+            elif kind < 0.7:
+                jm[list(UPPER_BODY)] = True
+            elif kind < 0.9:
+                jm[list(LOWER_BODY)] = True
+            else:
+                jm = torch.rand(joints.shape[2], generator=g) < 0.5
+                jm[0] = True
+            rel = joints[b, frames] - joints[b, frames, :1]
+            cb.pose[b, frames] = rotate_y(rel, -yaw[b, frames])
+            cb.pose_mask[b, frames] = jm
+            cb.pose_weight[b, frames] = jm.float()
+    return cb
+
+
+# ----------------------------------------------------------------------------- training loop
+
+
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 131 + rank)
+
+
+def _make_batch(corpus: Corpus, caption_emb: dict[str, torch.Tensor], net: IKMoNet, cfg: TrainConfig, max_rows: int,
+                g: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """x0 (B, L, F) normalised, valid (B, L), text (B, D), text_keep (B,), raw feature crops."""
+    B = cfg.batch_size
+    idx = torch.randint(0, len(corpus.clips), (B,), generator=g).tolist()
+    crops, caps = [], []
+    for i in idx:
+        clip = corpus.clips[i]
+        N = len(clip.features)
+        hi = min(N, max_rows)
+        lo = min(hi, max(cfg.min_len - 1, 1))
+        L = int(torch.randint(lo, hi + 1, (1,), generator=g))
+        start = int(torch.randint(0, N - L + 1, (1,), generator=g))
+        crops.append(torch.from_numpy(clip.features[start: start + L]))
+        caps.append(clip.captions[int(torch.randint(0, len(clip.captions), (1,), generator=g))])
+    Lmax = max(len(c) for c in crops)
+    F = crops[0].shape[1]
+    x0 = torch.zeros(B, Lmax, F)
+    valid = torch.zeros(B, Lmax, dtype=torch.bool)
+    for b, c in enumerate(crops):
+        x0[b, : len(c)] = net.normalize(c)
+        valid[b, : len(c)] = True
+    text = torch.stack([caption_emb[c] for c in caps])
+    keep = torch.rand(B, generator=g) >= net.cfg.denoiser.cond_drop_prob
+    return x0, valid, text, keep, crops
+
+
+def train(
+    corpus_dir: Path,
+    run_dir: Path,
+    train_cfg: TrainConfig,
+    model_cfg: ModelConfig | None = None,
+    diffusion_cfg: DiffusionConfig | None = None,
+    *,
+    init_from: Path | None = None,
+    control_cfg: ControlConfig | None = None,
+    resume: bool = False,
+    export_to: Path | None = None,
+    joints_fn: JointsFn | None = None,
+    device: torch.device | None = None,
+) -> dict[str, Any]:
+    """Run (or continue) one training stage until `max_steps` or `max_minutes`; returns a summary.
+
+    Stage "base": a fresh `IKMoNet(model_cfg)` (or `init_from`) learns x0 prediction.
+    Stage "control": the model of `init_from` (a base checkpoint) gets a ControlNet (`control_cfg`)
+    copied from its base; the base is frozen. Under torchrun every rank runs this; rank 0 writes.
+    """
+    device = device or torch.device("cpu")
+    torch.set_num_threads(train_cfg.num_threads)
+    if os.environ.get("WORLD_SIZE", "1") != "1" and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    rank, world = _dist_info()
+    run_dir = Path(run_dir)
+    last = run_dir / "last"
+    corpus = load_corpus(corpus_dir, "train")
+    if joints_fn is None:
+        from .sampling import features_to_pose_frames
+
+        joints_fn = features_to_pose_frames
+
+    meta: dict[str, Any] = {}
+    if resume and (last / "model.safetensors").is_file():
+        net, dcfg, meta = load_checkpoint(last, device)
+        start_step = int(meta.get("train", {}).get("step", 0))
+        log.info("resuming %s at step %d", last, start_step)
+    else:
+        start_step = 0
+        if init_from is not None:
+            net, dcfg, meta_init = load_checkpoint(init_from, device)
+            meta = {"init_from": str(init_from), "base_train": meta_init.get("train")}
+        else:
+            if train_cfg.stage == "control":
+                raise ConfigError("control training starts from a base checkpoint: pass --init BASE_DIR")
+            torch.manual_seed(train_cfg.seed)
+            net = IKMoNet(model_cfg or ModelConfig()).to(device)
+            net.set_normalization(torch.from_numpy(corpus.mean), torch.from_numpy(corpus.std))
+            dcfg = diffusion_cfg or DiffusionConfig()
+        if train_cfg.stage == "control" and net.control is None:
+            torch.manual_seed(train_cfg.seed)
+            net.add_control(control_cfg or ControlConfig())
+    if train_cfg.stage == "control" and net.control is None:
+        raise ConfigError(f"{last} holds no ControlNet; resume a control run or start from --init")
+
+    trainable = net.control if train_cfg.stage == "control" else net.base
+    for p in net.parameters():
+        p.requires_grad_(False)
+    for p in trainable.parameters():
+        p.requires_grad_(True)
+    net.train()
+    if train_cfg.stage == "control":
+        net.base.eval()  # frozen: no dropout in the branch the ControlNet learns to steer
+    model: torch.nn.Module = DistributedDataParallel(net) if world > 1 else net
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=train_cfg.lr,
+                            weight_decay=train_cfg.weight_decay)
+    if start_step and load_optimizer(last, net, opt, meta):
+        log.info("optimizer state restored")
+    diffusion = GaussianDiffusion(dcfg)
+    text_enc = build_text_encoder(net.cfg.text_encoder, device)
+    captions = sorted({c for clip in corpus.clips for c in clip.captions})
+    t0 = time.perf_counter()
+    embs = torch.cat([text_enc.encode(captions[i: i + 256]) for i in range(0, len(captions), 256)])
+    caption_emb = dict(zip(captions, embs, strict=True))
+    log.info("rank %d/%d: %d clips, %d captions encoded in %.1fs", rank, world, len(corpus.clips), len(captions),
+             time.perf_counter() - t0)
+
+    prev_wall = float(meta.get("train", {}).get("wall_s", 0.0)) if start_step else 0.0
+    t_start = time.perf_counter()
+    max_rows = net.cfg.denoiser.max_len
+    losses: list[float] = []
+    step = start_step
+    history: list[dict[str, float]] = list(meta.get("train", {}).get("history", [])) if start_step else []
+
+    def save(final: bool) -> None:
+        if rank != 0:
+            return
+        wall = prev_wall + time.perf_counter() - t_start
+        state = {"stage": train_cfg.stage, "step": step, "wall_s": round(wall, 1), "world_size": world,
+                 "config": train_cfg.model_dump(), "history": history[-200:], "corpus": str(corpus_dir)}
+        extra = {k: v for k, v in meta.items() if k not in ("model", "diffusion", "train", "optimizer")}
+        save_checkpoint(last, net, dcfg, {**extra, "train": state}, opt)
+        write_json(run_dir / "train_config.json", train_cfg.model_dump())
+        if final and export_to is not None:
+            save_checkpoint(Path(export_to), net, dcfg, {**extra, "train": state})
+            log.info("exported weights to %s", export_to)
+
+    stop_reason = "max_steps"
+    while step < train_cfg.max_steps:
+        if train_cfg.max_minutes is not None:
+            elapsed = torch.tensor([(time.perf_counter() - t_start) / 60.0])
+            if world > 1:  # all ranks must agree to stop on the same step
+                dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)
+            if float(elapsed) >= train_cfg.max_minutes:
+                stop_reason = "max_minutes"
+                break
+        g = _step_generator(train_cfg.seed, step, rank)
+        x0, valid, text, keep, crops = _make_batch(corpus, caption_emb, net, train_cfg, max_rows, g)
+        x0, valid, text, keep = x0.to(device), valid.to(device), text.to(device), keep.to(device)
+        control = None
+        if train_cfg.stage == "control":
+            with torch.no_grad():
+                raw = net.denormalize(x0)
+                joints = joints_fn(raw)
+            control = sample_controls(joints, [len(c) + 1 for c in crops], g)
+        loss = diffusion.training_loss(model, x0, valid, text, keep, g, control)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable.parameters(), train_cfg.grad_clip)
+        opt.step()
+        step += 1
+        losses.append(float(loss))
+        if step % train_cfg.log_every == 0 or step == train_cfg.max_steps:
+            mean_loss = sum(losses) / len(losses)
+            history.append({"step": step, "loss": round(mean_loss, 5)})
+            log.info("%s step %d loss %.4f (%.2fs/step)", train_cfg.stage, step, mean_loss,
+                     (time.perf_counter() - t_start) / max(1, step - start_step))
+            losses.clear()
+        if step % train_cfg.ckpt_every == 0:
+            save(final=False)
+    save(final=True)
+    if world > 1:
+        dist.barrier()
+    wall = time.perf_counter() - t_start
+    summary = {"stage": train_cfg.stage, "start_step": start_step, "step": step, "stop": stop_reason,
+               "wall_s": round(wall, 1), "last_loss": history[-1]["loss"] if history else math.nan,
+               "checkpoint": str(last), "world_size": world}
+    log.info("training stopped (%s): %s", stop_reason, summary)
+    return summary
+
+
+def read_train_state(ckpt_dir: Path) -> dict[str, Any]:
+    """The training state stored in a checkpoint's model.json (step, wall time, loss history)."""
+    return dict(read_meta(ckpt_dir).get("train", {}))

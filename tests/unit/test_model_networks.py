@@ -1,0 +1,135 @@
+"""Networks, text encoders, checkpoints: shapes, masks, zero-init ControlNet, caching, round trips."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ikmo.motion_model.checkpoints import load_checkpoint, save_checkpoint
+from ikmo.motion_model.control_batch import ControlBatch
+from ikmo.motion_model.errors import ConfigError
+from ikmo.motion_model.model_config import ControlConfig, DenoiserConfig, DiffusionConfig, ModelConfig
+from ikmo.motion_model.networks import IKMoNet, control_inputs
+from ikmo.motion_model.text_encoder import CachedTextEncoder, HashTextEncoder, build_text_encoder
+
+pytestmark = pytest.mark.unit
+
+TINY = DenoiserConfig(d_model=32, n_layers=2, n_heads=2, ff_dim=64, text_dim=16, dropout=0.0)
+
+
+def _inputs(B: int = 2, L: int = 12, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, L, TINY.feature_dim, generator=g)
+    t = torch.randint(0, 1000, (B,), generator=g)
+    text = torch.randn(B, TINY.text_dim, generator=g)
+    keep = torch.tensor([True, False][:B])
+    valid = torch.ones(B, L, dtype=torch.bool)
+    valid[1, L // 2:] = False
+    return x, t, text, keep, valid
+
+
+def _random_control(B: int, T: int) -> ControlBatch:
+    cb = ControlBatch.empty(B, T)
+    cb.traj[:] = torch.randn(B, T, 3)
+    cb.traj_mask[:, ::3, 0] = True
+    cb.traj_mask[:, ::3, 2] = True
+    cb.pose[:, 4] = torch.randn(B, 22, 3) * 0.3
+    cb.pose_mask[:, 4] = True
+    cb.pose_weight[:, 4] = 1.0
+    return cb
+
+
+def test_denoiser_shapes_and_padding_isolation() -> None:
+    torch.manual_seed(0)
+    net = IKMoNet(ModelConfig(denoiser=TINY)).eval()
+    x, t, text, keep, valid = _inputs()
+    out = net(x, t, text, keep, valid)
+    assert out.shape == x.shape
+    # Padded rows of motion 1 must not influence its valid rows.
+    x2 = x.clone()
+    x2[1, ~valid[1]] = 100.0
+    out2 = net(x2, t, text, keep, valid)
+    assert torch.allclose(out[1, valid[1]], out2[1, valid[1]], atol=1e-5)
+    assert not torch.allclose(out[1, ~valid[1]], out2[1, ~valid[1]])
+
+
+def test_text_dropout_is_the_null_condition() -> None:
+    torch.manual_seed(0)
+    net = IKMoNet(ModelConfig(denoiser=TINY)).eval()
+    x, t, text, _, valid = _inputs()
+    off = torch.zeros(2, dtype=torch.bool)
+    a = net(x, t, text, off, valid)
+    b = net(x, t, torch.randn_like(text), off, valid)
+    assert torch.equal(a, b)
+    assert not torch.allclose(net(x, t, text, ~off, valid), a)
+
+
+@pytest.mark.parametrize("mode", ["decoupled", "joint"])
+def test_controlnet_at_init_leaves_base_output_exactly_unchanged(mode: str) -> None:
+    torch.manual_seed(0)
+    net = IKMoNet(ModelConfig(denoiser=TINY)).eval()
+    x, t, text, keep, valid = _inputs(L=12)
+    base_out = net(x, t, text, keep, valid)
+    net.add_control(ControlConfig(mode=mode, hidden=16))
+    net.eval()
+    cb = _random_control(2, 13)
+    assert torch.equal(net(x, t, text, keep, valid, cb), base_out)
+    # The copy starts from the base weights.
+    assert torch.equal(net.control.copy.layers[0].linear1.weight, net.base.layers[0].linear1.weight)
+    # After one step on the zero layers the control changes the output.
+    with torch.no_grad():
+        for z in net.control.zero_out:
+            z.weight.normal_(0, 0.1)
+    assert not torch.allclose(net(x, t, text, keep, valid, cb), base_out)
+
+
+def test_decoupled_and_joint_encoders_have_similar_size() -> None:
+    sizes = {}
+    for mode in ("decoupled", "joint"):
+        net = IKMoNet(ModelConfig(denoiser=TINY, control=ControlConfig(mode=mode, hidden=64)))
+        sizes[mode] = sum(p.numel() for p in net.control.encoder.parameters())
+    assert abs(sizes["decoupled"] - sizes["joint"]) / sizes["decoupled"] < 0.15
+
+
+def test_control_inputs_use_masks_not_zeros() -> None:
+    cb = ControlBatch.empty(1, 5)
+    cb.traj_mask[0, 2] = True  # a real constraint at the origin: value zero, mask one
+    traj_in, pose_in = control_inputs(cb, 4)
+    assert traj_in.shape == (1, 4, 12) and pose_in.shape == (1, 4, 2 * 22 * 4)
+    assert traj_in[0, 1, 9:].sum() == 3 and traj_in[0, 2, 3:6].sum() == 3  # rows 1 and 2 both see frame 2
+    assert traj_in[0, 0].abs().sum() == 0
+
+
+def test_hash_encoder_deterministic_and_cache_encodes_once() -> None:
+    calls: list[int] = []
+
+    class Counting(HashTextEncoder):
+        def encode(self, texts: list[str]) -> torch.Tensor:
+            calls.append(len(texts))
+            return super().encode(texts)
+
+    enc = CachedTextEncoder(Counting(32))
+    a = enc.encode(["a person walks", "a person jumps", "a person walks"])
+    b = enc.encode(["a person walks"])
+    assert calls == [2]
+    assert a.shape == (3, 32) and torch.equal(a[0], b[0]) and torch.equal(a[0], a[2])
+    assert not torch.allclose(a[0], a[1])
+    with pytest.raises(ConfigError):
+        build_text_encoder("word2vec")
+
+
+def test_checkpoint_round_trip(tmp_path) -> None:
+    torch.manual_seed(0)
+    net = IKMoNet(ModelConfig(denoiser=TINY, control=ControlConfig(hidden=16), text_encoder="hash:16")).eval()
+    net.set_normalization(torch.randn(TINY.feature_dim), torch.rand(TINY.feature_dim) + 0.5)
+    save_checkpoint(tmp_path, net, DiffusionConfig(sample_steps=7), {"train": {"step": 3}})
+    net2, dcfg, meta = load_checkpoint(tmp_path, torch.device("cpu"))
+    net2.eval()
+    x, t, text, keep, valid = _inputs()
+    cb = _random_control(2, 13)
+    assert torch.equal(net(x, t, text, keep, valid, cb), net2(x, t, text, keep, valid, cb))
+    assert dcfg.sample_steps == 7 and meta["train"]["step"] == 3
+    assert torch.equal(net2.mean, net.mean)
+    (tmp_path / "model.safetensors").write_bytes(b"truncated")
+    with pytest.raises(ConfigError):
+        load_checkpoint(tmp_path, torch.device("cpu"))
