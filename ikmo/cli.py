@@ -25,7 +25,8 @@ groups: dict[str, typer.Typer] = {
 }
 
 # Each room's commands; a module listed here must exist (no silent skipping of a broken import).
-COMMAND_MODULES: list[str] = ["ikmo.commands.data", "ikmo.commands.bench_model"]
+COMMAND_MODULES: list[str] = ["ikmo.commands.data", "ikmo.commands.bench_model", "ikmo.commands.export",
+                              "ikmo.commands.model"]
 
 
 @app.callback()

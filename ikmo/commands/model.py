@@ -14,19 +14,17 @@ import typer
 
 log = logging.getLogger(__name__)
 
+CORPUS_HELP = "HumanML3D-layout corpus folder (ikmo data build)"
+RUN_HELP = "run folder: checkpoints in RUN/last, resumable"
+
 
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     train_group = groups["train"]
 
-    common_help = {
-        "corpus": "HumanML3D-layout corpus folder (ikmo data build)",
-        "run": "run folder: checkpoints in RUN/last, resumable",
-    }
-
     @train_group.command("base")
     def train_base(
-        corpus: Annotated[Path, typer.Option(help=common_help["corpus"])] = Path("data/corpus"),
-        run: Annotated[Path, typer.Option(help=common_help["run"])] = Path("runs/base"),
+        corpus: Annotated[Path, typer.Option(help=CORPUS_HELP)] = Path("data/corpus"),
+        run: Annotated[Path, typer.Option(help=RUN_HELP)] = Path("runs/base"),
         resume: Annotated[bool, typer.Option("--resume", help="continue from RUN/last")] = False,
         max_minutes: Annotated[float | None, typer.Option(help="stop (and checkpoint) after this long")] = None,
         max_steps: Annotated[int, typer.Option(min=1)] = 100_000,
@@ -57,8 +55,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     @train_group.command("control")
     def train_control(
         init: Annotated[Path | None, typer.Option(help="base checkpoint folder to start from")] = None,
-        corpus: Annotated[Path, typer.Option(help=common_help["corpus"])] = Path("data/corpus"),
-        run: Annotated[Path, typer.Option(help=common_help["run"])] = Path("runs/control"),
+        corpus: Annotated[Path, typer.Option(help=CORPUS_HELP)] = Path("data/corpus"),
+        run: Annotated[Path, typer.Option(help=RUN_HELP)] = Path("runs/control"),
         resume: Annotated[bool, typer.Option("--resume", help="continue from RUN/last")] = False,
         mode: Annotated[str, typer.Option(help="decoupled (IKMo) | joint (one control encoder, ablation)")] = (
             "decoupled"),
