@@ -21,6 +21,7 @@ class Context:
     interactive: in a conversation, failures become questions (interrupts); in batch, clear errors.
     pose_fn / generate_fn: the tools; None = the real ones (`ikmo.tools`), resolved lazily.
     chat_model: a ready chat model, overriding `provider` (tests, notebooks).
+    motion_model: a loaded motion model; None = `generate_motion` loads `weights` (per attempt).
     """
 
     provider: str = "offline"
@@ -41,6 +42,8 @@ class Context:
     pose_fn: PoseFn | None = None
     generate_fn: GenerateFn | None = None
     chat_model: Any = None
+    motion_model: Any = None  # a loaded ikmo.motion_model.sampling.MotionModel, reused across attempts
+    settings: dict[str, Any] | None = None  # the resolved application config, saved with each output
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -370,8 +370,9 @@ def default_generate_fn(spec: MotionSpec, out_dir: Path, ctx: Context, on_step: 
     """The motion model tool (`ikmo.tools.generate.generate_motion`)."""
     from ikmo.tools.generate import generate_motion
 
-    return generate_motion(spec, out_dir, weights=ctx.weights, device=ctx.device, steps=ctx.diffusion_steps,
-                           preview=ctx.preview, on_step=on_step)
+    return generate_motion(spec, out_dir, model=ctx.motion_model, weights=ctx.weights, device=ctx.device,
+                           steps=ctx.diffusion_steps, guidance_scale=ctx.guidance_scale, settings=ctx.settings,
+                           on_step=on_step)
 
 
 def generate(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -397,10 +398,12 @@ def generate(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
                 "transcript": [_ev("generate", f"failed: {e}")],
                 "attempts": [{"attempt": k, "dir": str(out_dir), "options": options.model_dump(), "error": str(e)}]}
     secs = time.perf_counter() - t0
-    attempt = {"attempt": k, "dir": str(out_dir), "options": options.model_dump(), "metrics": dict(result.metrics),
+    # NaN means "not measured" (no keyframes, no trajectory): leave it out of the JSON records.
+    metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, int | float) and math.isfinite(v)}
+    attempt = {"attempt": k, "dir": str(out_dir), "options": options.model_dump(), "metrics": metrics,
                "seconds": round(secs, 3)}
     return {"result": result, "attempts": [attempt],
-            "transcript": [_ev("generate", f"attempt {k}: {secs:.2f}s", metrics=dict(result.metrics))]}
+            "transcript": [_ev("generate", f"attempt {k}: {secs:.2f}s", metrics=metrics)]}
 
 
 # --------------------------------------------------------------------------- critique
@@ -414,29 +417,27 @@ class CritiqueDecision(BaseModel):
     reason: str = Field(min_length=1, max_length=500)
 
 
-def _metric(metrics: dict[str, float], *needles: str) -> float | None:
-    for k, v in metrics.items():
-        kl = k.lower()
-        if all(n in kl for n in needles) and isinstance(v, int | float) and math.isfinite(v):
-            return float(v)
-    return None
+def _metric(metrics: dict[str, float], key: str) -> float | None:
+    v = metrics.get(key)
+    return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
 
 
 def measured_problems(metrics: dict[str, float]) -> list[str]:
     """What the model's own report says is off (trajectory error, keyframe MPJPE, foot skating)."""
     out = []
-    if (v := _metric(metrics, "traj", "err")) is not None and v > MAX_TRAJ_ERROR_M:
+    if (v := _metric(metrics, "traj_err_mean")) is not None and v > MAX_TRAJ_ERROR_M:
         out.append(f"trajectory error {v:.2f} m > {MAX_TRAJ_ERROR_M}")
-    if (v := _metric(metrics, "keyframe", "mpjpe")) is not None and v > MAX_KEYFRAME_MPJPE_M:
+    if (v := _metric(metrics, "keyframe_mpjpe")) is not None and v > MAX_KEYFRAME_MPJPE_M:
         out.append(f"keyframe MPJPE {v:.3f} m > {MAX_KEYFRAME_MPJPE_M}")
-    if (v := _metric(metrics, "skat")) is not None and v > MAX_FOOT_SKATING:
+    if (v := _metric(metrics, "foot_skating_ratio")) is not None and v > MAX_FOOT_SKATING:
         out.append(f"foot skating {v:.2f} > {MAX_FOOT_SKATING}")
     return out
 
 
 def _score(metrics: dict[str, float]) -> float:
-    parts = [(_metric(metrics, "traj", "err"), MAX_TRAJ_ERROR_M), (_metric(metrics, "keyframe", "mpjpe"),
-             MAX_KEYFRAME_MPJPE_M), (_metric(metrics, "skat"), MAX_FOOT_SKATING)]
+    parts = [(_metric(metrics, "traj_err_mean"), MAX_TRAJ_ERROR_M),
+             (_metric(metrics, "keyframe_mpjpe"), MAX_KEYFRAME_MPJPE_M),
+             (_metric(metrics, "foot_skating_ratio"), MAX_FOOT_SKATING)]
     return sum(v / lim for v, lim in parts if v is not None)
 
 
