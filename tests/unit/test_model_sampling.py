@@ -1,0 +1,169 @@
+"""Sampling API, diffusion, stage-1 motion optimization and spec validation of the generate tool."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ikmo.motion_model.constraints import ControlSignals, KeyframePose, MotionDescription, MotionSpec, Trajectory
+from ikmo.motion_model.control_batch import ControlBatch
+from ikmo.motion_model.diffusion import GaussianDiffusion, cosine_alphas_cumprod
+from ikmo.motion_model.errors import ConstraintError
+from ikmo.motion_model.guidance import (
+    MotionOptimizer,
+    align_keyframes,
+    constraint_losses,
+    facing_yaw,
+    measured_errors,
+    rotate_y,
+)
+from ikmo.motion_model.model_config import (
+    ControlConfig,
+    DenoiserConfig,
+    DiffusionConfig,
+    ModelConfig,
+    OptimizationConfig,
+)
+from ikmo.motion_model.representation import Normalizer, joints_to_features
+from ikmo.motion_model.sampling import build_model, features_to_pose_frames, sample
+from ikmo.motion_model.synthetic import synthetic_walk
+
+pytestmark = pytest.mark.unit
+
+TINY = ModelConfig(denoiser=DenoiserConfig(d_model=32, n_layers=2, n_heads=2, ff_dim=64, text_dim=16),
+                   control=ControlConfig(hidden=16), text_encoder="hash:16")
+
+
+@pytest.fixture(scope="module")
+def walk() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Raw features (1, 59, 263) of a synthetic walk, and a normaliser fitted on it (mean, std)."""
+    joints = synthetic_walk(60, 1.2, 0.3)
+    f = np.asarray(joints_to_features(joints), dtype=np.float32)
+    norm = Normalizer.fit(f)
+    return torch.from_numpy(f)[None], torch.from_numpy(norm.mean), torch.from_numpy(norm.std)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(walk):
+    _, mean, std = walk
+    return build_model(TINY, DiffusionConfig(sample_steps=4), seed=0, mean=mean, std=std)
+
+
+def _traj_control(T: int, every: int = 10) -> ControlSignals:
+    traj = torch.zeros(T, 3)
+    traj[:, 2] = torch.linspace(0, 2, T)
+    tm = torch.zeros(T, 3, dtype=torch.bool)
+    tm[::every, 0] = tm[::every, 2] = True
+    return ControlSignals(traj, tm, torch.zeros(T, 22, 3), torch.zeros(T, 22, dtype=torch.bool), torch.zeros(T, 22))
+
+
+def test_cosine_schedule_monotone() -> None:
+    ab = cosine_alphas_cumprod(1000)
+    assert ab.shape == (1000,) and bool((ab[1:] < ab[:-1]).all()) and 0 < float(ab[-1]) < 1e-3 < float(ab[0])
+    ts = GaussianDiffusion(DiffusionConfig()).timesteps(10)
+    assert ts[0] == 999 and ts[-1] == 0 and len(ts) == 10
+
+
+def test_pose_frames_recover_last_frame(hml3d_fixture_dir) -> None:
+    feats = np.load(next((hml3d_fixture_dir / "new_joint_vecs").glob("*.npy")))
+    joints = np.load(next((hml3d_fixture_dir / "new_joints").glob("*.npy")))
+    # new_joints holds one pose per feature row; dropping the last row, its pose must be recovered.
+    rec = features_to_pose_frames(torch.from_numpy(feats[:-1]).double()).numpy()
+    assert rec.shape == joints.shape
+    np.testing.assert_allclose(rec, joints, atol=1e-4)
+
+
+def test_sample_shapes_determinism_and_progress(tiny_model) -> None:
+    steps: list[tuple[int, int]] = []
+    a = sample(tiny_model, ["a person walks", "a person jumps"], [30, 17], [_traj_control(30), None], seed=3,
+               on_step=lambda i, n: steps.append((i, n)))
+    b = sample(tiny_model, ["a person walks", "a person jumps"], [30, 17], [_traj_control(30), None], seed=3)
+    c = sample(tiny_model, ["a person walks", "a person jumps"], [30, 17], [_traj_control(30), None], seed=4)
+    assert a[0].features.shape == (29, 263) and a[0].joints.shape == (30, 22, 3)
+    assert a[1].features.shape == (16, 263) and a[1].joints.shape == (17, 22, 3)
+    assert steps == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    for m1, m2 in zip(a, b, strict=True):
+        np.testing.assert_array_equal(m1.joints, m2.joints)
+    assert not np.allclose(a[0].joints, c[0].joints)
+    assert np.isfinite(a[0].joints).all()
+    assert a[0].optimization_loss and not a[1].optimization_loss or a[0].optimization_loss
+
+
+def test_sample_rejects_bad_inputs(tiny_model) -> None:
+    with pytest.raises(ConstraintError):
+        sample(tiny_model, ["x"], [1])
+    with pytest.raises(ConstraintError):
+        sample(tiny_model, ["x", "y"], [20])
+    with pytest.raises(ConstraintError):
+        sample(tiny_model, ["x"], [20], [_traj_control(25)])
+
+
+def test_optimization_reduces_trajectory_and_pose_loss(walk) -> None:
+    feats, mean, std = walk
+    joints = features_to_pose_frames(feats)
+    T = joints.shape[1]
+    cb = ControlBatch.empty(1, T)
+    frames = torch.tensor([5, 25, 45, 59])
+    cb.traj[0, frames] = joints[0, frames, 0] + torch.tensor([0.3, 0.0, -0.2])
+    cb.traj_mask[0, frames, 0] = cb.traj_mask[0, frames, 2] = True
+    other = joints[0, 50] - joints[0, 50, :1]
+    cb.pose[0, 20] = rotate_y(other, -facing_yaw(joints[0, 50]))
+    cb.pose_mask[0, 20, :12] = True
+    cb.pose_weight[0, 20, :12] = 1.0
+    opt = MotionOptimizer(cb, OptimizationConfig(), lambda x: x * std + mean, features_to_pose_frames)
+    x0 = (feats - mean) / std
+    x = opt.optimize(x0, 15)
+    before = constraint_losses(features_to_pose_frames(feats), cb)
+    after = constraint_losses(features_to_pose_frames(x * std + mean), cb)
+    assert float(after[0]) < 0.5 * float(before[0])
+    assert float(after[1]) < 0.5 * float(before[1])
+    assert opt.history[-1] <= opt.history[0]
+
+
+def test_align_places_the_canonical_pose_on_the_generated_root_and_yaw() -> None:
+    joints = torch.from_numpy(synthetic_walk(40, 1.0, 0.8))[None]  # turning: yaw changes over time
+    T = joints.shape[1]
+    cb = ControlBatch.empty(1, T)
+    f = 30
+    yaw = facing_yaw(joints[0, f])
+    assert abs(float(yaw)) > 0.3
+    cb.pose[0, f] = rotate_y(joints[0, f] - joints[0, f, :1], -yaw)  # the pose as a photo gives it
+    cb.pose_mask[0, f] = True
+    cb.pose_weight[0, f] = 1.0
+    target = align_keyframes(joints, cb, align_yaw=True)
+    torch.testing.assert_close(target[0, f], joints[0, f], atol=1e-4, rtol=0)
+    assert float(constraint_losses(joints, cb)[1]) < 1e-7
+    assert float(constraint_losses(joints, cb, align_yaw=False)[1]) > 1e-3
+    # A trajectory point at that frame moves the placed pose onto it.
+    cb.traj[0, f] = joints[0, f, 0] + torch.tensor([0.5, 0.0, 0.0])
+    cb.traj_mask[0, f, 0] = True
+    moved = align_keyframes(joints, cb)
+    torch.testing.assert_close(moved[0, f, :, 0] - joints[0, f, :, 0], torch.full((22,), 0.5), atol=1e-4, rtol=0)
+    errs = measured_errors(joints[0].numpy(), ControlSignals(cb.traj[0], cb.traj_mask[0], cb.pose[0],
+                                                             cb.pose_mask[0], cb.pose_weight[0]))
+    assert errs["traj_err_mean"] == pytest.approx(0.5, abs=1e-4) and errs["keyframe_mpjpe"] < 1e-4
+
+
+def _spec(**kw) -> MotionSpec:
+    return MotionSpec(description=MotionDescription(text="a person walks", duration_s=2.0), n_frames=40, **kw)
+
+
+def test_generate_validates_the_spec_before_anything_else(tmp_path) -> None:
+    from ikmo.tools.generate import generate_motion
+
+    pose = np.zeros((22, 3)).tolist()
+    bad = [
+        _spec(keyframes=[KeyframePose(time_s=5.0, joints=pose)]),  # after the end
+        _spec(trajectory=Trajectory(positions=[[0, 0.9, i * 2.0] for i in range(40)], mask=[True] * 40)),  # 40 m/s
+        _spec(trajectory=Trajectory(positions=[[0, 0.9, 0]] * 10, mask=[True] * 10)),  # wrong length
+    ]
+    missing = tmp_path / "no-weights"
+    for spec in bad:
+        with pytest.raises(ConstraintError):
+            generate_motion(spec, tmp_path / "out", weights=missing)  # raises before loading weights
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError):
+        KeyframePose(time_s=0.0, joints=pose, joint_mask=[False] * 22)  # a keyframe with no joints
+    with pytest.raises(ValueError):
+        KeyframePose(time_s=0.0, joints=[[float("nan"), 0, 0]] + pose[1:])
