@@ -4,10 +4,10 @@ File layout:
 - joint names are SMPL's (``pelvis``, ``left_hip``, ...), in the HumanML3D order; the hierarchy
   follows `HUMANML3D_22.parents`; every leaf (feet, head, wrists) closes with an ``End Site``;
 - ROOT ``pelvis``: ``OFFSET 0 0 0`` and ``CHANNELS 6 Xposition Yposition Zposition Zrotation
-  Yrotation Xrotation``: the position channels are the pelvis' world position;
-- every other joint: ``CHANNELS 3 Zrotation Yrotation Xrotation``: intrinsic Euler angles in
-  degrees, ``R = Rz @ Ry @ Rx`` (column vectors), relative to the parent; each channel is
-  unwrapped over time so no angle jumps by 360°;
+  Xrotation Yrotation``: the position channels are the pelvis' world position;
+- every other joint: ``CHANNELS 3 Zrotation Xrotation Yrotation``: intrinsic Euler angles in
+  degrees, ``R = Rz @ Rx @ Ry`` (column vectors), relative to the parent; of the equivalent angle
+  triples the one nearest the previous frame's is written, so no channel jumps by 180° or 360°;
 - units metres by default (Blender imports them 1:1), or centimetres (``units="cm"``); y up,
   the character faces +Z at frame 0 (Blender's importer converts Y-up to Z-up itself);
 - rest pose (all rotations zero): a T-pose carrying the motion's own bone lengths, see
@@ -25,6 +25,7 @@ from typing import Literal
 import numpy as np
 
 from ikmo.motion_model.errors import MotionDataError
+from ikmo.motion_model.rotations import matrix_to_euler
 from ikmo.motion_model.skeleton import FPS, HUMANML3D_22, Skeleton
 
 from .export_common import check_joints, output_file
@@ -32,25 +33,39 @@ from .rig_rotations import RigPose, motion_rest_offsets, solve_rig_rotations
 
 log = logging.getLogger(__name__)
 
-ROTATION_ORDER = "ZYX"
-ROOT_CHANNELS = ("Xposition", "Yposition", "Zposition", "Zrotation", "Yrotation", "Xrotation")
-JOINT_CHANNELS = ("Zrotation", "Yrotation", "Xrotation")
+# Z, X, Y (the CMU/Blender-common order): with y up the yaw axis must not be the middle one, where
+# Euler angles lock at ±90°; ZXY only locks at ±90° of pitch about X.
+ROTATION_ORDER = "ZXY"
+ROOT_CHANNELS = ("Xposition", "Yposition", "Zposition", "Zrotation", "Xrotation", "Yrotation")
+JOINT_CHANNELS = ("Zrotation", "Xrotation", "Yrotation")
 _UNIT_SCALE = {"m": 1.0, "cm": 100.0}
 # End Site length past each leaf, metres, along the leaf bone's rest direction: toe tip, top of
 # the head, hand. Cosmetic (they give the leaf bones a visible length in Blender).
 _END_SITE_LENGTH = 0.08
 
 
-def matrix_to_euler_zyx(R: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) rotations → (..., 3) intrinsic Z, Y, X angles in degrees with R = Rz @ Ry @ Rx."""
-    # R = Rz(a) Ry(b) Rx(c): R[2,0] = -sin b, R[1,0]/R[0,0] = tan a, R[2,1]/R[2,2] = tan c.
-    sb = np.clip(-R[..., 2, 0], -1.0, 1.0)
-    b = np.arcsin(sb)
-    cb = np.sqrt(R[..., 0, 0] ** 2 + R[..., 1, 0] ** 2)
-    gimbal = cb < 1e-6
-    a = np.where(gimbal, np.arctan2(-R[..., 0, 1], R[..., 1, 1]), np.arctan2(R[..., 1, 0], R[..., 0, 0]))
-    c = np.where(gimbal, 0.0, np.arctan2(R[..., 2, 1], R[..., 2, 2]))
-    return np.degrees(np.stack([a, b, c], axis=-1))
+def continuous_euler(R: np.ndarray, order: str = ROTATION_ORDER) -> np.ndarray:
+    """(T, J, 3, 3) rotations → (T, J, 3) Euler degrees in `order` that change as little as possible
+    per frame.
+
+    Every rotation has two Tait-Bryan triples, (a, b, c) and (a + 180, 180 - b, c + 180), plus multiples of
+    360 on each angle. Frame by frame, the triple nearest the previous frame's is kept, so importers
+    that interpolate channels (Blender's F-curves) never see a spurious flip near b = ±90°.
+    """
+    first = matrix_to_euler(R, order)
+    second = np.stack([first[..., 0] + 180.0, 180.0 - first[..., 1], first[..., 2] + 180.0], axis=-1)
+    out = np.empty_like(first)
+    out[0] = first[0]
+    for t in range(1, first.shape[0]):
+        prev = out[t - 1]
+        best = None
+        for cand in (first[t], second[t]):
+            cand = cand + 360.0 * np.round((prev - cand) / 360.0)  # nearest 2π-equivalent per angle
+            dist = np.abs(cand - prev).sum(axis=-1, keepdims=True)
+            best = (cand, dist) if best is None else (np.where(dist < best[1], cand, best[0]),
+                                                       np.minimum(dist, best[1]))
+        out[t] = best[0]
+    return out
 
 
 def bvh_rig(joints: np.ndarray, skeleton: Skeleton = HUMANML3D_22) -> RigPose:
@@ -91,7 +106,7 @@ def bvh_text(
     out = io.StringIO()
     _write_hierarchy(out, skeleton, rig.rest_offsets * scale, _END_SITE_LENGTH * scale)
     T = rig.local_rotations.shape[0]
-    euler = np.unwrap(matrix_to_euler_zyx(rig.local_rotations), period=360.0, axis=0)  # (T, J, 3)
+    euler = continuous_euler(rig.local_rotations)  # (T, J, 3)
     # MOTION columns follow the joints in HIERARCHY (depth-first) order, not the skeleton's index order.
     order = hierarchy_order(skeleton)
     data = np.concatenate([rig.root_position * scale, euler[:, order].reshape(T, -1)], axis=1)
