@@ -70,6 +70,7 @@ class ClipJob:
         labels: all labels, e.g. {"content": "walk", "style": "tired"}.
         rig: explicit rig name, or None to map by joint names.
         src_fps: the true capture rate when the header is wrong, else None.
+        src_fps_if_header: `src_fps` applies only when the header claims this rate (see rigs.bvh_to_joints).
         captions: given captions (user clips); None to write them from the labels.
     """
 
@@ -81,6 +82,7 @@ class ClipJob:
     rig: str | None = None
     src_fps: float | None = None
     captions: tuple[str, ...] | None = None
+    src_fps_if_header: float | None = None
 
 
 @dataclass
@@ -167,7 +169,8 @@ def _cmu_jobs(root: Path) -> list[ClipJob]:
         for bvh in sorted(d.rglob("*.bvh")):
             trial = bvh.stem
             jobs.append(ClipJob("cmu", str(bvh), f"cmu_{trial}", desc.get(trial, ""),
-                                {"description": desc.get(trial, "")}, rig="cmu_daz", src_fps=rates.get(trial)))
+                                {"description": desc.get(trial, "")}, src_fps=rates.get(trial),
+                                src_fps_if_header=120.0))
     return jobs
 
 
@@ -244,7 +247,8 @@ def process_clip(job: ClipJob, out: Path) -> ClipResult:
 
     res = ClipResult(job=job, split=split_of(job.clip_id))
     try:
-        joints, info = bvh_to_joints(job.path, rig=job.rig, src_fps=job.src_fps, dst_fps=FPS)
+        joints, info = bvh_to_joints(job.path, rig=job.rig, src_fps=job.src_fps, dst_fps=FPS,
+                                     src_fps_if_header=job.src_fps_if_header)
         res.info = info
         T = joints.shape[0]
         res.seconds = (T - 1) / FPS

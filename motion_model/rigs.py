@@ -135,6 +135,18 @@ CMU_DAZ = _make("cmu_daz", {
     "left_wrist": "lHand", "right_wrist": "rHand",
 })  # fmt: skip
 
+# CMU in the original ASF-derived rig (lhipjoint/lfemur/ltibia..., some files of the subset):
+# lhipjoint is the pelvis-to-hip offset bone, lfemur the hip joint; lclavicle starts at the neck base.
+CMU_ASF = _make("cmu_asf", {
+    "pelvis": "hip", "left_hip": "lfemur", "right_hip": "rfemur",
+    **_spine(("hip", "lowerback", "upperback", "thorax", "lowerneck")),
+    "left_knee": "ltibia", "right_knee": "rtibia", "left_ankle": "lfoot", "right_ankle": "rfoot",
+    "left_foot": "ltoes", "right_foot": "rtoes", "neck": "lowerneck", "head": "head",
+    "left_collar": Along(("lclavicle", "lhumerus"), 0.35), "right_collar": Along(("rclavicle", "rhumerus"), 0.35),
+    "left_shoulder": "lhumerus", "right_shoulder": "rhumerus", "left_elbow": "lradius",
+    "right_elbow": "rradius", "left_wrist": "lwrist", "right_wrist": "rwrist",
+})  # fmt: skip
+
 # ReActIdle (Blender-style, metres, no hands): shoulder.* starts at the neck base, so the collar
 # is placed a third of the way out to the shoulder; wrists and foot tips are End Sites.
 REACTIDLE = _make("reactidle", {
@@ -148,7 +160,7 @@ REACTIDLE = _make("reactidle", {
     "right_elbow": "forearm.R", "left_wrist": "forearm.L_End", "right_wrist": "forearm.R_End",
 })  # fmt: skip
 
-RIGS: dict[str, RigMap] = {r.name: r for r in (BANDAI, CMU_DAZ, REACTIDLE)}
+RIGS: dict[str, RigMap] = {r.name: r for r in (BANDAI, CMU_DAZ, CMU_ASF, REACTIDLE)}
 
 
 # ----------------------------------------------------------------------------- name-based mapping
@@ -329,7 +341,8 @@ def resolve_rig(names: Sequence[str], parents: Sequence[int] | None = None, rig:
 
 # ----------------------------------------------------------------------------- units and axes
 
-UNITS: dict[str, float] = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.0254}
+# "cmu_asf": the CMU ASF length unit (ASF `units length 0.45`: 1/0.45 inch), kept by BVH conversions.
+UNITS: dict[str, float] = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.0254, "cmu_asf": 0.0254 / 0.45}
 # Hip-to-ankle length of an adult, metres: what the unit guess aims for.
 _TYPICAL_LEG_M = 0.82
 
@@ -405,14 +418,17 @@ def clean_fps(fps: float) -> float:
 
 
 def bvh_to_joints(path: str, rig: str | None = None, unit: str | None = None, src_fps: float | None = None,
-                  dst_fps: float = 20.0) -> tuple[np.ndarray, dict[str, object]]:
+                  dst_fps: float = 20.0, src_fps_if_header: float | None = None
+                  ) -> tuple[np.ndarray, dict[str, object]]:
     """Import a BVH file as the 22 HumanML3D joints: map the rig, metres, y up, resampled.
 
     Args:
         path: the BVH file.
         rig: an explicit rig name from `RIGS`; None picks one (or maps by joint names).
-        unit: "m", "cm", "mm" or "inch"; None guesses it from the leg length.
+        unit: a key of `UNITS` ("m", "cm", "mm", "inch", "cmu_asf"); None guesses it from the leg length.
         src_fps: the true capture rate when the header is wrong (CMU); None trusts the header.
+        src_fps_if_header: apply `src_fps` only when the header claims this rate (CMU's cgspeed
+            files claim 120 fps for trials captured at 60; files already resampled are right).
         dst_fps: output rate (HumanML3D: 20).
     Returns:
         (joints (T', 22, 3) float64 metres y up — not yet canonicalised (facing, floor and origin
@@ -431,7 +447,9 @@ def bvh_to_joints(path: str, rig: str | None = None, unit: str | None = None, sr
         joints, unit_used = to_metres_y_up(joints, unit)
     except (RigMappingError, MotionDataError) as e:
         raise type(e)(f"{path}: {e}") from e
-    fps = float(src_fps) if src_fps else clean_fps(motion.fps)
+    fps = clean_fps(motion.fps)
+    if src_fps and (src_fps_if_header is None or abs(fps - src_fps_if_header) < 0.5):
+        fps = float(src_fps)
     out = resample(joints, fps, dst_fps)
     if not np.isfinite(out).all():
         raise MotionDataError(f"{path}: the imported joints contain NaN or inf")
