@@ -427,9 +427,10 @@ def apply_followup(previous: ParsedRequest, text: str) -> tuple[ParsedRequest, l
             out.total_duration_s = None  # the old total no longer fits
         else:
             return new, ["new request"]
-    for h in new.keyframe_hints:
-        if h not in out.keyframe_hints:
-            out.keyframe_hints.append(h)
+    # Photos of earlier turns keep their times; hints in this message are for the photos it brings.
+    out.keyframe_hints = list(new.keyframe_hints)
+    if new.keyframe_hints:
+        changes.append(f"keyframe times {new.keyframe_hints}")
     if not changes:
         out.ignored = [text]
     return out, changes

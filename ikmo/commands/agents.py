@@ -1,0 +1,139 @@
+"""`ikmo generate` (one request through the agent graph) and `ikmo chat` (a conversation whose
+follow-ups edit the previous motion; threads persisted in SQLite)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+log = logging.getLogger(__name__)
+
+PROVIDER_HELP = "offline | openai:<model> | openai-compatible | anthropic:<model> | ollama:<model> (env IKMO_PROVIDER)"
+
+
+class _Progress:
+    """Custom graph events → a tqdm bar: the stage as its description, diffusion steps as its progress."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=1, disable=not enabled, leave=False, bar_format="{desc} {bar} {n_fmt}/{total_fmt}")
+
+    def __call__(self, ev: dict[str, Any]) -> None:
+        stage = ev.get("stage", "")
+        if stage == "generate":
+            total = ev.get("total")
+            if total:
+                self.bar.total = int(total)
+                self.bar.n = int(ev.get("step", 0))
+            self.bar.set_description(f"generate (attempt {ev.get('attempt', 0)})")
+        else:
+            self.bar.set_description(stage + (f" {ev['image']}" if "image" in ev else ""))
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _context(settings: Any, load_model: bool = True) -> Any:
+    from ikmo.agents.context import Context
+
+    ctx = Context.from_settings(settings, settings=settings.dump())
+    if load_model:
+        from ikmo.motion_model.sampling import load_model as _load
+
+        # Loaded once and reused by every attempt (critique retries, chat turns).
+        ctx.motion_model = _load(settings.weights, settings.device)
+    return ctx
+
+
+def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
+    @app.command("generate")
+    def generate(
+        text: Annotated[str, typer.Option("--text", "-t", help="what the motion should be, in words")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="output folder (the only place written)")],
+        keyframe: Annotated[list[str] | None, typer.Option(
+            "--keyframe", "-k", help="photo of a pose, IMAGE or IMAGE@SECONDS; repeatable")] = None,
+        duration: Annotated[float | None, typer.Option(help="seconds (≤ 9.8); default from the text")] = None,
+        provider: Annotated[str | None, typer.Option(help=PROVIDER_HELP)] = None,
+        model: Annotated[str | None, typer.Option(help="model name for openai-compatible")] = None,
+        base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server URL")] = None,
+        seed: Annotated[int | None, typer.Option(help="random seed (same seed, same motion)")] = None,
+        weights: Annotated[Path | None, typer.Option(help="motion model folder; default the bundled weights")] = None,
+        critique_rounds: Annotated[int | None, typer.Option(min=0, max=10)] = None,
+        progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    ) -> None:
+        """Words (+ photos) → motion: BVH, SMPL, joints, preview, plus agent_spec.json and the transcript."""
+        from ikmo.agents.run import parse_keyframe_arg, raise_if_failed, run_request
+        from ikmo.agents.state import MotionRequest
+        from ikmo.config import load_settings
+
+        settings = load_settings(provider=provider, model=model, base_url=base_url, seed=seed, weights=weights,
+                                 critique_rounds=critique_rounds)
+        images = [parse_keyframe_arg(k) for k in keyframe or []]
+        req = MotionRequest(text=text, images=images, duration_s=duration, seed=settings.seed,
+                            out_dir=str(out.resolve()))
+        ctx = _context(settings)
+        bar = _Progress(progress)
+        try:
+            final = run_request(req, ctx, on_event=bar)
+        finally:
+            bar.close()
+        for note in final.get("notes") or []:
+            if isinstance(note, str) and note != "__reset__":
+                log.info("note: %s", note)
+        result = raise_if_failed(final)
+        log.info("%s", final.get("answer"))
+        log.info("files in %s: %s", out, ", ".join(sorted(Path(p).name for p in result.files.values())))
+
+    @app.command("chat")
+    def chat(
+        thread: Annotated[str | None, typer.Option(help="resume this conversation thread")] = None,
+        db: Annotated[Path | None, typer.Option(help="SQLite file of the threads [~/.ikmo/chat.sqlite]")] = None,
+        out: Annotated[Path, typer.Option(help="outputs go to OUT/<thread>/turnNNN")] = Path("runs/chat"),
+        provider: Annotated[str | None, typer.Option(help=PROVIDER_HELP)] = None,
+        model: Annotated[str | None, typer.Option()] = None,
+        base_url: Annotated[str | None, typer.Option()] = None,
+        weights: Annotated[Path | None, typer.Option()] = None,
+    ) -> None:
+        """Talk to IKMo: describe a motion, then refine it ("make it slower", "add a wave at the end",
+        "use pose.jpg for the last pose"). Type /quit to leave; --thread ID resumes after a restart."""
+        from ikmo.agents.run import Conversation
+        from ikmo.config import load_settings
+        from ikmo.motion_model.errors import IKMoError
+
+        settings = load_settings(provider=provider, model=model, base_url=base_url, weights=weights)
+        tid = thread or uuid.uuid4().hex[:12]
+        db = db or Path.home() / ".ikmo" / "chat.sqlite"
+        conv = Conversation(db, tid, _context(settings), out / tid)
+        typer.echo(f"thread {tid} (resume with --thread {tid}); /quit to leave")
+        if (q := conv.pending_question()) is not None:
+            typer.echo(f"ikmo> {q}")
+        try:
+            while True:
+                try:
+                    line = input("you> ").strip()
+                except EOFError:
+                    break
+                if line in ("/quit", "/exit", "quit", "exit"):
+                    break
+                if not line:
+                    continue
+                bar = _Progress(True)
+                try:
+                    final = conv.say(line, on_event=bar)
+                except IKMoError as e:
+                    typer.echo(f"ikmo> {e}")
+                    continue
+                finally:
+                    bar.close()
+                if "__interrupt__" in final:
+                    typer.echo(f"ikmo> {conv.pending_question()}")
+                else:
+                    typer.echo(f"ikmo> {final.get('answer')}")
+        finally:
+            conv.close()
