@@ -26,7 +26,7 @@ groups: dict[str, typer.Typer] = {
 
 # Each room's commands; a module listed here must exist (no silent skipping of a broken import).
 COMMAND_MODULES: list[str] = ["ikmo.commands.data", "ikmo.commands.bench_model", "ikmo.commands.export",
-                              "ikmo.commands.model", "ikmo.commands.agents"]
+                              "ikmo.commands.model", "ikmo.commands.agents", "ikmo.commands.pose"]
 
 
 @app.callback()

@@ -108,8 +108,9 @@ def random_appearance(rng: np.random.Generator) -> Appearance:
     colors["shoes"] = tuple(float(c) for c in rng.uniform(0.05, 0.4, 3))
     top = rng.uniform(0.55, 0.95, 3)
     bottom = top * rng.uniform(0.6, 0.9)
+    top, bottom = tuple(float(c) for c in top), tuple(float(c) for c in bottom)
     light = (float(rng.uniform(-0.8, 0.8)), float(rng.uniform(0.2, 0.9)), 0.8)
-    return replace(base, colors=colors, background_top=tuple(top), background_bottom=tuple(bottom),
+    return replace(base, colors=colors, background_top=top, background_bottom=bottom,
                    light_dir=light, ambient=float(rng.uniform(0.3, 0.45)))
 
 
@@ -207,7 +208,8 @@ def render_mesh(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, cam
     face_id, bary = rasterize(uv, z, f, (Hs, Ws))
     # Background: vertical gradient.
     t = torch.linspace(0, 1, Hs)[:, None, None]
-    img = (1 - t) * torch.tensor(app.background_top) + t * torch.tensor(app.background_bottom)
+    img = (1 - t) * torch.tensor(app.background_top, dtype=torch.float32) + t * torch.tensor(
+        app.background_bottom, dtype=torch.float32)
     img = img.expand(Hs, Ws, 3).clone()
     hit = face_id >= 0
     if hit.any():
