@@ -62,7 +62,7 @@ class PreviewOptions:
     fps: float = FPS
     azimuth_deg: float = 35.0
     elevation_deg: float = 14.0
-    distance_m: float = 3.8
+    distance_m: float = 3.5
     fov_deg: float = 40.0
     look_at_height_m: float = 0.85
     follow_sigma_s: float = 0.5
@@ -323,6 +323,8 @@ class PreviewRenderer:
     def _hud(self, draw: ImageDraw.ImageDraw, i: int) -> None:
         w, h = self.opt.width, self.opt.height
         draw.text((8, 6), f"t = {i / self.opt.fps:5.2f} s   frame {i + 1}/{self.T}", fill=TEXT, font=self.font)
+        draw.text((w - 70, 6), "left", fill=LEFT, font=self.font)
+        draw.text((w - 40, 6), "right", fill=RIGHT, font=self.font)
         x0, x1, y = 8, w - 8, h - 10
         draw.line([(x0, y), (x1, y)], fill=TRACE_AHEAD, width=3)
         span = max(self.T - 1, 1)
