@@ -1,0 +1,116 @@
+"""Commands of the evaluation room: `ikmo bench control`, `ikmo bench speed`, `ikmo train evaluator`.
+
+Thin: parse options, call `ikmo.eval`, print the table, write JSON. Heavy imports stay inside.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CORPUS = Path("data/corpus")
+
+
+def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
+    bench, train = groups["bench"], groups["train"]
+
+    @bench.command("control")
+    def bench_control(
+        corpus: Annotated[Path, typer.Option(help="HumanML3D-layout corpus (cases: its test split)")] = DEFAULT_CORPUS,
+        weights: Annotated[Path | None, typer.Option(help="motion model directory (default: bundled)")] = None,
+        joint_weights: Annotated[Path | None, typer.Option(help="joint-encoder ablation checkpoint directory")] = None,
+        evaluator: Annotated[Path | None, typer.Option(help="evaluator .safetensors (default: bundled)")] = None,
+        n_cases: Annotated[int, typer.Option(min=2, help="number of cases")] = 64,
+        methods: Annotated[str, typer.Option(help="comma-separated methods")] = (
+            "real,ikmo,no_optimization,no_controlnet,joint_encoder,unconditioned"),
+        split: Annotated[str, typer.Option(help="corpus split the cases come from")] = "test",
+        seed: Annotated[int, typer.Option()] = 0,
+        batch_size: Annotated[int, typer.Option(min=1)] = 16,
+        steps: Annotated[int | None, typer.Option(help="DDIM steps (default: the checkpoint's)")] = None,
+        guidance_scale: Annotated[float | None, typer.Option(help="CFG scale (default: the checkpoint's)")] = None,
+        control_height: Annotated[bool, typer.Option(help="constrain pelvis height too, not only xz")] = False,
+        threads: Annotated[int, typer.Option(min=1)] = 2,
+        quick: Annotated[bool, typer.Option(help="tiny run: 8 cases, 4 steps")] = False,
+        out: Annotated[Path, typer.Option(help="JSON result")] = Path("runs/bench_control.json"),
+    ) -> None:
+        """Controlled generation on real test clips: FID, R-precision, Diversity, foot skating,
+        Traj/Loc/Avg err, keyframe MPJPE for IKMo and its ablations on the same cases."""
+        import torch
+
+        from ikmo.eval.bench_control import BenchConfig, build_runs, format_table, run_control_benchmark
+        from ikmo.eval.cases import sample_cases
+        from ikmo.eval.evaluator import load_evaluator
+        from ikmo.motion_model.sampling import load_model
+        from ikmo.motion_model.training import load_corpus
+
+        torch.set_num_threads(threads)
+        if quick:
+            n_cases, steps = min(n_cases, 8), steps or 4
+        cfg = BenchConfig(n_cases=n_cases, seed=seed, batch_size=batch_size, steps=steps,
+                          guidance_scale=guidance_scale, diversity_pairs=50 if quick else 300)
+        clips = load_corpus(corpus, split).clips
+        cases = sample_cases(clips, n_cases, seed=seed, control_height=control_height)
+        model = load_model(weights)
+        joint = load_model(joint_weights) if joint_weights is not None else None
+        ev = load_evaluator(evaluator)
+        ev.info["path"] = str(evaluator or "bundled")
+        runs = build_runs(model, [m.strip() for m in methods.split(",") if m.strip()], joint, cfg.notes)
+        if quick:
+            cfg.notes.append("--quick: 8 cases, 4 steps; figures are a smoke test, not a measurement")
+        result = run_control_benchmark(runs, cases, ev, cfg, out,
+                                       on_progress=lambda m, b, n: log.info("%s: batch %d/%d", m, b, n))
+        typer.echo(format_table(result["results"]))
+        for note in cfg.notes:
+            typer.echo(f"note: {note}")
+        typer.echo("FID/R-precision/Diversity: evaluator trained on our corpus, not comparable to published "
+                   f"HumanML3D numbers. JSON: {out}")
+
+    @bench.command("speed")
+    def bench_speed(
+        weights: Annotated[Path | None, typer.Option(help="motion model directory (default: bundled)")] = None,
+        repeats: Annotated[int, typer.Option(min=1)] = 5,
+        n_frames: Annotated[int, typer.Option(min=2)] = 196,
+        n_keyframes: Annotated[int, typer.Option(min=0)] = 2,
+        threads: Annotated[int, typer.Option(min=1)] = 2,
+        full_baseline: Annotated[bool, typer.Option(help="run OmniControl's schedule for real (minutes)")] = False,
+        memory: Annotated[bool, typer.Option(help="measure peak RSS in subprocesses")] = True,
+        out: Annotated[Path, typer.Option(help="JSON result")] = Path("runs/bench_speed.json"),
+    ) -> None:
+        """Median seconds per controlled 196-frame motion vs OmniControl's 1000-step schedule."""
+        from ikmo.eval.bench_speed import SpeedConfig, format_speed, run_speed_benchmark
+        from ikmo.motion_model.fileio import write_json
+        from ikmo.motion_model.sampling import load_model
+
+        cfg = SpeedConfig(n_frames=n_frames, n_keyframes=n_keyframes, repeats=repeats, num_threads=threads,
+                          full_baseline=full_baseline, measure_memory=memory)
+        r = run_speed_benchmark(load_model(weights), cfg, weights)
+        write_json(out, r.to_dict())
+        typer.echo(format_speed(r))
+        typer.echo(f"JSON: {out}")
+
+    @train.command("evaluator")
+    def train_evaluator_cmd(
+        corpus: Annotated[Path, typer.Option(help="HumanML3D-layout corpus")] = DEFAULT_CORPUS,
+        out: Annotated[Path, typer.Option(help="weights file")] = Path("eval/weights/evaluator.safetensors"),
+        max_steps: Annotated[int, typer.Option(min=1)] = 4000,
+        max_minutes: Annotated[float | None, typer.Option(help="wall-clock budget")] = None,
+        batch_size: Annotated[int, typer.Option(min=2)] = 64,
+        text_encoder: Annotated[str, typer.Option(help="minilm | hash:<dim>")] = "minilm",
+        seed: Annotated[int, typer.Option()] = 0,
+        threads: Annotated[int, typer.Option(min=1)] = 1,
+    ) -> None:
+        """Train the contrastive text-motion evaluator used by `bench control`."""
+        from ikmo.eval.evaluator import EvaluatorConfig, EvaluatorTrainConfig, train_evaluator
+        from ikmo.motion_model.training import load_corpus
+
+        tr = load_corpus(corpus, "train")
+        val = load_corpus(corpus, "val").clips
+        info = train_evaluator(tr.clips, val, tr.mean, tr.std, out, EvaluatorConfig(text_encoder=text_encoder),
+                               EvaluatorTrainConfig(max_steps=max_steps, max_minutes=max_minutes,
+                                                    batch_size=batch_size, seed=seed, num_threads=threads))
+        typer.echo(f"evaluator: {out}; best val {info['best']}; {info['steps']} steps in {info['minutes']} min")

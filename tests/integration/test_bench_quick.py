@@ -1,0 +1,180 @@
+"""The evaluation room end to end on a tiny synthetic corpus and a tiny random motion model:
+train an evaluator, sample control cases, run `bench control --quick` and `bench speed` through
+the real CLI. Real code paths throughout; only the data and the weights are small."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = pytest.mark.integration
+
+pytest.importorskip("ikmo.motion_model.sampling")
+
+from ikmo.eval import cases as cases_mod  # noqa: E402
+from ikmo.eval.evaluator import EvaluatorConfig, EvaluatorTrainConfig, load_evaluator, train_evaluator  # noqa: E402
+from ikmo.motion_model.checkpoints import save_checkpoint  # noqa: E402
+from ikmo.motion_model.model_config import ControlConfig, DenoiserConfig, DiffusionConfig, ModelConfig  # noqa: E402
+from ikmo.motion_model.representation import Normalizer, joints_to_features  # noqa: E402
+from ikmo.motion_model.sampling import build_model, features_to_pose_frames  # noqa: E402
+from ikmo.motion_model.skeleton import HUMANML3D_22  # noqa: E402
+from ikmo.motion_model.training import load_corpus  # noqa: E402
+
+KINDS = {
+    "forward": ["a person walks forward", "someone walks straight ahead"],
+    "left": ["a person walks to the left", "someone steps sideways to the left"],
+    "wave": ["a person stands and waves the right hand", "someone waves while standing still"],
+}
+
+
+def _rest_pose() -> np.ndarray:
+    rest = np.zeros((22, 3))
+    offs = HUMANML3D_22.offsets()
+    for j, p in enumerate(HUMANML3D_22.parents):
+        if p >= 0:
+            rest[j] = rest[p] + offs[j]
+    return rest
+
+
+def _clip(kind: str, T: int, rng: np.random.Generator) -> np.ndarray:
+    """(T, 22, 3) joints of a crude procedural motion of `kind`."""
+    t = np.arange(T) / 20.0
+    j = np.repeat(_rest_pose()[None], T, axis=0)
+    speed = rng.uniform(0.8, 1.4)
+    phase = 2 * np.pi * 1.8 * t + rng.uniform(0, 2 * np.pi)
+    if kind in ("forward", "left"):
+        axis = 2 if kind == "forward" else 0
+        j[:, :, axis] += (speed * t)[:, None]
+        swing = 0.15 * np.sin(phase)
+        for leg, sign in (((4, 7, 10), 1.0), ((5, 8, 11), -1.0)):
+            j[:, list(leg), axis] += sign * swing[:, None]
+    else:
+        j[:, 21, 1] += 0.6 + 0.1 * np.sin(phase)
+        j[:, 21, 0] += 0.15 * np.sin(phase)
+        j[:, 19, 1] += 0.3
+    return j + rng.normal(scale=0.003, size=j.shape)
+
+
+def build_synthetic_corpus(root: Path, per_kind: int = 8, seed: int = 0) -> Path:
+    """A HumanML3D-layout corpus: train/val/test splits of procedural clips with captions."""
+    rng = np.random.default_rng(seed)
+    (root / "new_joint_vecs").mkdir(parents=True)
+    (root / "texts").mkdir()
+    splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    feats_all = []
+    for kind, caps in KINDS.items():
+        for i in range(per_kind):
+            name = f"{kind}_{i:03d}"
+            feats = joints_to_features(_clip(kind, int(rng.integers(48, 90)), rng)).astype(np.float32)
+            np.save(root / "new_joint_vecs" / f"{name}.npy", feats)
+            (root / "texts" / f"{name}.txt").write_text("".join(f"{c}#x#0.0#0.0\n" for c in caps))
+            split = "train" if i < per_kind - 4 else ("val" if i < per_kind - 2 else "test")
+            splits[split].append(name)
+            if split == "train":
+                feats_all.append(feats)
+    for s, names in splits.items():
+        (root / f"{s}.txt").write_text("\n".join(names) + "\n")
+    Normalizer.fit(np.concatenate(feats_all)).save(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    base = tmp_path_factory.mktemp("bench")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the CI machine has 2 shared cores; a second thread only waits
+    corpus = build_synthetic_corpus(base / "corpus", per_kind=12)
+    tr = load_corpus(corpus, "train")
+    ev_path = base / "evaluator.safetensors"
+    train_evaluator(tr.clips, load_corpus(corpus, "val").clips, tr.mean, tr.std, ev_path,
+                    EvaluatorConfig(text_encoder="hash:32", d_model=32, ff_dim=64, latent_dim=16),
+                    EvaluatorTrainConfig(max_steps=100, eval_every=50, batch_size=16, lr=1e-3))
+    mcfg = ModelConfig(denoiser=DenoiserConfig(d_model=32, n_layers=1, n_heads=2, ff_dim=64, text_dim=32),
+                       control=ControlConfig(hidden=16), text_encoder="hash:32")
+    model = build_model(mcfg, DiffusionConfig(sample_steps=4), seed=0, mean=torch.as_tensor(tr.mean),
+                        std=torch.as_tensor(tr.std))
+    weights = save_checkpoint(base / "model", model.net, model.diffusion.cfg)
+    yield {"corpus": corpus, "evaluator": ev_path, "weights": weights, "base": base}
+    torch.set_num_threads(threads)
+
+
+def test_evaluator_learns_retrieval(setup: dict[str, Path]) -> None:
+    ev = load_evaluator(setup["evaluator"])
+    best = ev.info["best"]
+    # 6 val clips of 3 kinds in one pool: chance is 1/6 for top-1 and 1/2 for top-3; an evaluator
+    # that tells the kinds apart gets top-1 near 1/2 and top-3 near 1.
+    assert best["r_precision_top1"] >= 0.33 and best["r_precision_top3"] > 0.8, best
+    # embeddings are unit norm and deterministic
+    clips = load_corpus(setup["corpus"], "test").clips
+    a = ev.embed_motions([c.features for c in clips])
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(a, ev.embed_motions([c.features for c in clips]), atol=1e-6)
+
+
+def test_cases_deterministic_and_consistent(setup: dict[str, Path]) -> None:
+    clips = load_corpus(setup["corpus"], "test").clips
+    c1 = cases_mod.sample_cases(clips, 5, seed=3)
+    c2 = cases_mod.sample_cases(clips, 5, seed=3)
+    assert [c.case_id for c in c1] == [c.case_id for c in c2]
+    assert [c.control().keyframe_indices() for c in c1] == [c.control().keyframe_indices() for c in c2]
+    for c in c1:
+        ctl = c.control()
+        assert 1 <= len(ctl.keyframe_indices()) <= 3
+        assert 0 not in ctl.keyframe_indices()
+        # the trajectory is the real window's pelvis, and the window starts at the origin facing +Z
+        np.testing.assert_allclose(ctl.traj.numpy(), c.joints[:, 0], atol=1e-5)
+        np.testing.assert_allclose(c.joints[0, 0, [0, 2]], 0.0, atol=1e-5)
+        np.testing.assert_allclose(features_to_pose_frames(torch.as_tensor(c.features)).numpy(), c.joints, atol=1e-4)
+    # the ground truth satisfies its own constraints: zero control and keyframe error
+    from ikmo.eval.bench_control import keyframe_errors, trajectory_errors
+
+    for c in c1:
+        assert trajectory_errors(c.joints, c).max() < 1e-5
+        assert keyframe_errors(c.joints, c).max() < 1e-4
+
+
+def test_bench_control_quick_cli(setup: dict[str, Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ikmo.cli import _build
+
+    out = tmp_path / "control.json"
+    res = CliRunner().invoke(_build(), [
+        "bench", "control", "--quick", "--corpus", str(setup["corpus"]), "--weights", str(setup["weights"]),
+        "--evaluator", str(setup["evaluator"]), "--out", str(out), "--batch-size", "4", "--threads", "1",
+    ])
+    assert res.exit_code == 0, res.output
+    assert "FID" in res.output and "ikmo" in res.output
+    data = json.loads(out.read_text())
+    rows = {r["method"]: r for r in data["results"]}
+    assert set(rows) == {"real", "ikmo", "no_optimization", "no_controlnet", "unconditioned"}
+    assert any("joint_encoder" in n for n in data["notes"])
+    real = rows["real"]
+    assert real["fid"] == pytest.approx(0.0, abs=1e-6)
+    assert real["avg_err"] < 1e-5 and real["keyframe_mpjpe"] < 1e-4
+    for r in rows.values():
+        assert r["n_motions"] == data["n_cases"] == 8
+        assert 0.0 <= r["r_precision_top3"] <= 1.0 and 0.0 <= r["skating_ratio"] <= 1.0
+    # stage 1 acts: with optimization the pelvis lands much closer to the trajectory than without
+    assert rows["no_controlnet"]["avg_err"] < 0.5 * rows["unconditioned"]["avg_err"]
+
+
+def test_bench_speed_cli(setup: dict[str, Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ikmo.cli import _build
+
+    out = tmp_path / "speed.json"
+    res = CliRunner().invoke(_build(), [
+        "bench", "speed", "--weights", str(setup["weights"]), "--repeats", "2", "--n-frames", "60",
+        "--no-memory", "--threads", "1", "--out", str(out),
+    ])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert r["median_s"] > 0 and r["baseline_s"] > r["median_s"] and r["speedup"] > 1
+    assert r["steps"] == 4 and r["baseline_schedule"]["steps"] == 1000
