@@ -47,8 +47,9 @@ class Context:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_settings(cls, settings: Any, **kw: Any) -> Context:
+    def from_settings(cls, cfg: Any, **kw: Any) -> Context:
         """Build from `ikmo.config.Settings` (duck-typed so agents need not import the shell)."""
+        settings = cfg
         return cls(
             provider=settings.provider, model=settings.model, base_url=settings.base_url, api_key=settings.api_key,
             request_timeout_s=settings.request_timeout_s, max_retries=settings.max_retries,
