@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .errors import MotionDataError
 from .rotations import (
@@ -347,6 +348,28 @@ def joints_to_features(joints: torch.Tensor, skel: Skeleton = HUMANML3D_22,
     )
 
 
+def _root_yaw(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                                  torch.Tensor]:
+    """Integrate the root of features (..., N, D): half yaw angle, cos/sin of the yaw, root x, z; each (..., N).
+
+    The root rotation of HumanML3D is a pure yaw, so rotating by it is a 2-D rotation of (x, z):
+    far fewer operations than a general quaternion rotation, which matters inside guidance.
+    """
+    if features.dim() < 2 or features.shape[-1] < 4:
+        raise MotionDataError(f"features must have shape (..., N, D>=4), got {tuple(features.shape)}")
+    # The stored value is the half angle of the frame-to-frame quaternion.
+    half = torch.cumsum(features[..., :-1, 0], dim=-1)
+    half = torch.cat((torch.zeros_like(half[..., :1]), half), dim=-1)
+    cos, sin = torch.cos(2.0 * half), torch.sin(2.0 * half)
+    # r_pos[t] = Σ_{k=1..t} R_y(-θ_k) v_{k-1}: velocity row k-1 was expressed in the frame of k.
+    vx, vz = features[..., :-1, 1], features[..., :-1, 2]
+    c1, s1 = cos[..., 1:], sin[..., 1:]
+    zero = torch.zeros_like(half[..., :1])
+    px = torch.cat((zero, torch.cumsum(c1 * vx - s1 * vz, dim=-1)), dim=-1)
+    pz = torch.cat((zero, torch.cumsum(s1 * vx + c1 * vz, dim=-1)), dim=-1)
+    return half, cos, sin, px, pz
+
+
 @numpy_compatible
 def features_to_root(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Root rotation and position from features (..., N, D) (HumanML3D's ``recover_root_rot_pos``).
@@ -354,19 +377,10 @@ def features_to_root(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     Returns ``r_rot`` (..., N, 4): the yaw quaternion world → body frame (frame 0 is the identity),
     and ``r_pos`` (..., N, 3) metres: root xz integrated from the velocities, y from ``root_y``.
     """
-    if features.dim() < 2 or features.shape[-1] < 4:
-        raise MotionDataError(f"features must have shape (..., N, D>=4), got {tuple(features.shape)}")
-    # The stored value is the half angle, so it goes straight into cos/sin of the quaternion.
-    half = torch.cumsum(features[..., :-1, 0], dim=-1)
-    half = torch.cat((torch.zeros_like(half[..., :1]), half), dim=-1)
+    half, _, _, px, pz = _root_yaw(features)
     zero = torch.zeros_like(half)
     r_rot = torch.stack((torch.cos(half), zero, torch.sin(half), zero), dim=-1)
-    vel = features[..., :-1, 1:3]
-    step = torch.stack((vel[..., 0], torch.zeros_like(vel[..., 0]), vel[..., 1]), dim=-1)
-    step = torch.cat((torch.zeros_like(step[..., :1, :]), step), dim=-2)
-    r_pos = torch.cumsum(quat_rotate(quat_conj(r_rot), step), dim=-2)
-    r_pos = torch.cat((r_pos[..., 0:1], features[..., 3:4], r_pos[..., 2:3]), dim=-1)
-    return r_rot, r_pos
+    return r_rot, torch.stack((px, features[..., 3], pz), dim=-1)
 
 
 @numpy_compatible
@@ -376,12 +390,17 @@ def features_to_joints(features: torch.Tensor, skel: Skeleton = HUMANML3D_22) ->
     Vectorised (the only sequential step is a cumsum) and differentiable.
     """
     _check_features(features, skel)
-    r_rot, r_pos = features_to_root(features)
+    _, cos, sin, px, pz = _root_yaw(features)
     lay = feature_layout(skel)
-    ric = features[..., lay.ric].reshape(features.shape[:-1] + (skel.n_joints - 1, 3))
-    body = quat_rotate(quat_conj(r_rot)[..., None, :], ric)
-    body = body + _xz(r_pos)[..., None, :]
-    return torch.cat((r_pos[..., None, :], body), dim=-2)
+    # The root is the body-frame point (0, root_y, 0); prepending it lets one expression place all J.
+    ric = features[..., lay.ric].unflatten(-1, (skel.n_joints - 1, 3))
+    root = F.pad(features[..., 3:4], (1, 1))[..., None, :]
+    rx, y, rz = torch.cat((root, ric), dim=-2).unbind(-1)
+    c, s = cos[..., None], sin[..., None]
+    # Body frame → world is R_y(-θ): x' = c·x − s·z, z' = s·x + c·z, then add the root's xz.
+    x = torch.addcmul(px[..., None], c, rx) - s * rz
+    z = torch.addcmul(pz[..., None], s, rx) + c * rz
+    return torch.stack((x, y, z), dim=-1)
 
 
 @numpy_compatible
