@@ -57,7 +57,8 @@ class EvaluatorConfig(_Cfg):
     n_layers: int = Field(default=2, ge=1)
     n_heads: int = Field(default=4, ge=1)
     ff_dim: int = Field(default=256, ge=8)
-    latent_dim: int = Field(default=128, ge=2)
+    # 64-d: FID needs a covariance estimated from ~100 motions per method; 128-d would be rank-deficient
+    latent_dim: int = Field(default=64, ge=2)
     dropout: float = Field(default=0.1, ge=0, lt=1)
     max_len: int = Field(default=MAX_FRAMES, ge=2, description="longest feature sequence, rows")
     text_encoder: str = Field(default="minilm", description="minilm | hash:<dim>")
@@ -230,7 +231,9 @@ def _crop(feat: np.ndarray, rng: np.random.Generator, min_len: int, max_len: int
     n_rows = feat.shape[0]
     if n_rows <= min_len:
         return feat
-    n = int(rng.integers(min_len, min(n_rows, max_len) + 1))
+    # at least half the clip: a caption describes the whole clip, a short crop may miss its action
+    hi = min(n_rows, max_len)
+    n = int(rng.integers(min(max(min_len, n_rows // 2), hi), hi + 1))
     s = int(rng.integers(0, n_rows - n + 1))
     return feat[s:s + n]
 

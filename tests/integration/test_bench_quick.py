@@ -178,3 +178,14 @@ def test_bench_speed_cli(setup: dict[str, Path], tmp_path: Path) -> None:
     r = json.loads(out.read_text())
     assert r["median_s"] > 0 and r["baseline_s"] > r["median_s"] and r["speedup"] > 1
     assert r["steps"] == 4 and r["baseline_schedule"]["steps"] == 1000
+
+
+def test_infonce_masks_duplicate_captions() -> None:
+    from ikmo.eval.evaluator import infonce_loss
+
+    z = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]), dim=-1)
+    raw = z.clone()  # captions 1 and 2 are the same sentence
+    # texts 1 and 2 both match motions 1 and 2 equally: unmasked, each pays for the other as a "negative"
+    unmasked = infonce_loss(z, z, 0.1)
+    masked = infonce_loss(z, z, 0.1, raw, dup_threshold=0.95)
+    assert masked < 0.01 < unmasked
