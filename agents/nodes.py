@@ -115,8 +115,11 @@ def describe(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
     out: dict[str, Any] = {"parsed": parsed_to_dict(parsed), "followup": None, "failures": {"describe": ""}}
     desc = offline_desc
     if not is_offline(ctx):
-        desc, more = _describe_llm(state, ctx, parsed.text, offline_desc)
-        notes.extend(more)
+        try:
+            desc, more = _describe_llm(state, ctx, parsed.text, offline_desc)
+            notes.extend(more)
+        except ProviderError as e:  # no fallback allowed (or none possible): the validator decides
+            desc, offline_err = None, str(e)
     if desc is None:
         out.update(failures={"describe": offline_err or "no description"},
                    transcript=[_ev("describe", f"failed: {offline_err}")], notes=notes, description=None)

@@ -77,7 +77,7 @@ def _answer_data(msg: Any) -> dict[str, Any]:
 
 def _transport_error(e: Exception, label: str) -> ProviderError:
     name = type(e).__name__
-    hint = {
+    hints = {
         "APIConnectionError": "cannot reach the server: is it running, and is the base URL right?",
         "APITimeoutError": "the request timed out: raise IKMO_REQUEST_TIMEOUT_S or use a faster model",
         "AuthenticationError": "the API key was rejected: check IKMO_API_KEY / the provider's key variable",
@@ -86,7 +86,9 @@ def _transport_error(e: Exception, label: str) -> ProviderError:
         "RateLimitError": "rate limited or out of quota: wait or check the account",
         "BadRequestError": "the server rejected the request (model or options unsupported)",
         "InternalServerError": "the server failed: try again or use another provider",
-    }.get(name, "the provider failed")
+    }
+    # langchain-openai wraps openai's errors in subclasses (OpenAIAuthenticationError): look along the MRO.
+    hint = next((hints[c.__name__] for c in type(e).__mro__ if c.__name__ in hints), "the provider failed")
     return ProviderError(f"provider {label}: {hint} ({name}: {str(e)[:300]})")
 
 
