@@ -78,7 +78,8 @@ def test_joints_to_features_matches_block_by_block(clip: tuple[np.ndarray, np.nd
     for name, sl in lay.blocks().items():
         head = np.abs(ours[:clean, sl] - feats[:clean, sl]).max()
         tail = np.abs(ours[clean:, sl] - feats[clean:n, sl]).max()
-        assert head <= 1e-5, f"{name}: {head:.2e} on the rows the missing frame cannot affect"
+        # measured ≤ 7.7e-6 (rot6d; float32 input), ≤ 3.4e-7 for the other blocks
+        assert head <= 2e-5, f"{name}: {head:.2e} on the rows the missing frame cannot affect"
         assert tail <= TAIL_BOUNDS[name], f"{name}: {tail:.2e} on the last {n - clean} rows"
 
 
