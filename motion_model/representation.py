@@ -174,11 +174,12 @@ def gaussian_smooth_time(x: torch.Tensor, sigma: float, truncate: float = 4.0) -
 
 
 def facing_quat(joints: torch.Tensor, skel: Skeleton = HUMANML3D_22, smooth_sigma: float | None = None,
-                ik_order: bool = True) -> torch.Tensor:
+                ik_order: bool = False) -> torch.Tensor:
     """Root yaw quaternions ``(..., T, 4)`` that turn each frame's forward direction onto +Z.
 
     joints: (..., T, J, 3). ``smooth_sigma`` (frames) smooths the forward direction over time as
-    HumanML3D's features do (σ = 20). See `_across` for ``ik_order``.
+    HumanML3D's features do (σ = 20). The default is the body's true facing (hips and shoulders);
+    ``ik_order=True`` is HumanML3D's feature convention (see `_across`), used by `inverse_kinematics`.
     """
     forward = _forward_from_across(_unit(_across(joints, skel, ik_order)))
     if smooth_sigma:
