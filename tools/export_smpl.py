@@ -30,7 +30,7 @@ from typing import Literal
 
 import numpy as np
 
-from ikmo.motion_model.errors import MotionDataError
+from ikmo.motion_model.errors import InputFileError, MotionDataError
 from ikmo.motion_model.skeleton import FPS, HUMANML3D_22
 
 from .export_common import check_joints, output_file
@@ -54,11 +54,22 @@ def matrix_to_axis_angle(R: np.ndarray) -> np.ndarray:
 def smpl_rest_joints(model_path: str | os.PathLike[str] | None = None) -> np.ndarray:
     """(22, 3) float64 rest (T-pose, betas 0) joints of the body model, metres.
 
-    `model_path`, else ``$IKMO_SMPL_MODEL``, else the bundled mannequin (tools/body_model.py).
+    `model_path`, else ``$IKMO_SMPL_MODEL``, else the bundled mannequin (`tools.body_model` resolves
+    it). Computed as ``J_regressor @ v_template`` straight from the .npz, as smplx does, without
+    building the smplx module (which costs about a second and is not needed for the skeleton).
     """
-    from .body_model import load_body_model
+    from .body_model import resolve_model_path
 
-    return np.asarray(load_body_model(model_path).rest_joints[: HUMANML3D_22.n_joints], dtype=np.float64)
+    path = resolve_model_path(model_path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            rest = np.asarray(z["J_regressor"], np.float64) @ np.asarray(z["v_template"], np.float64)
+    except (OSError, ValueError, KeyError) as e:
+        raise InputFileError(f"cannot read the SMPL model {path} ({e}); give an SMPL .npz with J_regressor "
+                             "and v_template") from e
+    if rest.shape[0] < HUMANML3D_22.n_joints:
+        raise InputFileError(f"{path}: the body model has {rest.shape[0]} joints, SMPL needs 24")
+    return rest[: HUMANML3D_22.n_joints]
 
 
 def smpl_params(
