@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 WINDOW_FRAMES = MAX_FRAMES + 1  # positions per window: features have one row fewer
 WINDOW_STRIDE = 98
 MIN_FRAMES = 40
+# CMU's cgspeed BVH files start in a T-pose and blend into the motion over ~8 frames at 120 fps.
+CMU_TRIM_S = 0.1
 SPLITS = ("train", "val", "test")
 LICENCES = {
     "bandai": "CC BY-NC 4.0 (Bandai Namco Research Inc.; non-commercial)",
@@ -71,6 +73,7 @@ class ClipJob:
         rig: explicit rig name, or None to map by joint names.
         src_fps: the true capture rate when the header is wrong, else None.
         src_fps_if_header: `src_fps` applies only when the header claims this rate (see rigs.bvh_to_joints).
+        trim_start_s: seconds dropped at the start of the clip.
         captions: given captions (user clips); None to write them from the labels.
     """
 
@@ -83,6 +86,7 @@ class ClipJob:
     src_fps: float | None = None
     captions: tuple[str, ...] | None = None
     src_fps_if_header: float | None = None
+    trim_start_s: float = 0.0
 
 
 @dataclass
@@ -170,7 +174,7 @@ def _cmu_jobs(root: Path) -> list[ClipJob]:
             trial = bvh.stem
             jobs.append(ClipJob("cmu", str(bvh), f"cmu_{trial}", desc.get(trial, ""),
                                 {"description": desc.get(trial, "")}, src_fps=rates.get(trial),
-                                src_fps_if_header=120.0))
+                                src_fps_if_header=120.0, trim_start_s=CMU_TRIM_S))
     return jobs
 
 
@@ -248,7 +252,7 @@ def process_clip(job: ClipJob, out: Path) -> ClipResult:
     res = ClipResult(job=job, split=split_of(job.clip_id))
     try:
         joints, info = bvh_to_joints(job.path, rig=job.rig, src_fps=job.src_fps, dst_fps=FPS,
-                                     src_fps_if_header=job.src_fps_if_header)
+                                     src_fps_if_header=job.src_fps_if_header, trim_start_s=job.trim_start_s)
         res.info = info
         T = joints.shape[0]
         res.seconds = (T - 1) / FPS

@@ -418,7 +418,7 @@ def clean_fps(fps: float) -> float:
 
 
 def bvh_to_joints(path: str, rig: str | None = None, unit: str | None = None, src_fps: float | None = None,
-                  dst_fps: float = 20.0, src_fps_if_header: float | None = None
+                  dst_fps: float = 20.0, src_fps_if_header: float | None = None, trim_start_s: float = 0.0,
                   ) -> tuple[np.ndarray, dict[str, object]]:
     """Import a BVH file as the 22 HumanML3D joints: map the rig, metres, y up, resampled.
 
@@ -429,6 +429,8 @@ def bvh_to_joints(path: str, rig: str | None = None, unit: str | None = None, sr
         src_fps: the true capture rate when the header is wrong (CMU); None trusts the header.
         src_fps_if_header: apply `src_fps` only when the header claims this rate (CMU's cgspeed
             files claim 120 fps for trials captured at 60; files already resampled are right).
+        trim_start_s: seconds dropped at the start (CMU's cgspeed files blend in from a T-pose
+            over their first ~8 frames at 120 fps).
         dst_fps: output rate (HumanML3D: 20).
     Returns:
         (joints (T', 22, 3) float64 metres y up — not yet canonicalised (facing, floor and origin
@@ -450,6 +452,9 @@ def bvh_to_joints(path: str, rig: str | None = None, unit: str | None = None, sr
     fps = clean_fps(motion.fps)
     if src_fps and (src_fps_if_header is None or abs(fps - src_fps_if_header) < 0.5):
         fps = float(src_fps)
+    skip = int(round(trim_start_s * fps))
+    if skip and joints.shape[0] > skip:
+        joints = joints[skip:]
     out = resample(joints, fps, dst_fps)
     if not np.isfinite(out).all():
         raise MotionDataError(f"{path}: the imported joints contain NaN or inf")
