@@ -285,12 +285,13 @@ def train(
         torch.nn.utils.clip_grad_norm_(trainable.parameters(), train_cfg.grad_clip)
         opt.step()
         step += 1
-        losses.append(float(loss))
+        losses.append(loss.detach().item())
         if step % train_cfg.log_every == 0 or step == train_cfg.max_steps:
             mean_loss = sum(losses) / len(losses)
             history.append({"step": step, "loss": round(mean_loss, 5)})
-            log.info("%s step %d loss %.4f (%.2fs/step)", train_cfg.stage, step, mean_loss,
-                     (time.perf_counter() - t_start) / max(1, step - start_step))
+            if rank == 0:
+                    log.info("%s step %d loss %.4f (%.2fs/step, rank 0's batch)", train_cfg.stage, step, mean_loss,
+                         (time.perf_counter() - t_start) / max(1, step - start_step))
             losses.clear()
         if step % train_cfg.ckpt_every == 0:
             save(final=False)

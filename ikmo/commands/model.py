@@ -15,7 +15,7 @@ import typer
 log = logging.getLogger(__name__)
 
 CORPUS_HELP = "HumanML3D-layout corpus folder (ikmo data build)"
-RUN_HELP = "run folder: checkpoints in RUN/last, resumable"
+RUN_HELP = "run folder: checkpoints in RUN_DIR/last, resumable"
 
 
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
@@ -24,8 +24,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     @train_group.command("base")
     def train_base(
         corpus: Annotated[Path, typer.Option(help=CORPUS_HELP)] = Path("data/corpus"),
-        run: Annotated[Path, typer.Option(help=RUN_HELP)] = Path("runs/base"),
-        resume: Annotated[bool, typer.Option("--resume", help="continue from RUN/last")] = False,
+        run_dir: Annotated[Path, typer.Option(help=RUN_HELP)] = Path("runs/base"),
+        resume: Annotated[bool, typer.Option("--resume", help="continue from RUN_DIR/last")] = False,
         max_minutes: Annotated[float | None, typer.Option(help="stop (and checkpoint) after this long")] = None,
         max_steps: Annotated[int, typer.Option(min=1)] = 100_000,
         batch_size: Annotated[int, typer.Option(min=1)] = 32,
@@ -49,15 +49,15 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
                                                    text_dim=text_dim), text_encoder=text_encoder)
         tcfg = TrainConfig(stage="base", batch_size=batch_size, lr=lr, max_steps=max_steps, max_minutes=max_minutes,
                            num_threads=threads, ckpt_every=ckpt_every, log_every=log_every, seed=seed)
-        summary = train(corpus, run, tcfg, mcfg, resume=resume, export_to=export_to)
+        summary = train(corpus, run_dir, tcfg, mcfg, resume=resume, export_to=export_to)
         log.info("%s", json.dumps(summary))
 
     @train_group.command("control")
     def train_control(
         init: Annotated[Path | None, typer.Option(help="base checkpoint folder to start from")] = None,
         corpus: Annotated[Path, typer.Option(help=CORPUS_HELP)] = Path("data/corpus"),
-        run: Annotated[Path, typer.Option(help=RUN_HELP)] = Path("runs/control"),
-        resume: Annotated[bool, typer.Option("--resume", help="continue from RUN/last")] = False,
+        run_dir: Annotated[Path, typer.Option(help=RUN_HELP)] = Path("runs/control"),
+        resume: Annotated[bool, typer.Option("--resume", help="continue from RUN_DIR/last")] = False,
         mode: Annotated[str, typer.Option(help="decoupled (IKMo) | joint (one control encoder, ablation)")] = (
             "decoupled"),
         max_minutes: Annotated[float | None, typer.Option()] = None,
@@ -82,7 +82,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         tcfg = TrainConfig(stage="control", batch_size=batch_size, lr=lr, max_steps=max_steps,
                            max_minutes=max_minutes, num_threads=threads, ckpt_every=ckpt_every,
                            log_every=log_every, seed=seed)
-        summary = train(corpus, run, tcfg, init_from=init, control_cfg=ControlConfig(mode=mode),  # type: ignore[arg-type]
+        summary = train(corpus, run_dir, tcfg, init_from=init, control_cfg=ControlConfig(mode=mode),  # type: ignore[arg-type]
                         resume=resume, export_to=export_to)
         log.info("%s", json.dumps(summary))
 
