@@ -69,7 +69,9 @@ def overlay_from_spec(spec: MotionSpec | None, n_frames: int):  # -> preview.Ove
         mask = spec.trajectory.mask_array()
     frames = [min(spec.frame_of(kf.time_s), n_frames - 1) for kf in spec.keyframes]
     poses = [kf.joints_array() for kf in spec.keyframes]
-    return Overlay(target_trajectory=traj, target_mask=mask, keyframe_frames=frames, keyframe_poses=poses)
+    masks = [np.asarray(kf.joint_mask, bool) for kf in spec.keyframes]
+    return Overlay(target_trajectory=traj, target_mask=mask, keyframe_frames=frames, keyframe_poses=poses,
+                   keyframe_masks=masks)
 
 
 def write_motion_files(

@@ -95,12 +95,15 @@ class Overlay:
     keyframe_poses: per keyframe, None or a (22, 3) root-relative pose in the canonical facing
         (+Z forward), drawn as a ghost placed on the motion's pelvis and turned to its facing
         (the preview shows the pose error; the target trajectory shows the position error).
+    keyframe_masks: per keyframe, None (all joints) or a (22,) bool mask of the constrained joints;
+        the ghost draws only bones between constrained joints (an upper-body photo has no legs).
     """
 
     target_trajectory: np.ndarray | None = None
     target_mask: np.ndarray | None = None
     keyframe_frames: list[int] = field(default_factory=list)
     keyframe_poses: list[np.ndarray | None] = field(default_factory=list)
+    keyframe_masks: list[np.ndarray | None] = field(default_factory=list)
 
 
 class _Camera:
@@ -250,6 +253,17 @@ class PreviewRenderer:
             ov.target_trajectory, ov.target_mask = tt, mask
         if ov.keyframe_poses and len(ov.keyframe_poses) != len(ov.keyframe_frames):
             raise MotionDataError("give one keyframe pose (or None) per keyframe frame")
+        if ov.keyframe_masks and len(ov.keyframe_masks) != len(ov.keyframe_frames):
+            raise MotionDataError("give one keyframe joint mask (or None) per keyframe frame")
+        self.ghost_bones: dict[int, list[tuple[int, int]]] = {}
+        for k, f in enumerate(ov.keyframe_frames):
+            m = ov.keyframe_masks[k] if ov.keyframe_masks else None
+            if m is None:
+                continue
+            m = np.asarray(m, bool)
+            if m.shape != (self.skeleton.n_joints,):
+                raise MotionDataError(f"keyframe joint mask must have {self.skeleton.n_joints} entries, got {m.shape}")
+            self.ghost_bones[int(np.clip(f, 0, self.T - 1))] = [(p, c) for p, c in self.bones if m[p] and m[c]]
 
     def _background(self) -> Image.Image:
         w, h = self.opt.width, self.opt.height
@@ -294,12 +308,12 @@ class PreviewRenderer:
             draw.line([*s, *e], fill=GRID, width=1)
 
     def _skeleton(self, draw: ImageDraw.ImageDraw, cam: np.ndarray, colours: Sequence[tuple] | tuple,
-                  scale: float = 1.0, dots: bool = True) -> None:
+                  scale: float = 1.0, dots: bool = True, bones: list[tuple[int, int]] | None = None) -> None:
         """Bones far to near, thickness by depth; `colours` per joint or one colour."""
         cam_f = self.cam
         px = cam_f.pixels(cam)
         depth = np.maximum(cam[:, 2], _NEAR)
-        order = sorted(self.bones, key=lambda pc: -(depth[pc[0]] + depth[pc[1]]))
+        order = sorted(self.bones if bones is None else bones, key=lambda pc: -(depth[pc[0]] + depth[pc[1]]))
         for p, c in order:
             if depth[p] <= _NEAR or depth[c] <= _NEAR:
                 continue
@@ -310,7 +324,7 @@ class PreviewRenderer:
                 r = scale * self.opt.joint_radius_m * cam_f.focal / depth[c]
                 x, y = px[c]
                 draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
-        if dots:
+        if dots and bones is None:
             r = scale * 1.2 * self.opt.joint_radius_m * cam_f.focal / depth[0]
             x, y = px[0]
             draw.ellipse([x - r, y - r, x + r, y + r], fill=colours if isinstance(colours[0], int) else colours[0])
@@ -363,7 +377,7 @@ class PreviewRenderer:
         window = self.opt.ghost_window_s * self.opt.fps
         for f, ghost in self.ghosts.items():
             if abs(f - i) <= window:
-                self._skeleton(draw, self.cam.to_camera(ghost, i), GHOST, scale=0.6)
+                self._skeleton(draw, self.cam.to_camera(ghost, i), GHOST, scale=0.6, bones=self.ghost_bones.get(f))
         self._skeleton(draw, self.cam_joints[i], self.colours)
         if self.opt.show_hud:
             self._hud(draw, i)

@@ -62,9 +62,11 @@ def _overlay(trajectory: Path | None, keyframes: list[str], spec: Path | None, n
             kf = read_json(Path(item), KeyframePose)
             ov.keyframe_frames.append(min(int(round(kf.time_s * fps)), n_frames - 1))
             ov.keyframe_poses.append(kf.joints_array())
+            ov.keyframe_masks.append(np.asarray(kf.joint_mask, bool))
             continue
         ov.keyframe_frames.append(min(int(round(seconds * fps)), n_frames - 1))
         ov.keyframe_poses.append(None)
+        ov.keyframe_masks.append(None)
     return ov
 
 

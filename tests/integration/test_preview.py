@@ -88,6 +88,19 @@ def test_ghost_is_placed_on_the_motion_and_turned_to_its_facing() -> None:
     r = PreviewRenderer(motion, overlay=ov)
     assert np.abs(r.ghosts[4] - motion[4]).max() < 1e-9
 
+    # An upper-body keyframe (no legs constrained) draws no ghost legs.
+    from ikmo.tools.preview import GHOST
+
+    upper = np.ones(22, bool)
+    upper[[1, 2, 4, 5, 7, 8, 10, 11]] = False
+    other = pose @ Rotation.from_euler("x", 60, degrees=True).as_matrix().T  # leaning: not hidden by the skeleton
+    full = PreviewRenderer(motion, overlay=Overlay(keyframe_frames=[4], keyframe_poses=[other])).frame(4)
+    ov_upper = Overlay(keyframe_frames=[4], keyframe_poses=[other], keyframe_masks=[upper])
+    part = PreviewRenderer(motion, overlay=ov_upper)
+    assert all(c not in (1, 2, 4, 5, 7, 8, 10, 11) for _, c in part.ghost_bones[4])
+    n_full, n_part = _count(full, GHOST), _count(part.frame(4), GHOST)
+    assert 0 < n_part < n_full
+
 
 def test_overlay_draws_targets_and_keyframes(joints: np.ndarray) -> None:
     from ikmo.tools.preview import KEY, TARGET
