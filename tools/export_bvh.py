@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
@@ -68,17 +69,32 @@ def continuous_euler(R: np.ndarray, order: str = ROTATION_ORDER) -> np.ndarray:
     return out
 
 
-def bvh_rig(joints: np.ndarray, skeleton: Skeleton = HUMANML3D_22) -> RigPose:
+def bvh_rig(joints: np.ndarray, skeleton: Skeleton = HUMANML3D_22, *, stretch: bool = False) -> RigPose:
     """Solve the BVH rig of a motion: rest offsets from its own geometry, per-joint rotations.
 
     Args:
         joints: (T, J, 3) metres (validated: shape, frames, finite).
+        stretch: the file will carry per-frame translations on every joint (see `bvh_text`), so
+            positions are exact and rotations aim along the observed bones.
     Returns:
         RigPose; ``max_error_m`` is how far a re-import can be from `joints`.
     """
     joints = check_joints(joints, skeleton)
     rest = motion_rest_offsets(joints, skeleton)
-    return solve_rig_rotations(joints, rest, skeleton.parents, aim_from_solved=True)
+    rig = solve_rig_rotations(joints, rest, skeleton.parents, aim_from_solved=not stretch)
+    if stretch:
+        return replace(rig, positions=joints, max_error_m=0.0)
+    return rig
+
+
+def _local_translations(joints: np.ndarray, rig: RigPose, skeleton: Skeleton) -> np.ndarray:
+    """(T, J, 3) each joint's offset from its parent in the parent's frame (root: world position)."""
+    out = np.empty_like(joints)
+    out[:, 0] = joints[:, 0]
+    for j, p in enumerate(skeleton.parents):
+        if p >= 0:
+            out[:, j] = np.einsum("tba,tb->ta", rig.global_rotations[:, p], joints[:, j] - joints[:, p])
+    return out
 
 
 def bvh_text(
@@ -87,6 +103,7 @@ def bvh_text(
     *,
     skeleton: Skeleton = HUMANML3D_22,
     units: Literal["m", "cm"] = "m",
+    stretch: bool = False,
 ) -> tuple[str, RigPose]:
     """The BVH file content of a motion.
 
@@ -94,6 +111,9 @@ def bvh_text(
         joints: (T, J, 3) metres, y up.
         fps: frames per second (Frame Time = 1 / fps).
         units: length unit of the file.
+        stretch: give every joint 6 channels (``Xposition Yposition Zposition`` + rotations) so that
+            bones may change length per frame and any motion re-imports exactly (a generated motion's
+            bones drift by millimetres); off by default because retargeting tools expect rigid bones.
     Returns:
         (text, rig): the file content and the solved rig (its ``max_error_m`` in metres).
     """
@@ -101,15 +121,19 @@ def bvh_text(
         raise MotionDataError(f"BVH units must be 'm' or 'cm', got {units!r}")
     if not np.isfinite(fps) or fps <= 0:
         raise MotionDataError(f"fps must be a positive number, got {fps}")
-    rig = bvh_rig(joints, skeleton)
+    rig = bvh_rig(joints, skeleton, stretch=stretch)
     scale = _UNIT_SCALE[units]
     out = io.StringIO()
-    _write_hierarchy(out, skeleton, rig.rest_offsets * scale, _END_SITE_LENGTH * scale)
+    _write_hierarchy(out, skeleton, rig.rest_offsets * scale, _END_SITE_LENGTH * scale, stretch)
     T = rig.local_rotations.shape[0]
     euler = continuous_euler(rig.local_rotations)  # (T, J, 3)
     # MOTION columns follow the joints in HIERARCHY (depth-first) order, not the skeleton's index order.
     order = hierarchy_order(skeleton)
-    data = np.concatenate([rig.root_position * scale, euler[:, order].reshape(T, -1)], axis=1)
+    if stretch:
+        trans = _local_translations(rig.positions, rig, skeleton) * scale
+        data = np.concatenate([trans[:, order], euler[:, order]], axis=2).reshape(T, -1)
+    else:
+        data = np.concatenate([rig.root_position * scale, euler[:, order].reshape(T, -1)], axis=1)
     out.write(f"MOTION\nFrames: {T}\nFrame Time: {1.0 / fps:.8f}\n")
     np.savetxt(out, data, fmt="%.6f", delimiter=" ")
     return out.getvalue(), rig
@@ -128,7 +152,8 @@ def hierarchy_order(skeleton: Skeleton = HUMANML3D_22) -> list[int]:
     return order
 
 
-def _write_hierarchy(out: io.StringIO, skeleton: Skeleton, offsets: np.ndarray, end_length: float) -> None:
+def _write_hierarchy(out: io.StringIO, skeleton: Skeleton, offsets: np.ndarray, end_length: float,
+                     stretch: bool = False) -> None:
     children = [skeleton.children(j) for j in range(skeleton.n_joints)]
 
     def fmt(v: np.ndarray) -> str:
@@ -137,7 +162,7 @@ def _write_hierarchy(out: io.StringIO, skeleton: Skeleton, offsets: np.ndarray, 
     def joint(j: int, depth: int) -> None:
         ind = "\t" * depth
         kind = "ROOT" if skeleton.parents[j] < 0 else "JOINT"
-        chans = ROOT_CHANNELS if kind == "ROOT" else JOINT_CHANNELS
+        chans = ROOT_CHANNELS if kind == "ROOT" or stretch else JOINT_CHANNELS
         out.write(f"{ind}{kind} {skeleton.joint_names[j]}\n{ind}{{\n")
         out.write(f"{ind}\tOFFSET {fmt(offsets[j])}\n")
         out.write(f"{ind}\tCHANNELS {len(chans)} {' '.join(chans)}\n")
@@ -161,15 +186,17 @@ def write_bvh(
     *,
     skeleton: Skeleton = HUMANML3D_22,
     units: Literal["m", "cm"] = "m",
+    stretch: bool = False,
 ) -> RigPose:
     """Write `joints` (T, J, 3) metres as a BVH file, atomically.
 
     Returns:
         The solved rig; ``max_error_m`` is the largest distance (metres) between the joints a
         BVH reader reconstructs and `joints` (logged as a warning above 1 mm: a generated motion
-        whose bone lengths drift cannot be reproduced exactly by a fixed-length rig).
+        whose bone lengths drift cannot be reproduced exactly by a fixed-length rig; pass
+        ``stretch=True`` for an exact file with per-frame bone translations).
     """
-    text, rig = bvh_text(joints, fps, skeleton=skeleton, units=units)
+    text, rig = bvh_text(joints, fps, skeleton=skeleton, units=units, stretch=stretch)
     with output_file(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     level = logging.WARNING if rig.max_error_m > 1e-3 else logging.INFO

@@ -82,6 +82,7 @@ def write_motion_files(
     spec: MotionSpec | None = None,
     formats: Iterable[str] = ALL_FORMATS,
     smpl_model_path: str | os.PathLike[str] | None = None,
+    bvh_stretch: bool = False,
 ) -> dict[str, str]:
     """Write the motion's files (see module doc) into `out_dir`.
 
@@ -91,6 +92,7 @@ def write_motion_files(
         spec: the spec it was generated from: the preview then draws its targets and keyframes.
         formats: a subset of ``ALL_FORMATS`` to write.
         smpl_model_path: body model for the SMPL rest pose (default: $IKMO_SMPL_MODEL or the mannequin).
+        bvh_stretch: BVH with per-frame bone translations (exact for any motion; see `tools.export_bvh`).
     Returns:
         {format: path written}. Timings per file are logged at DEBUG.
     Raises:
@@ -113,7 +115,7 @@ def write_motion_files(
         elif fmt == "bvh":
             from .export_bvh import write_bvh
 
-            write_bvh(path, joints, fps)
+            write_bvh(path, joints, fps, stretch=bvh_stretch)
         elif fmt == "smpl":
             from .export_smpl import write_smpl
 

@@ -78,6 +78,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:  # noqa:
         out: Annotated[Path, typer.Option("--out", "-o", help="output file")],
         fps: Annotated[float, typer.Option(min=1.0, help="frames per second of the motion")] = 20.0,
         units: Annotated[str, typer.Option(help="BVH length unit: m or cm")] = "m",
+        stretch: Annotated[bool, typer.Option(help="BVH: per-frame bone translations on every joint, so any "
+                                              "motion re-imports exactly (bones may change length)")] = False,
         up_axis: Annotated[str, typer.Option(help="SMPL frame: y (SMPL) or z (AMASS world)")] = "y",
         smpl_model: Annotated[Path | None, typer.Option(help="SMPL .npz for the rest pose "
                                                         "(default: $IKMO_SMPL_MODEL or the mannequin)")] = None,
@@ -90,7 +92,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:  # noqa:
         if format is ExportFormat.bvh:
             from ikmo.tools.export_bvh import write_bvh
 
-            rig = write_bvh(out, pos, fps, units=units)  # type: ignore[arg-type]
+            rig = write_bvh(out, pos, fps, units=units, stretch=stretch)  # type: ignore[arg-type]
             log.info("BVH reproduces the joints within %.3f mm", rig.max_error_m * 1e3)
         elif format is ExportFormat.smpl:
             from ikmo.tools.export_smpl import write_smpl

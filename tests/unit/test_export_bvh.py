@@ -71,6 +71,16 @@ def test_reported_error_matches_reimport_on_noisy_motion(tmp_path: Path) -> None
     assert np.median(err) < 0.01
 
 
+def test_stretch_mode_is_exact_for_any_motion(tmp_path: Path) -> None:
+    joints = synthetic_motion(seed=1)
+    noisy = joints + np.random.default_rng(2).normal(0, 0.004, joints.shape)
+    path = tmp_path / "stretch.bvh"
+    rig = write_bvh(path, noisy, stretch=True)
+    assert rig.max_error_m == 0.0
+    assert np.linalg.norm(reimport(path) - noisy, axis=-1).max() < 1e-5
+    assert all(len(c) == 6 for c in read_bvh(path).channels)
+
+
 def test_independent_reader_bvhio(tmp_path: Path) -> None:
     bvhio = pytest.importorskip("bvhio")
     joints = synthetic_motion(T=20)
