@@ -168,6 +168,22 @@ def _clip_to_box(a: np.ndarray, b: np.ndarray, w: float, h: float) -> tuple[np.n
     return a + d * t0[:, None], a + d * t1[:, None], keep
 
 
+def _follow(path: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian-smoothed camera path (T, C), σ in frames, that keeps up with the motion at both ends.
+
+    The ends are padded by point reflection (2·x_end − x mirrored), which continues a steady
+    velocity; padding with the end value would make the camera lag a runner by metres at the end.
+    """
+    T = len(path)
+    if T < 2 or sigma <= 0:
+        return path
+    from scipy.ndimage import gaussian_filter1d
+
+    k = min(T - 1, int(4 * sigma))
+    padded = np.concatenate([2 * path[0] - path[k:0:-1], path, 2 * path[-1] - path[-2 : -k - 2 : -1]])
+    return gaussian_filter1d(padded, sigma, axis=0, mode="nearest")[k : k + T]
+
+
 def _side_colours(skeleton: Skeleton) -> list[tuple[int, int, int]]:
     out = []
     for name in skeleton.joint_names:
@@ -221,11 +237,7 @@ class PreviewRenderer:
         self.T = T
         pelvis = self.joints[:, 0]
         targets = np.stack([pelvis[:, 0], np.full(T, opt.look_at_height_m), pelvis[:, 2]], axis=1)
-        sigma = opt.follow_sigma_s * opt.fps
-        if T > 1 and sigma > 0:
-            from scipy.ndimage import gaussian_filter1d
-
-            targets[:, [0, 2]] = gaussian_filter1d(targets[:, [0, 2]], sigma, axis=0, mode="nearest")
+        targets[:, [0, 2]] = _follow(targets[:, [0, 2]], opt.follow_sigma_s * opt.fps)
         self.cam = _Camera(targets, opt)
         self.colours = _side_colours(skeleton)
         self.bones = [(p, c) for c, p in enumerate(skeleton.parents) if p >= 0]

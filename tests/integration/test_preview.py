@@ -70,6 +70,15 @@ def test_upright_feet_on_floor_and_sides(joints: np.ndarray) -> None:
     assert _count(img, LEFT) > 100 and _count(img, RIGHT) > 100
 
 
+def test_camera_keeps_up_with_a_runner(joints: np.ndarray) -> None:
+    """A pose carried at 5 m/s: the pelvis stays at the same place in the image, first to last frame."""
+    T = 60
+    motion = np.repeat(joints[:1], T, axis=0) + (np.arange(T)[:, None, None] / 20.0) * [0.0, 0.0, 5.0]
+    r = PreviewRenderer(motion)
+    px = np.stack([r.cam.pixels(r.cam_joints[i, 0]) for i in (0, T // 2, T - 1)])
+    assert np.abs(px - px[1]).max() < 2.0
+
+
 def test_ghost_is_placed_on_the_motion_and_turned_to_its_facing() -> None:
     """A motion that holds a pose turned by 120° about y: its canonical (facing +Z) pose as a keyframe
     must be drawn exactly on the skeleton."""
