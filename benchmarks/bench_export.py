@@ -149,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
                      "body model loaded once, outside the timing"))
         motion_features(joints[:10])  # warm-up: first call imports torch
         rows.append(("features (263-d)", *measure(lambda: motion_features(joints), args.repeats), ""))
+        from ikmo.tools.exports import write_motion_files
+
+        write_motion_files(joints[:4], d / "warm", formats=["smpl"])  # body model file read once, as in a server
+        rows.append(("write_motion_files (all 5 files)",
+                     *measure(lambda: write_motion_files(joints, d / "all"), args.repeats),
+                     "joints, features, bvh, smpl, preview.mp4"))
         mp4_bytes = (d / "p.mp4").stat().st_size
         gif_bytes = (d / "p.gif").stat().st_size
 

@@ -155,5 +155,22 @@ def test_write_motion_files(tmp_path: Path, joints: np.ndarray) -> None:
     feats = np.load(files["features"])
     assert feats.shape == (39, 263)
     assert np.allclose(feats, joints_to_features(joints[:40].astype(np.float64)), atol=1e-5)
+    # With a spec, the preview draws its trajectory and keyframes (partial mask: upper body).
+    from ikmo.motion_model.constraints import KeyframePose, MotionDescription, MotionSpec, Trajectory
+    from ikmo.tools.exports import overlay_from_spec
+
+    T = 40
+    mask = [True] * 22
+    for i in (1, 2, 4, 5, 7, 8, 10, 11):
+        mask[i] = False
+    spec = MotionSpec(
+        description=MotionDescription(text="a person walks", duration_s=2.0), n_frames=T,
+        trajectory=Trajectory(positions=(joints[:T, 0] * [1, 0, 1]).tolist(), mask=[i % 5 == 0 for i in range(T)]),
+        keyframes=[KeyframePose(time_s=1.0, joints=(joints[20] - joints[20, 0]).tolist(), joint_mask=mask)],
+    )
+    ov = overlay_from_spec(spec, T)
+    assert ov.keyframe_frames == [20] and ov.target_mask.sum() == 8 and not ov.keyframe_masks[0][1]
+    files = write_motion_files(joints[:T], tmp_path / "spec", spec=spec, formats=["preview"])
+    assert Path(files["preview"]).stat().st_size > 0
     with pytest.raises(MotionDataError, match="unknown export format"):
         write_motion_files(joints, tmp_path, formats=["fbx"])
