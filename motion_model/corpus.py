@@ -10,8 +10,8 @@ windows → (and mirrored) canonicalise (uniform skeleton, floor, origin, facing
 
 Windows: a clip of more than ``MAX_FRAMES + 1`` positions (196 feature rows, 9.8 s) is cut into
 windows of ``MAX_FRAMES + 1`` positions every ``WINDOW_STRIDE`` = 98 frames (4.9 s); the last
-window is aligned to the clip's end so no tail is lost. Clips shorter than ``MIN_FRAMES`` = 40
-positions (2 s, HumanML3D's minimum) are rejected.
+window is aligned to the clip's end so no tail is lost. Clips shorter than ``MIN_FRAMES`` = 21
+positions (1 s) are rejected (HumanML3D's own minimum is 40 rows; filter in the loader for that).
 
 Output (HumanML3D layout): ``new_joint_vecs/<id>.npy`` (N, 263) float32, ``new_joints/<id>.npy``
 (N, 22, 3) float32 recovered from the features (as HumanML3D does), ``texts/<id>.txt``,
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 WINDOW_FRAMES = MAX_FRAMES + 1  # positions per window: features have one row fewer
 WINDOW_STRIDE = 98
-MIN_FRAMES = 40
+MIN_FRAMES = 21  # positions: 20 feature rows = 1 s (HumanML3D drops < 40 rows; ours has many 1-2 s clips)
 # CMU's cgspeed BVH files start in a T-pose and blend into the motion over ~8 frames at 120 fps.
 CMU_TRIM_S = 0.1
 SPLITS = ("train", "val", "test")
