@@ -13,6 +13,7 @@ subset; or both a trajectory and keyframes.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -24,13 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoints import load_checkpoint, load_optimizer, read_meta, save_checkpoint
 from .control_batch import ControlBatch
 from .diffusion import GaussianDiffusion
 from .errors import ConfigError
-from .fileio import write_json
+from .fileio import atomic_path, write_json
 from .guidance import JointsFn, facing_yaw, rotate_y
 from .model_config import ControlConfig, DiffusionConfig, ModelConfig, TrainConfig
 from .networks import IKMoNet
@@ -163,6 +165,24 @@ def _make_batch(corpus: Corpus, caption_emb: dict[str, torch.Tensor], net: IKMoN
     return x0, valid, text, keep, crops
 
 
+def _encode_captions(captions: list[str], encoder: Any, cache_dir: Path, write: bool = True
+                     ) -> dict[str, torch.Tensor]:
+    """Embeddings of all captions, cached on disk per (encoder, caption set): encoding a corpus with
+    MiniLM takes minutes on a busy CPU, and every resumed chunk and control run needs the same ones."""
+    key = hashlib.sha256("\n".join([encoder.name, *captions]).encode()).hexdigest()[:16]
+    path = cache_dir / f"{encoder.name.replace(':', '_')}-{key}.safetensors"
+    if path.is_file():
+        embs = load_file(str(path))["embeddings"]
+        if embs.shape[0] == len(captions):
+            return dict(zip(captions, embs, strict=True))
+    embs = torch.cat([encoder.encode(captions[i: i + 256]) for i in range(0, len(captions), 256)])
+    if write:  # one writer (rank 0): the temporary name is shared
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            save_file({"embeddings": embs.contiguous()}, str(tmp))
+    return dict(zip(captions, embs, strict=True))
+
+
 def train(
     corpus_dir: Path,
     run_dir: Path,
@@ -236,8 +256,7 @@ def train(
     text_enc = build_text_encoder(net.cfg.text_encoder, device)
     captions = sorted({c for clip in corpus.clips for c in clip.captions})
     t0 = time.perf_counter()
-    embs = torch.cat([text_enc.encode(captions[i: i + 256]) for i in range(0, len(captions), 256)])
-    caption_emb = dict(zip(captions, embs, strict=True))
+    caption_emb = _encode_captions(captions, text_enc, run_dir.parent / ".text_cache", write=rank == 0)
     log.info("rank %d/%d: %d clips, %d captions encoded in %.1fs", rank, world, len(corpus.clips), len(captions),
              time.perf_counter() - t0)
 
