@@ -22,7 +22,7 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -231,7 +231,7 @@ class PreviewRenderer:
     ) -> None:
         self.joints = check_joints(joints, skeleton)
         self.opt = opt = options or PreviewOptions()
-        self.overlay = overlay or Overlay()
+        self.overlay = replace(overlay) if overlay is not None else Overlay()  # a copy: validation converts it
         self.skeleton = skeleton
         T = self.joints.shape[0]
         self.T = T
@@ -425,7 +425,7 @@ def contact_sheet(joints: np.ndarray, n: int = 6, *, cols: int | None = None, ce
             idx[np.argmin(np.abs(idx - f))] = f
     idx = np.unique(idx)
     base = options or PreviewOptions()
-    opt = PreviewOptions(**{**base.__dict__, "width": cell[0] - cell[0] % 2, "height": cell[1] - cell[1] % 2})
+    opt = replace(base, width=cell[0] - cell[0] % 2, height=cell[1] - cell[1] % 2)
     renderer = PreviewRenderer(joints, opt, overlay)
     cols = cols or math.ceil(math.sqrt(len(idx) * 1.5 * cell[1] / cell[0]))
     cols = max(1, min(cols, len(idx)))
