@@ -93,8 +93,8 @@ class Overlay:
     target_mask: (T',) bool, constrained frames of the target (None: all).
     keyframe_frames: frame indices that carry a keyframe constraint.
     keyframe_poses: per keyframe, None or a (22, 3) root-relative pose in the canonical facing
-        (+Z forward), drawn as a ghost placed on the motion's pelvis and turned to its facing
-        (the preview shows the pose error; the target trajectory shows the position error).
+        (+Z forward), drawn as a ghost where the motion model's Align puts it: turned to the
+        motion's facing, on its pelvis (x/z from the target trajectory where that frame has one).
     keyframe_masks: per keyframe, None (all joints) or a (22,) bool mask of the constrained joints;
         the ghost draws only bones between constrained joints (an upper-body photo has no legs).
     """
@@ -192,15 +192,20 @@ def _side_colours(skeleton: Skeleton) -> list[tuple[int, int, int]]:
 
 
 def _ghost_poses(joints: np.ndarray, overlay: Overlay, skeleton: Skeleton) -> dict[int, np.ndarray]:
-    """World-space ghosts {keyframe frame: (J, 3)}: the pose on the motion's pelvis, turned to its facing."""
+    """World-space ghosts {keyframe frame: (J, 3)}: the motion model's Align of each keyframe pose.
+
+    That is `motion_model.guidance.align_keyframes` for one frame: the root-relative pose turned to
+    the motion's facing yaw at that frame and placed on its pelvis, whose x/z are replaced by the
+    target trajectory where the target constrains that frame; so the ghost is exactly what the
+    pose loss compared the motion with.
+    """
     out: dict[int, np.ndarray] = {}
     todo = [(f, p) for f, p in zip(overlay.keyframe_frames, overlay.keyframe_poses, strict=False) if p is not None]
     if not todo:
         return out
     import torch
 
-    from ikmo.motion_model.representation import facing_quat
-    from ikmo.motion_model.rotations import quat_conj, quat_rotate
+    from ikmo.motion_model.guidance import facing_yaw, rotate_y
 
     T = joints.shape[0]
     for f, pose in todo:
@@ -209,10 +214,12 @@ def _ghost_poses(joints: np.ndarray, overlay: Overlay, skeleton: Skeleton) -> di
             raise MotionDataError(f"keyframe pose at frame {f} must be finite ({skeleton.n_joints}, 3), "
                                   f"got {pose.shape}")
         f = int(np.clip(f, 0, T - 1))
-        q = facing_quat(torch.from_numpy(joints[f : f + 1]), skeleton, ik_order=False)[0]  # motion → +Z
-        rel = pose - pose[0]
-        turned = quat_rotate(quat_conj(q)[None].expand(len(rel), 4), torch.from_numpy(rel)).numpy()
-        out[f] = turned + joints[f, 0]
+        yaw = facing_yaw(torch.from_numpy(joints[f]))
+        root = joints[f, 0].copy()
+        tt, tm = overlay.target_trajectory, overlay.target_mask
+        if tt is not None and tm is not None and f < len(tt) and tm[f]:
+            root[[0, 2]] = tt[f, [0, 2]]
+        out[f] = rotate_y(torch.from_numpy(pose - pose[0]), yaw).numpy() + root
     return out
 
 

@@ -96,6 +96,11 @@ def test_ghost_is_placed_on_the_motion_and_turned_to_its_facing() -> None:
     ov = Overlay(keyframe_frames=[4], keyframe_poses=[pose])
     r = PreviewRenderer(motion, overlay=ov)
     assert np.abs(r.ghosts[4] - motion[4]).max() < 1e-9
+    # Where the target trajectory constrains the keyframe's frame, the ghost stands on the target (Align).
+    target = motion[:, 0] + [0.3, 0.0, -0.2]
+    on_target = PreviewRenderer(motion, overlay=Overlay(target_trajectory=target, keyframe_frames=[4],
+                                                        keyframe_poses=[pose]))
+    assert np.abs(on_target.ghosts[4] - (motion[4] + [0.3, 0.0, -0.2])).max() < 1e-9
 
     # An upper-body keyframe (no legs constrained) draws no ghost legs.
     from ikmo.tools.preview import GHOST
