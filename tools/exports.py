@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from ikmo.motion_model.errors import MotionDataError
 from ikmo.motion_model.skeleton import FPS
 
 from .export_common import check_joints, output_file
+
+if TYPE_CHECKING:  # the preview module imports PIL; load it only when a preview is written
+    from .preview import Overlay
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +61,7 @@ def motion_features(joints: np.ndarray) -> np.ndarray:
     return np.asarray(joints_to_features(joints), dtype=np.float32)
 
 
-def overlay_from_spec(spec: MotionSpec | None, n_frames: int):  # -> preview.Overlay
+def overlay_from_spec(spec: MotionSpec | None, n_frames: int) -> Overlay:
     """The preview overlay of a spec: its target trajectory (with mask) and keyframes (with poses)."""
     from .preview import Overlay
 

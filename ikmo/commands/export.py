@@ -8,9 +8,12 @@ from __future__ import annotations
 import logging
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from ikmo.tools.preview import Overlay
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +25,8 @@ class ExportFormat(StrEnum):
     features = "features"
 
 
-def _overlay(trajectory: Path | None, keyframes: list[str], spec: Path | None, n_frames: int, fps: float):
+def _overlay(trajectory: Path | None, keyframes: list[str], spec: Path | None, n_frames: int,
+             fps: float) -> Overlay:
     """Build the preview overlay from the CLI options (see `preview`'s help)."""
     import json
 
