@@ -59,13 +59,11 @@ def continuous_euler(R: np.ndarray, order: str = ROTATION_ORDER) -> np.ndarray:
     out[0] = first[0]
     for t in range(1, first.shape[0]):
         prev = out[t - 1]
-        best = None
-        for cand in (first[t], second[t]):
-            cand = cand + 360.0 * np.round((prev - cand) / 360.0)  # nearest 2π-equivalent per angle
-            dist = np.abs(cand - prev).sum(axis=-1, keepdims=True)
-            best = (cand, dist) if best is None else (np.where(dist < best[1], cand, best[0]),
-                                                       np.minimum(dist, best[1]))
-        out[t] = best[0]
+        # Each triple shifted by the multiples of 360° nearest the previous frame, then the closer one.
+        a = first[t] + 360.0 * np.round((prev - first[t]) / 360.0)
+        b = second[t] + 360.0 * np.round((prev - second[t]) / 360.0)
+        closer = np.abs(b - prev).sum(-1, keepdims=True) < np.abs(a - prev).sum(-1, keepdims=True)
+        out[t] = np.where(closer, b, a)
     return out
 
 

@@ -136,5 +136,5 @@ def write_smpl(
     out = Path(path)
     with output_file(out) as tmp, open(tmp, "wb") as f:
         np.savez(f, **params)
-    log.info("wrote %s: %d frames of SMPL parameters (up axis %s)", out, params["poses"].shape[0], up_axis)
+    log.info("wrote %s: %d frames of SMPL parameters (up axis %s)", out, len(joints), up_axis)
     return out

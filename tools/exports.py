@@ -72,8 +72,8 @@ def overlay_from_spec(spec: MotionSpec | None, n_frames: int) -> Overlay:
         traj = spec.trajectory.positions_array()
         mask = spec.trajectory.mask_array()
     frames = [min(spec.frame_of(kf.time_s), n_frames - 1) for kf in spec.keyframes]
-    poses = [kf.joints_array() for kf in spec.keyframes]
-    masks = [np.asarray(kf.joint_mask, bool) for kf in spec.keyframes]
+    poses: list[np.ndarray | None] = [kf.joints_array() for kf in spec.keyframes]
+    masks: list[np.ndarray | None] = [np.asarray(kf.joint_mask, bool) for kf in spec.keyframes]
     return Overlay(target_trajectory=traj, target_mask=mask, keyframe_frames=frames, keyframe_poses=poses,
                    keyframe_masks=masks)
 

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 _NEAR = 0.05  # m, near clipping plane of the camera
 
+Colour = tuple[int, int, int]
+
 LEFT = (52, 120, 230)
 RIGHT = (225, 60, 60)
 MIDDLE = (55, 55, 65)
@@ -184,7 +186,7 @@ def _follow(path: np.ndarray, sigma: float) -> np.ndarray:
     return gaussian_filter1d(padded, sigma, axis=0, mode="nearest")[k : k + T]
 
 
-def _side_colours(skeleton: Skeleton) -> list[tuple[int, int, int]]:
+def _side_colours(skeleton: Skeleton) -> list[Colour]:
     out = []
     for name in skeleton.joint_names:
         out.append(LEFT if name.startswith("left") else RIGHT if name.startswith("right") else MIDDLE)
@@ -326,9 +328,9 @@ class PreviewRenderer:
         for s, e in zip(pa[keep2].tolist(), pb[keep2].tolist(), strict=True):
             draw.line([*s, *e], fill=GRID, width=1)
 
-    def _skeleton(self, draw: ImageDraw.ImageDraw, cam: np.ndarray, colours: Sequence[tuple] | tuple,
+    def _skeleton(self, draw: ImageDraw.ImageDraw, cam: np.ndarray, colours: Sequence[Colour],
                   scale: float = 1.0, dots: bool = True, bones: list[tuple[int, int]] | None = None) -> None:
-        """Bones far to near, thickness by depth; `colours` per joint or one colour."""
+        """Bones far to near, thickness by depth; `colours` has one colour per joint (bone = its child)."""
         cam_f = self.cam
         px = cam_f.pixels(cam)
         depth = np.maximum(cam[:, 2], _NEAR)
@@ -336,7 +338,7 @@ class PreviewRenderer:
         for p, c in order:
             if depth[p] <= _NEAR or depth[c] <= _NEAR:
                 continue
-            colour = colours if isinstance(colours[0], int) else colours[c]
+            colour = colours[c]
             w = max(1, int(round(2 * scale * self.opt.bone_radius_m * cam_f.focal / (0.5 * (depth[p] + depth[c])))))
             draw.line([tuple(px[p]), tuple(px[c])], fill=colour, width=w)
             if dots:
@@ -346,7 +348,7 @@ class PreviewRenderer:
         if dots and bones is None:
             r = scale * 1.2 * self.opt.joint_radius_m * cam_f.focal / depth[0]
             x, y = px[0]
-            draw.ellipse([x - r, y - r, x + r, y + r], fill=colours if isinstance(colours[0], int) else colours[0])
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=colours[0])
 
     def _diamond(self, draw: ImageDraw.ImageDraw, world: np.ndarray, i: int, size_m: float, fill: tuple | None,
                  outline: tuple) -> None:
@@ -382,7 +384,7 @@ class PreviewRenderer:
         draw = ImageDraw.Draw(img)
         self._grid(draw, i)
         ov = self.overlay
-        if ov.target_trajectory is not None:
+        if ov.target_trajectory is not None and ov.target_mask is not None:
             tt = ov.target_trajectory.copy()
             tt[:, 1] = 0.003
             self._polyline(draw, tt, i, TARGET, 1)
@@ -392,11 +394,12 @@ class PreviewRenderer:
         self._polyline(draw, self.trace[: i + 1], i, TRACE_DONE, 3)
         for f in self.key_frames:
             self._diamond(draw, self.trace[f], i, 0.06, KEY if f <= i else None, KEY)
-        self._skeleton(draw, self.cam_shadow[i], SHADOW, dots=False)
+        self._skeleton(draw, self.cam_shadow[i], [SHADOW] * self.skeleton.n_joints, dots=False)
         window = self.opt.ghost_window_s * self.opt.fps
         for f, ghost in self.ghosts.items():
             if abs(f - i) <= window:
-                self._skeleton(draw, self.cam.to_camera(ghost, i), GHOST, scale=0.6, bones=self.ghost_bones.get(f))
+                self._skeleton(draw, self.cam.to_camera(ghost, i), [GHOST] * self.skeleton.n_joints, scale=0.6,
+                               bones=self.ghost_bones.get(f))
         self._skeleton(draw, self.cam_joints[i], self.colours)
         if self.opt.show_hud:
             self._hud(draw, i)
