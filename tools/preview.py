@@ -114,6 +114,7 @@ class _Camera:
     def __init__(self, targets: np.ndarray, opt: PreviewOptions) -> None:
         az, el = math.radians(opt.azimuth_deg), math.radians(opt.elevation_deg)
         back = np.array([math.sin(az) * math.cos(el), math.sin(el), math.cos(az) * math.cos(el)])
+        self.targets = targets
         self.eyes = targets + opt.distance_m * back
         self.forward = -back
         self.right = np.cross(self.forward, [0.0, 1.0, 0.0])
@@ -315,7 +316,7 @@ class PreviewRenderer:
 
     def _grid(self, draw: ImageDraw.ImageDraw, i: int) -> None:
         opt = self.opt
-        cx, cz = self.cam.eyes[i, 0], self.cam.eyes[i, 2]
+        cx, cz = self.cam.targets[i, 0], self.cam.targets[i, 2]  # around the figure, out to the horizon
         step, r = opt.grid_step_m, opt.grid_radius_m
         xs = np.arange(math.floor((cx - r) / step), math.ceil((cx + r) / step) + 1) * step
         zs = np.arange(math.floor((cz - r) / step), math.ceil((cz + r) / step) + 1) * step
