@@ -260,8 +260,8 @@ class PreviewRenderer:
         self._validate_overlay()
         self.ghosts = _ghost_poses(self.joints, self.overlay, skeleton)
         self.key_frames = sorted({int(np.clip(f, 0, T - 1)) for f in self.overlay.keyframe_frames})
-        self.background = self._background()
         self.font = ImageFont.load_default()
+        self.background = self._background()
 
     def _validate_overlay(self) -> None:
         ov = self.overlay
@@ -295,7 +295,12 @@ class PreviewRenderer:
         sky = (1 - t) * np.array(SKY_TOP) + t * np.array(SKY_BOTTOM)
         img[:horizon] = sky[:horizon, None, :].astype(np.uint8)
         img[horizon:] = FLOOR
-        return Image.fromarray(img, "RGB")
+        out = Image.fromarray(img, "RGB")
+        if self.opt.show_hud:  # the static part of the HUD is drawn once
+            draw = ImageDraw.Draw(out)
+            draw.text((w - 70, 6), "left", fill=LEFT, font=self.font)
+            draw.text((w - 40, 6), "right", fill=RIGHT, font=self.font)
+        return out
 
     # ------------------------------------------------------------------ drawing helpers
 
@@ -363,8 +368,6 @@ class PreviewRenderer:
     def _hud(self, draw: ImageDraw.ImageDraw, i: int) -> None:
         w, h = self.opt.width, self.opt.height
         draw.text((8, 6), f"t = {i / self.opt.fps:5.2f} s   frame {i + 1}/{self.T}", fill=TEXT, font=self.font)
-        draw.text((w - 70, 6), "left", fill=LEFT, font=self.font)
-        draw.text((w - 40, 6), "right", fill=RIGHT, font=self.font)
         x0, x1, y = 8, w - 8, h - 10
         draw.line([(x0, y), (x1, y)], fill=TRACE_AHEAD, width=3)
         span = max(self.T - 1, 1)
