@@ -374,9 +374,14 @@ def build_corpus(
     card = _card(results, elapsed_process, workers)
     write_json(tmp / "card.json", card)
     write_text(tmp / "card.md", card_markdown(card))
+    # Swap by renames so the corpus path is missing only between two renames, not a long rmtree.
+    old = out.with_name(out.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
     if out.exists():
-        shutil.rmtree(out)
+        os.replace(out, old)
     os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
     log.info("corpus written to %s: %d clips, %d items, %.1f h in %.1f s (%d rejected)", out,
              card["clips"], card["items"], card["hours_source"], card["build_seconds"], len(card["rejected"]))
     return card
