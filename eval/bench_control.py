@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ikmo.motion_model.errors import ConfigError
 from ikmo.motion_model.fileio import write_json
 from ikmo.motion_model.guidance import facing_yaw, rotate_y
 from ikmo.motion_model.model_config import OptimizationConfig
@@ -156,7 +157,7 @@ def run_control_benchmark(runs: Sequence[MethodRun], cases: Sequence[ControlCase
                           on_progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Generate and score every method on the same cases; write JSON to `out` when given."""
     if len(cases) < 2:
-        raise ValueError("the control benchmark needs at least 2 cases for FID and R-precision")
+        raise ConfigError("the control benchmark needs at least 2 cases for FID and R-precision; raise --n-cases")
     real_emb = evaluator.embed_motions([c.features for c in cases])
     text_emb = evaluator.embed_texts([c.text for c in cases])
     rows = []
@@ -218,16 +219,22 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join([line(head), sep, *(line(b) for b in body)])
 
 
-def build_runs(model: MotionModel, methods: Sequence[str], joint_model: MotionModel | None = None,
+def build_runs(model: MotionModel | None, methods: Sequence[str], joint_model: MotionModel | None = None,
                notes: list[str] | None = None) -> list[MethodRun]:
     """The MethodRuns for `methods` (names from METHODS). A method that cannot run (no ControlNet in
-    the checkpoint, no joint-encoder checkpoint) is left out with a note saying why."""
+    the checkpoint, no joint-encoder checkpoint) is left out with a note saying why. `model` may be
+    None only when `methods` is just "real"."""
     notes = notes if notes is not None else []
+    for m in methods:
+        if m not in METHODS:
+            raise ConfigError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+    if model is None:
+        if set(methods) - {"real"}:
+            raise ConfigError("generated methods need a motion model; pass --weights")
+        return [MethodRun("real", None)] if methods else []
     no_opt = model.optimization.model_copy(update={"enabled": False})
     runs = []
     for m in methods:
-        if m not in METHODS:
-            raise ValueError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
         needs_cn = m in ("ikmo", "no_optimization")
         if needs_cn and not model.has_controlnet:
             notes.append(f"{m}: skipped, the checkpoint has no ControlNet (train the control stage)")

@@ -55,7 +55,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
         covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
     # sqrtm of a product of PSD matrices is real up to round-off; drop the imaginary dust.
     covmean = np.real(covmean)
-    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+    # >= 0 in exact arithmetic; round-off can leave a tiny negative for identical sets
+    return max(0.0, float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean)))
 
 
 def fid(acts_a: np.ndarray, acts_b: np.ndarray) -> float:

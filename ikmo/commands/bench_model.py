@@ -55,11 +55,12 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
                           guidance_scale=guidance_scale, diversity_pairs=50 if quick else 300)
         clips = load_corpus(corpus, split).clips
         cases = sample_cases(clips, n_cases, seed=seed, control_height=control_height)
-        model = load_model(weights)
+        names = [m.strip() for m in methods.split(",") if m.strip()]
+        model = load_model(weights) if set(names) - {"real"} else None
         joint = load_model(joint_weights) if joint_weights is not None else None
         ev = load_evaluator(evaluator)
         ev.info["path"] = str(evaluator or "bundled")
-        runs = build_runs(model, [m.strip() for m in methods.split(",") if m.strip()], joint, cfg.notes)
+        runs = build_runs(model, names, joint, cfg.notes)
         if quick:
             cfg.notes.append("--quick: 8 cases, 4 steps; figures are a smoke test, not a measurement")
         result = run_control_benchmark(runs, cases, ev, cfg, out,
