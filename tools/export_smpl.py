@@ -23,6 +23,7 @@ leaving spine3 match in the least-squares sense, because a rig joint turns its c
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -56,11 +57,16 @@ def smpl_rest_joints(model_path: str | os.PathLike[str] | None = None) -> np.nda
 
     `model_path`, else ``$IKMO_SMPL_MODEL``, else the bundled mannequin (`tools.body_model` resolves
     it). Computed as ``J_regressor @ v_template`` straight from the .npz, as smplx does, without
-    building the smplx module (which costs about a second and is not needed for the skeleton).
+    building the smplx module (which costs about a second and is not needed for the skeleton);
+    cached per file.
     """
     from .body_model import resolve_model_path
 
-    path = resolve_model_path(model_path)
+    return _rest_joints(resolve_model_path(model_path).resolve()).copy()
+
+
+@functools.lru_cache(maxsize=4)
+def _rest_joints(path: Path) -> np.ndarray:
     try:
         with np.load(path, allow_pickle=False) as z:
             rest = np.asarray(z["J_regressor"], np.float64) @ np.asarray(z["v_template"], np.float64)
