@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import zipfile
 from pathlib import Path
 from typing import Literal
 
@@ -70,7 +71,7 @@ def _rest_joints(path: Path) -> np.ndarray:
     try:
         with np.load(path, allow_pickle=False) as z:
             rest = np.asarray(z["J_regressor"], np.float64) @ np.asarray(z["v_template"], np.float64)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise InputFileError(f"cannot read the SMPL model {path} ({e}); give an SMPL .npz with J_regressor "
                              "and v_template") from e
     if rest.shape[0] < HUMANML3D_22.n_joints:
