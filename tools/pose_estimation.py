@@ -26,11 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ikmo.motion_model.errors import InputFileError, PoseEstimationError
+from ikmo.motion_model.errors import ConfigError, InputFileError, PoseEstimationError
 
 log = logging.getLogger(__name__)
 
 MAX_MEGAPIXELS = 50.0
+_LANDMARK_FILES = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite", 2: "pose_landmark_heavy.tflite"}
 N_LANDMARKS = 33
 LANDMARK_NAMES = (
     "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
@@ -152,14 +153,23 @@ def _downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
 class LandmarkDetector:
     """A reusable BlazePose detector (not thread-safe: one per thread; calls are serialised).
 
-    model_complexity: 0 lite, 1 full, 2 heavy (all three ship in the mediapipe wheel).
+    model_complexity: 0 lite, 1 full, 2 heavy. Only "full" ships in the mediapipe 0.10.21 wheel; the
+    others raise ConfigError unless their .tflite file has been placed in mediapipe's package.
     """
 
     def __init__(self, model_complexity: int = 1, min_detection_confidence: float = 0.5,
                  max_side: int = 1280, max_people: int = 2) -> None:
         if model_complexity not in (0, 1, 2):
-            raise ValueError("model_complexity must be 0, 1 or 2")
+            raise ConfigError(f"model_complexity must be 0, 1 or 2, got {model_complexity}")
         import mediapipe as mp
+
+        # Only the full model ships in the wheel; mediapipe would *download* lite/heavy on first use,
+        # and IKMo never downloads at run time.
+        landmark_file = Path(mp.__file__).parent / "modules" / "pose_landmark" / _LANDMARK_FILES[model_complexity]
+        if not landmark_file.is_file():
+            raise ConfigError(f"BlazePose model_complexity={model_complexity} needs {landmark_file}, which the "
+                              "mediapipe wheel does not ship; use model complexity 1 (full) or place that "
+                              "file there yourself")
 
         self._pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=model_complexity,
                                             enable_segmentation=False,

@@ -149,6 +149,7 @@ class JointTargets:
     mask: np.ndarray
     notes: list[str] = field(default_factory=list)
     origin: np.ndarray = field(default_factory=lambda: np.zeros(3))  # pelvis in the landmark frame
+    scale: float = 1.0  # model size / BlazePose size applied to the landmarks
 
 
 def _torso_frame(left: np.ndarray, right: np.ndarray, up_hint: np.ndarray) -> np.ndarray:
@@ -158,12 +159,90 @@ def _torso_frame(left: np.ndarray, right: np.ndarray, up_hint: np.ndarray) -> np
     return np.stack([lat, up, np.cross(lat, up)], axis=1)
 
 
+# (landmark a, landmark b, joint a, joint b): segments whose lengths compare body sizes.
+_SIZE_SEGMENTS = (
+    ("left_shoulder", "left_elbow", 16, 18), ("right_shoulder", "right_elbow", 17, 19),
+    ("left_elbow", "left_wrist", 18, 20), ("right_elbow", "right_wrist", 19, 21),
+    ("left_hip", "left_knee", 1, 4), ("right_hip", "right_knee", 2, 5),
+    ("left_knee", "left_ankle", 4, 7), ("right_knee", "right_ankle", 5, 8),
+    ("left_shoulder", "right_shoulder", 16, 17),
+)  # fmt: skip
+
+
+def _size_ratio(W: np.ndarray, seen: np.ndarray, rest: np.ndarray) -> float:
+    """Model size / landmark size from the visible limb segments (1 when none is visible)."""
+    num = den = 0.0
+    for a, b, ja, jb in _SIZE_SEGMENTS:
+        if seen[LM[a]] and seen[LM[b]]:
+            num += float(np.linalg.norm(rest[ja] - rest[jb]))
+            den += float(np.linalg.norm(W[LM[a]] - W[LM[b]]))
+    return float(np.clip(num / den, 0.5, 2.0)) if den > 0 else 1.0
+
+
+# Mean offset (torso frame: lateral, up, forward; metres) of the joints read from BlazePose
+# landmarks from the true joints, measured by `ikmo.eval.bench_pose.calibrate_landmark_bias` on 24
+# renderings of standing poses with random arms and views (seed 123; not the benchmark's poses) and
+# symmetrised. BlazePose's torso is shorter and leans forward relative to SMPL joints; its ankles
+# sit behind SMPL's ankle joints. Subtracted in `landmarks_to_joints`.
+_UPPER = (0.0, -0.046, 0.023)
+LANDMARK_BIAS: dict[int, tuple[float, float, float]] = {
+    **dict.fromkeys((9, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21), _UPPER),
+    7: (0.0, 0.038, -0.083), 8: (0.0, 0.038, -0.083), 10: (0.0, 0.02, -0.10), 11: (0.0, 0.02, -0.10),
+}
+
+_LIMB_CHAINS = ((16, 18), (18, 20), (17, 19), (19, 21), (1, 4), (4, 7), (2, 5), (5, 8), (7, 10), (8, 11))
+
+
+_THIGH_BACK_SIN = math.sin(math.radians(15))
+
+
+def _lift_limb_depth(P: np.ndarray, mask: np.ndarray, rest: np.ndarray, forward: np.ndarray | None = None) -> None:
+    """Re-derive each limb bone's depth from its image-plane length and the known bone length.
+
+    BlazePose's x, y (the image plane) are reliable but its depth is compressed; a bone of known
+    length L whose image-plane extent is d has |Δz| = sqrt(L² − d²) (Taylor, CVPR 2000). The sign
+    stays BlazePose's. Bones whose image-plane extent exceeds L keep their direction. In place.
+    """
+    for a, b in _LIMB_CHAINS:
+        if not (mask[a] and mask[b]):
+            continue
+        L = float(np.linalg.norm(rest[b] - rest[a]))
+        d = P[b] - P[a]
+        dxy = float(np.linalg.norm(d[:2]))
+        if dxy >= L:
+            new = d * (L / max(float(np.linalg.norm(d)), 1e-9))
+        else:
+            dz = math.sqrt(L * L - dxy * dxy)
+            new = np.array([d[0], d[1], math.copysign(dz, d[2])])
+            if b in (4, 5) and forward is not None:
+                # A thigh can extend backwards only ~20°; far behind the hips it is a depth flip.
+                flipped = new * np.array([1.0, 1.0, -1.0])
+                if new @ forward < -_THIGH_BACK_SIN * L and flipped @ forward > new @ forward:
+                    new = flipped
+        shift = (P[a] + new) - P[b]
+        # Move the whole distal chain with its root so child bones keep their own image-plane vectors.
+        for j in _descendants(b):
+            P[j] += shift
+
+
+def _descendants(j: int) -> list[int]:
+    out = [j]
+    for i in range(j + 1, N):
+        if PARENTS[i] in out:
+            out.append(i)
+    return out
+
+
 def landmarks_to_joints(lm: Landmarks, rest: np.ndarray) -> JointTargets:
     """Map BlazePose landmarks onto the 22 joints of the rest skeleton `rest` (22, 3) (see module doc)."""
     W = lm.world_yup().astype(np.float64)
     seen = (lm.visibility >= MIN_VISIBILITY) & lm.in_image(margin=0.02)
     vis = np.clip(lm.visibility, 0, 1).astype(np.float64)
     notes: list[str] = []
+    # BlazePose reports an average-sized body; rest offsets below are in the model's metres, so
+    # bring the landmarks to the model's size first (ratio of summed limb lengths, visible ones).
+    scale = _size_ratio(W, seen, rest)
+    W = W * scale
 
     def g(name: str) -> np.ndarray:
         return W[LM[name]]
@@ -247,11 +326,14 @@ def landmarks_to_joints(lm: Landmarks, rest: np.ndarray) -> JointTargets:
         m[15] = True
     else:
         P[15] = P[12] + R_c @ (rest[15] - rest[12])
+    for j, b in LANDMARK_BIAS.items():
+        P[j] -= torso @ np.asarray(b)
+    _lift_limb_depth(P, m, rest, torso[:, 2] if hips_ok else None)
     # Everything relative to the pelvis.
     origin = P[0].copy()
     P -= origin
     c = np.where(m, np.clip(c, 0.05, 1.0), 0.0)
-    return JointTargets(points=P, confidence=c, mask=m, notes=notes, origin=origin)
+    return JointTargets(points=P, confidence=c, mask=m, notes=notes, origin=origin, scale=scale)
 
 
 # --------------------------------------------------------------------------- fitting
@@ -319,7 +401,8 @@ def analytic_pose(P: np.ndarray, mask: np.ndarray, rest: np.ndarray) -> tuple[np
     for root, mid, end in limbs:
         parent_G = G[PARENTS[root]]
         if not have(mid):
-            G[root] = G[mid] = G[end] = parent_G
+            # Unseen limb: legs straight, arms hanging (not the T-pose), relative to the parent.
+            G[root] = G[mid] = G[end] = parent_G @ _REST_HANG.get(root, np.eye(3))
             place(mid, end)
             continue
         u = P[mid] - X[root]
@@ -367,6 +450,10 @@ def analytic_pose(P: np.ndarray, mask: np.ndarray, rest: np.ndarray) -> tuple[np
     return local, notes
 
 
+_REST_HANG = {16: axis_angle_to_matrix(np.array([0.0, 0.0, -1.25])),
+              17: axis_angle_to_matrix(np.array([0.0, 0.0, 1.25]))}
+
+
 def _limit_penalty(R: torch.Tensor) -> torch.Tensor:
     """Hinge and joint-limit penalty of local rotations R (B, 22, 3, 3) → (B,)."""
     pen = torch.zeros(R.shape[0], dtype=R.dtype)
@@ -400,15 +487,19 @@ def fit_pose(targets: JointTargets, rest: np.ndarray, iters: int = 15, device: t
     prior_w = torch.zeros(N, device=dev)
     prior_w[[3, 6, 9, 12, 13, 14]] = 0.002  # spine, neck, collars: stay near the analytic solution
     if iters > 0:
-        opt = torch.optim.Adam([x], lr=0.01)
-        for _ in range(iters):
-            opt.zero_grad()
+        # A hand-written Adam: torch.optim's first use imports torch._dynamo (seconds of start-up).
+        m1, m2 = torch.zeros_like(x), torch.zeros_like(x)
+        lr, b1, b2 = 0.01, 0.9, 0.999
+        for k in range(1, iters + 1):
             R = rot6d_to_matrix(x)
             J = fk_torch(R, rest_t)
             data = (w * ((J[0] - tgt) ** 2).sum(-1)).sum() / w.sum().clamp_min(1e-6)
             loss = data + 1e-3 * _limit_penalty(R).sum() + (prior_w * ((x[0] - init6) ** 2).sum(-1)).sum()
-            loss.backward()
-            opt.step()
+            (g,) = torch.autograd.grad(loss, x)
+            with torch.no_grad():
+                m1.mul_(b1).add_(g, alpha=1 - b1)
+                m2.mul_(b2).addcmul_(g, g, value=1 - b2)
+                x -= lr * (m1 / (1 - b1**k)) / ((m2 / (1 - b2**k)).sqrt() + 1e-8)
     with torch.no_grad():
         R = rot6d_to_matrix(x)[0].double().cpu().numpy()
     # Orthonormalise exactly before converting (float32 round-off).
@@ -471,7 +562,7 @@ def pose_from_landmarks(lm: Landmarks, model: BodyModel | None = None, time_s: f
 def project_fit_to_image(fit: FitResult, targets: JointTargets, lm: Landmarks) -> np.ndarray:
     """(22, 2) pixel positions of the fitted joints on the photo: a weak-perspective camera
     (scale + offset) fitted from the visible world landmarks to their pixel positions."""
-    W = lm.world_yup().astype(np.float64)
+    W = lm.world_yup().astype(np.float64) * targets.scale
     ok = lm.visibility >= MIN_VISIBILITY
     if ok.sum() < 3:
         ok = np.ones_like(ok)
@@ -512,6 +603,8 @@ def image_to_pose(image: np.ndarray | str | os.PathLike[str], time_s: float = 0.
 
     Raises InputFileError for an unreadable image, PoseEstimationError when no usable person is found.
     """
+    t_load = time.perf_counter()
+    model = model or load_body_model()
     t0 = time.perf_counter()
     if isinstance(image, (str, os.PathLike)):
         src = source or Path(image).name
@@ -528,5 +621,5 @@ def image_to_pose(image: np.ndarray | str | os.PathLike[str], time_s: float = 0.
     t2 = time.perf_counter()
     kf, fit, targets = pose_from_landmarks(lm, model, time_s=time_s, source=f"image:{src}", iters=iters)
     t3 = time.perf_counter()
-    secs = {"read": t1 - t0, "detect": t2 - t1, "fit": t3 - t2}
+    secs = {"load_model": t0 - t_load, "read": t1 - t0, "detect": t2 - t1, "fit": t3 - t2}
     return ImagePose(keyframe=kf, fit=fit, targets=targets, landmarks=lm, image=arr, seconds=secs)

@@ -1,0 +1,141 @@
+"""Render → real BlazePose → fit, end to end, plus the image-input edge cases and the CLI."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ikmo.motion_model.constraints import KeyframePose
+from ikmo.motion_model.errors import InputFileError, PoseEstimationError
+from ikmo.tools.body_model import load_body_model
+from ikmo.tools.mannequin_render import Camera, render_pose
+from ikmo.tools.pose_estimation import LandmarkDetector, load_image
+from ikmo.tools.smpl_fit import image_to_pose
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_body_model()
+
+
+@pytest.fixture(scope="module")
+def detector():
+    with LandmarkDetector(1) as det:
+        yield det
+
+
+@pytest.fixture(scope="module")
+def arms_up(model):
+    """A front view of arms raised, left knee bent, with its true canonical joints."""
+    bp = np.zeros((21, 3))
+    bp[15], bp[16] = [0, 0, 1.1], [0, 0, -1.1]
+    bp[0], bp[3] = [-0.5, 0, 0], [0.8, 0, 0]
+    img, _ = render_pose(model, np.zeros(3), bp, Camera(0, 3))
+    _, j = model.forward(np.zeros(3), bp)
+    return img, j[0, :22] - j[0, 0]
+
+
+def test_render_detect_fit(arms_up, detector, model) -> None:
+    img, truth = arms_up
+    res = image_to_pose(img, detector=detector, model=model)
+    kf = res.keyframe
+    assert all(kf.joint_mask)
+    err = np.linalg.norm(kf.joints_array() - truth, axis=1)
+    assert err.mean() < 0.12, err
+    # Wrists above the head, as rendered.
+    assert kf.joints[20][1] > kf.joints[15][1] and kf.joints[21][1] > kf.joints[15][1]
+    assert res.seconds["fit"] < 2.0
+
+
+def test_image_variants_read_the_same(arms_up, detector, tmp_path) -> None:
+    img, _ = arms_up
+    rgb = Image.fromarray(img)
+    rgba = rgb.convert("RGBA")
+    gray = rgb.convert("L")
+    # EXIF orientation 6 (rotate 90° CW to display): store the image rotated the other way.
+    rotated = rgb.rotate(90, expand=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    paths = {"rgba.png": rgba, "gray.png": gray}
+    for name, im in paths.items():
+        im.save(tmp_path / name)
+    rotated.save(tmp_path / "exif.jpg", exif=exif, quality=95)
+    ref = load_image(tmp_path / "rgba.png")
+    assert ref.shape == img.shape
+    assert load_image(tmp_path / "exif.jpg").shape == img.shape  # turned upright
+    for name in ("rgba.png", "gray.png", "exif.jpg"):
+        res = image_to_pose(tmp_path / name, detector=detector)
+        assert sum(res.keyframe.joint_mask) >= 20, name
+
+
+def test_largest_of_two_people_is_chosen(model, detector) -> None:
+    bp = np.zeros((21, 3))
+    bp[15], bp[16] = [0, 0, -1.2], [0, 0, 1.2]
+    big, _ = render_pose(model, np.zeros(3), bp, Camera(0, 3), (512, 320))
+    small, _ = render_pose(model, np.zeros(3), bp, Camera(0, 3, fill=0.45), (512, 320))
+    both = np.concatenate([small, big], axis=1)
+    res = image_to_pose(both, detector=detector)
+    assert res.landmarks.image_xy[:, 0].mean() > 320  # the big person is on the right half
+    assert res.landmarks.n_people in (1, 2)
+    if res.landmarks.n_people == 2:
+        assert any("largest" in n for n in res.keyframe.notes)
+
+
+def test_no_person_is_a_clear_error(detector, tmp_path) -> None:
+    y = np.linspace(0, 255, 256, dtype=np.uint8)
+    blank = np.stack(np.broadcast_arrays(y[:, None], y[None, :], 128), -1).astype(np.uint8)
+    Image.fromarray(blank).save(tmp_path / "empty_room.png")
+    with pytest.raises(PoseEstimationError, match="empty_room.png"):
+        image_to_pose(tmp_path / "empty_room.png", detector=detector)
+
+
+def _png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG whose header claims width×height (no pixel data needed to read the size)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b""))
+                     + chunk(b"IEND", b""))
+
+
+def test_bad_files_are_clear_errors(tmp_path) -> None:
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "notes.png").write_text("this is not an image")
+    _png_header_only(tmp_path / "huge.png", 9000, 6000)
+    good = tmp_path / "cut.png"
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(good)
+    (tmp_path / "truncated.png").write_bytes(good.read_bytes()[:60])
+    cases = {"missing.png": "does not exist", "empty.jpg": "empty", "notes.png": "cannot read",
+             "huge.png": "megapixels", "truncated.png": "cannot read"}
+    for name, msg in cases.items():
+        with pytest.raises(InputFileError, match=msg) as e:
+            load_image(tmp_path / name)
+        assert name in str(e.value)
+
+
+def test_cli_writes_pose_and_overlay(tmp_path) -> None:
+    example = REPO / "examples" / "keyframes" / "waving.png"
+    out, ov = tmp_path / "pose.json", tmp_path / "overlay.png"
+    cmd = [sys.executable, "-c", "from ikmo.cli import main; main()", "pose", str(example), "--out", str(out),
+           "--overlay", str(ov), "--time", "1.5"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    kf = KeyframePose.model_validate_json(out.read_text())
+    assert kf.time_s == 1.5 and kf.source.endswith("waving.png")
+    assert kf.joints[21][1] > kf.joints[17][1]  # the waving (right) hand is up
+    assert Image.open(ov).size[0] > Image.open(example).size[0]
+    bad = subprocess.run([*cmd[:4], str(tmp_path / "nope.png"), "--out", str(out)], capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and "nope.png" in bad.stderr

@@ -1,0 +1,179 @@
+"""SMPL fitting of 22 target joints: recovery of known poses, hinge limits, depth-flip handling,
+canonical facing, partial bodies, the landmark mapping, speed."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from ikmo.motion_model.errors import PoseEstimationError
+from ikmo.tools.body_model import load_body_model
+from ikmo.tools.pose_estimation import LM, Landmarks
+from ikmo.tools.smpl_fit import (
+    JointTargets,
+    axis_angle_to_matrix,
+    canonicalize,
+    facing_rotation,
+    fit_pose,
+    fk_numpy,
+    landmarks_to_joints,
+    pose_from_landmarks,
+)
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def rest() -> np.ndarray:
+    m = load_body_model()
+    return m.rest_joints[:22] - m.rest_joints[0]
+
+
+def _plausible_pose(rng: np.random.Generator) -> np.ndarray:
+    """(22, 3) axis-angles: random yaw, moderate joint rotations, anatomical knee/elbow bends."""
+    aa = rng.normal(0, 0.15, (22, 3))
+    aa[0] = [rng.normal(0, 0.1), rng.uniform(-math.pi, math.pi), rng.normal(0, 0.1)]
+    for knee in (4, 5):
+        aa[knee] = [rng.uniform(0.2, 1.8), 0, 0]
+    aa[18] = [0, -rng.uniform(0.2, 1.8), 0]
+    aa[19] = [0, rng.uniform(0.2, 1.8), 0]
+    aa[16] = [rng.normal(0, 0.3), rng.normal(0, 0.3), -rng.uniform(0.3, 1.2)]
+    aa[17] = [rng.normal(0, 0.3), rng.normal(0, 0.3), rng.uniform(0.3, 1.2)]
+    return aa
+
+
+def _flexion(aa: np.ndarray, joint: int) -> float:
+    """Signed hinge angle of a knee (+x) or elbow (∓y) from a local axis-angle row."""
+    R = axis_angle_to_matrix(aa)
+    axis = {4: [1, 0, 0], 5: [1, 0, 0], 18: [0, -1, 0], 19: [0, 1, 0]}[joint]
+    a = np.asarray(axis, float)
+    b = np.roll(a, 1)
+    return float(np.cross(b, R @ b) @ a)
+
+
+def test_fit_recovers_poses_from_their_joints(rest) -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        aa = _plausible_pose(rng)
+        joints = fk_numpy(axis_angle_to_matrix(aa), rest)
+        fit = fit_pose(JointTargets(joints, np.ones(22), np.ones(22, bool)), rest)
+        err = np.linalg.norm(fit.joints - joints, axis=1)
+        assert err.max() < 0.02, err
+        assert fit.error_m < 0.01
+        # Hinges bend forwards, as the ground truth does.
+        for j in (4, 5, 18, 19):
+            assert _flexion(fit.body_pose[j - 1], j) > 0
+
+
+def test_knee_never_bends_backwards(rest) -> None:
+    # A leg whose ankle is in front of a straight-ish thigh line: a backward knee bend if read literally.
+    aa = np.zeros((22, 3))
+    aa[4] = [-0.6, 0, 0]  # hyperextended left knee (not anatomical)
+    joints = fk_numpy(axis_angle_to_matrix(aa), rest)
+    fit = fit_pose(JointTargets(joints, np.ones(22), np.ones(22, bool)), rest)
+    assert _flexion(fit.body_pose[3], 4) > -0.05
+    assert any("left_knee" in n for n in fit.notes)
+
+
+def test_canonical_frame_removes_yaw(rest) -> None:
+    rng = np.random.default_rng(2)
+    aa = _plausible_pose(rng)
+    aa[0] = [0, 0, 0]
+    base = fk_numpy(axis_angle_to_matrix(aa), rest)
+    outs = []
+    for yaw in (0.0, 1.0, -2.5):
+        c, s = math.cos(yaw), math.sin(yaw)
+        Ry = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+        fit = fit_pose(JointTargets(base @ Ry.T, np.ones(22), np.ones(22, bool)), rest)
+        joints, go = canonicalize(fit)
+        outs.append(joints)
+        # The facing of the canonical pose is +Z.
+        assert np.allclose(facing_rotation(joints), np.eye(3), atol=1e-6)
+        # The canonical global_orient reproduces the canonical joints.
+        again = fk_numpy(axis_angle_to_matrix(np.concatenate([go[None], fit.body_pose])), rest)
+        np.testing.assert_allclose(again, joints, atol=1e-6)
+    np.testing.assert_allclose(outs[0], outs[1], atol=0.01)
+    np.testing.assert_allclose(outs[0], outs[2], atol=0.01)
+
+
+def test_masked_legs_are_not_fitted(rest) -> None:
+    rng = np.random.default_rng(3)
+    aa = _plausible_pose(rng)
+    joints = fk_numpy(axis_angle_to_matrix(aa), rest)
+    mask = np.ones(22, bool)
+    mask[[4, 5, 7, 8, 10, 11]] = False
+    wild = joints.copy()
+    wild[[4, 5, 7, 8, 10, 11]] += 5.0  # garbage where masked: must be ignored
+    fit = fit_pose(JointTargets(wild, mask.astype(float), mask), rest)
+    assert np.linalg.norm(fit.joints - joints, axis=1)[mask].max() < 0.05
+    assert np.abs(fit.joints).max() < 1.5
+
+
+def _landmarks_from_joints(joints: np.ndarray, visible: np.ndarray | None = None) -> Landmarks:
+    """Synthetic BlazePose landmarks (y-up frame → mediapipe axes) placed at the corresponding joints."""
+    pick = {"left_shoulder": 16, "right_shoulder": 17, "left_elbow": 18, "right_elbow": 19, "left_wrist": 20,
+            "right_wrist": 21, "left_hip": 1, "right_hip": 2, "left_knee": 4, "right_knee": 5,
+            "left_ankle": 7, "right_ankle": 8}
+    W = np.zeros((33, 3))
+    for name, j in pick.items():
+        W[LM[name]] = joints[j]
+    W[LM["left_heel"]] = joints[7] + [0, -0.05, -0.05]
+    W[LM["right_heel"]] = joints[8] + [0, -0.05, -0.05]
+    W[LM["left_foot_index"]] = joints[10] + [0, -0.03, 0.06]
+    W[LM["right_foot_index"]] = joints[11] + [0, -0.03, 0.06]
+    W[LM["nose"]] = joints[15] + [0, 0.05, 0.12]
+    W[LM["left_ear"]] = joints[15] + [0.07, 0.07, 0.0]
+    W[LM["right_ear"]] = joints[15] + [-0.07, 0.07, 0.0]
+    vis = np.ones(33) if visible is None else visible
+    xy = np.stack([256 + 200 * W[:, 0], 256 - 200 * W[:, 1]], 1)
+    mp_world = W * np.array([1.0, -1.0, -1.0])
+    return Landmarks(world=mp_world.astype(np.float32), image_xy=xy.astype(np.float32),
+                     visibility=vis.astype(np.float32), presence=vis.astype(np.float32), image_size=(512, 512))
+
+
+def test_landmark_mapping_and_fit_of_a_clean_skeleton(rest) -> None:
+    aa = np.zeros((22, 3))
+    aa[16], aa[17] = [0, 0, -1.2], [0, 0, 1.2]
+    aa[4], aa[1] = [0.8, 0, 0], [-0.8, 0, 0]  # left leg raised forward, knee bent
+    joints = fk_numpy(axis_angle_to_matrix(aa), rest)
+    kf, fit, targets = pose_from_landmarks(_landmarks_from_joints(joints))
+    assert all(kf.joint_mask)
+    err = np.linalg.norm(kf.joints_array() - joints, axis=1)
+    assert err.mean() < 0.05, err
+    assert err[[7, 20, 21]].max() < 0.1
+    assert kf.smpl_pose is not None and len(kf.smpl_pose) == 21
+    assert _flexion(np.asarray(kf.smpl_pose[3]), 4) > 0.4
+
+
+def test_upper_body_photo_gives_partial_mask(rest) -> None:
+    joints = fk_numpy(np.tile(np.eye(3), (22, 1, 1)), rest)
+    vis = np.ones(33)
+    for name in ("left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel", "right_heel",
+                 "left_foot_index", "right_foot_index"):
+        vis[LM[name]] = 0.05
+    targets = landmarks_to_joints(_landmarks_from_joints(joints, vis), rest)
+    assert not targets.mask[[4, 5, 7, 8, 10, 11]].any()
+    assert targets.mask[[16, 17, 18, 19, 20, 21, 15]].all()
+    assert (targets.confidence[~targets.mask] == 0).all()
+
+
+def test_no_shoulders_is_an_error(rest) -> None:
+    joints = fk_numpy(np.tile(np.eye(3), (22, 1, 1)), rest)
+    vis = np.ones(33)
+    vis[[LM["left_shoulder"], LM["right_shoulder"]]] = 0.1
+    with pytest.raises(PoseEstimationError, match="shoulders"):
+        landmarks_to_joints(_landmarks_from_joints(joints, vis), rest)
+
+
+def test_fit_is_fast(rest) -> None:
+    rng = np.random.default_rng(4)
+    joints = fk_numpy(axis_angle_to_matrix(_plausible_pose(rng)), rest)
+    t = JointTargets(joints, np.ones(22), np.ones(22, bool))
+    fit_pose(t, rest)  # warm-up
+    t0 = time.perf_counter()
+    fit_pose(t, rest)
+    # Budget 0.3 s per image on an idle core; allow slack for a loaded CI machine.
+    assert time.perf_counter() - t0 < 1.0
