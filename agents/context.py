@@ -29,6 +29,7 @@ class Context:
     base_url: str | None = None
     api_key: str | None = None
     request_timeout_s: float = 60.0
+    max_output_tokens: int = 1024  # bounds a runaway model (a weak one may pad JSON until the context ends)
     max_retries: int = 2
     critique_rounds: int = 2
     fallback_offline: bool = True

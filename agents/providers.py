@@ -70,13 +70,14 @@ def make_chat_model(ctx: Context) -> Any | None:
         if not key:
             raise ProviderError("provider openai needs an API key: set OPENAI_API_KEY or IKMO_API_KEY "
                                 "(or use --provider offline)")
-        return _chat_openai(model=spec.model, api_key=key, base_url=None, timeout=timeout)
+        return _chat_openai(model=spec.model, api_key=key, base_url=None, timeout=timeout,
+                            max_tokens=ctx.max_output_tokens)
     if spec.kind == "openai-compatible":
         if not ctx.base_url:
             raise ProviderError("provider openai-compatible needs a server URL: set IKMO_BASE_URL or --base-url, "
                                 "e.g. http://127.0.0.1:8000/v1")
         return _chat_openai(model=spec.model or "default", api_key=ctx.api_key or "not-needed",
-                            base_url=ctx.base_url, timeout=timeout)
+                            base_url=ctx.base_url, timeout=timeout, max_tokens=ctx.max_output_tokens)
     if spec.kind == "anthropic":
         if importlib.util.find_spec("langchain_anthropic") is None:
             raise ProviderError("provider anthropic needs the extra: pip install 'ikmo[anthropic]'")
@@ -85,7 +86,8 @@ def make_chat_model(ctx: Context) -> Any | None:
             raise ProviderError("provider anthropic needs an API key: set ANTHROPIC_API_KEY or IKMO_API_KEY")
         from langchain_anthropic import ChatAnthropic
 
-        return ChatAnthropic(model=spec.model, api_key=key, timeout=timeout, max_retries=1)  # type: ignore[call-arg]
+        return ChatAnthropic(model=spec.model, api_key=key, timeout=timeout, max_retries=1,
+                             max_tokens=ctx.max_output_tokens)  # type: ignore[call-arg]
     # ollama
     if importlib.util.find_spec("langchain_ollama") is not None:
         from langchain_ollama import ChatOllama
@@ -93,12 +95,17 @@ def make_chat_model(ctx: Context) -> Any | None:
         return ChatOllama(model=spec.model, base_url=(ctx.base_url or OLLAMA_OPENAI_URL).removesuffix("/v1"),
                           format="json")
     return _chat_openai(model=spec.model, api_key="ollama", base_url=ctx.base_url or OLLAMA_OPENAI_URL,
-                        timeout=timeout)
+                        timeout=timeout, max_tokens=ctx.max_output_tokens)
 
 
-def _chat_openai(*, model: str | None, api_key: str, base_url: str | None, timeout: float) -> Any:
+def _chat_openai(*, model: str | None, api_key: str, base_url: str | None, timeout: float, max_tokens: int
+                 ) -> Any:
     from langchain_openai import ChatOpenAI
 
     # Our own bounded retry loop handles invalid output; the client retries only transport errors once.
+    # langchain-openai sends the limit as `max_completion_tokens`, which llama.cpp's and other
+    # OpenAI-compatible servers ignore (a weak model then pads JSON until its context is full): for a
+    # custom base URL send the classic `max_tokens` too.
+    extra = {"extra_body": {"max_tokens": max_tokens}} if base_url else {}
     return ChatOpenAI(model=model, api_key=api_key, base_url=base_url, timeout=timeout, max_retries=1,
-                      temperature=0.0)
+                      temperature=0.0, max_tokens=max_tokens, **extra)

@@ -94,6 +94,7 @@ def test_valid_answer_is_used(stub: StubServer) -> None:
     assert out.text == "a person dances happily." and out.style == "happy"
     assert stub.requests[0]["model"] == "stub-model"
     assert stub.requests[0]["response_format"] == {"type": "json_object"}  # constrained JSON where supported
+    assert stub.requests[0]["max_tokens"] == 1024  # the limit llama.cpp & co. read (not max_completion_tokens)
 
 
 def test_invalid_json_and_schema_violations_are_retried_with_feedback(stub: StubServer) -> None:
