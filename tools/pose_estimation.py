@@ -1,5 +1,6 @@
-"""Image → BlazePose landmarks (mediapipe 0.10.21 `mp.solutions.pose`; its models ship in the wheel,
-so this runs offline).
+"""Image → BlazePose landmarks (mediapipe 0.10.21 `mp.solutions.pose`). Runs offline: the wheel ships
+the person detector and the *full* landmark model (model_complexity=1); lite (0) and heavy (2) are
+downloaded by mediapipe on first use, so IKMo refuses them unless their file is already in place.
 
 Images: any format Pillow reads; EXIF orientation applied; RGBA composited over grey, grayscale and
 palette images converted to RGB; images over `MAX_MEGAPIXELS` refused; large ones downscaled so
