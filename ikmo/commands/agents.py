@@ -90,6 +90,19 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         log.info("%s", final.get("answer"))
         log.info("files in %s: %s", out, ", ".join(sorted(Path(p).name for p in result.files.values())))
 
+    @groups["bench"].command("agents")
+    def bench_agents(
+        repeats: Annotated[int, typer.Option(min=1, help="runs per case (median reported)")] = 3,
+        weights: Annotated[Path | None, typer.Option(help="motion model folder; default the bundled weights")] = None,
+        out: Annotated[Path, typer.Option(help="JSON result")] = Path("runs/bench_agents.json"),
+    ) -> None:
+        """End-to-end `ikmo generate` time (offline provider, model load included): text, text + 2 photos."""
+        from ikmo.eval.bench_agents import format_table, run
+
+        results = run(repeats=repeats, weights=weights, out_json=out)
+        typer.echo(format_table(results))
+        log.info("written %s", out)
+
     @app.command("chat")
     def chat(
         thread: Annotated[str | None, typer.Option(help="resume this conversation thread")] = None,

@@ -1,0 +1,129 @@
+"""End-to-end timing of `ikmo generate` with the offline provider (model load included).
+
+Cases: a text-only request and a text + 2 photos request, both 6 s motions. For each case:
+- `cli`: wall time of the `ikmo generate` process (imports, model load, agents, pose tools,
+  sampling, exports) — the number a user waits; target ≤ 5 s median on 2 cores;
+- `graph`: the agent graph in-process with the model already loaded;
+- `tool`: the baseline, `tools.generate_motion` alone on the same spec, in the same run.
+Ratios graph/tool and cli/tool say what the agents and the process start cost. Stage timings
+come from the run's transcript (per node) and the model's report.json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+CASES: dict[str, tuple[str, int]] = {
+    "text": ("walk in an arc to the left, then wave, in 6 seconds", 0),
+    "text+2img": ("walk forward 3 meters in 6 seconds, strike this pose at 2 s and this one at the end", 2),
+}
+
+
+def render_photos(out_dir: Path) -> list[Path]:
+    """Two mannequin photos (arms down; right arm up) rendered by the pose room's renderer."""
+    from PIL import Image
+
+    from ikmo.tools.body_model import load_body_model
+    from ikmo.tools.mannequin_render import Camera, render_pose
+
+    bm = load_body_model()
+    paths = []
+    for name, (l_sh, r_sh) in {"arms_down": (-1.2, 1.2), "right_up": (-1.2, -1.0)}.items():
+        pose = np.zeros((21, 3))
+        pose[15, 2], pose[16, 2] = l_sh, r_sh
+        img, _ = render_pose(bm, np.zeros(3), pose, Camera(), size=(384, 384))
+        Image.fromarray(img).save(out_dir / f"{name}.png")
+        paths.append(out_dir / f"{name}.png")
+    return paths
+
+
+def _stage_times(out: Path) -> dict[str, float]:
+    """Seconds per graph node (from transcript.json) and per model stage (report.json)."""
+    events = json.loads((out / "transcript.json").read_text())
+    stages: dict[str, float] = {}
+    for prev, cur in zip(events, events[1:], strict=False):
+        stages[cur["node"]] = stages.get(cur["node"], 0.0) + cur["t"] - prev["t"]
+    report = out / "report.json"
+    if report.is_file():
+        for k, v in json.loads(report.read_text()).get("timings_s", {}).items():
+            stages[f"model.{k}"] = float(v)
+    return {k: round(v, 3) for k, v in stages.items()}
+
+
+def run(repeats: int = 3, weights: Path | None = None, out_json: Path | None = None) -> dict[str, Any]:
+    """Time every case `repeats` times in each mode; return (and optionally write) the table."""
+    from ikmo.agents.context import Context
+    from ikmo.agents.run import parse_keyframe_arg, raise_if_failed, run_request
+    from ikmo.agents.state import MotionRequest
+    from ikmo.motion_model.sampling import load_model
+    from ikmo.tools.generate import generate_motion
+
+    tmp = Path(tempfile.mkdtemp(prefix="ikmo_bench_agents_"))
+    photos = render_photos(tmp)
+    t0 = time.perf_counter()
+    model = load_model(weights, "cpu")
+    load_s = time.perf_counter() - t0
+    results: dict[str, Any] = {"model_load_s": round(load_s, 3), "cpu_count": os.cpu_count(), "cases": {}}
+    env = {**os.environ, "IKMO_PREVIEW": "false"}
+    for name, (text, n_img) in CASES.items():
+        row: dict[str, Any] = {"cli_s": [], "graph_s": [], "tool_s": []}
+        for r in range(repeats):
+            out = tmp / f"{name}_cli{r}"
+            cmd = [sys.executable, "-m", "ikmo.cli", "--log-level", "WARNING", "generate", "--text", text,
+                   "--out", str(out), "--no-progress", "--critique-rounds", "0"]
+            cmd += [a for p in photos[:n_img] for a in ("--keyframe", str(p))]
+            if weights is not None:
+                cmd += ["--weights", str(weights)]
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            row["cli_s"].append(time.perf_counter() - t0)
+            if proc.returncode != 0:
+                raise RuntimeError(f"ikmo generate failed: {proc.stderr[-2000:]}")
+            row["stages_cli"] = _stage_times(out)
+
+            images = [parse_keyframe_arg(str(p)) for p in photos[:n_img]]
+            req = MotionRequest(text=text, images=images, out_dir=str(tmp / f"{name}_graph{r}"), seed=0)
+            t0 = time.perf_counter()
+            result = raise_if_failed(run_request(req, Context(motion_model=model, critique_rounds=0, preview=False)))
+            row["graph_s"].append(time.perf_counter() - t0)
+
+            t0 = time.perf_counter()
+            generate_motion(result.spec, tmp / f"{name}_tool{r}", model=model)
+            row["tool_s"].append(time.perf_counter() - t0)
+        med = {k: statistics.median(row[k]) for k in ("cli_s", "graph_s", "tool_s")}
+        row.update({f"median_{k}": round(v, 3) for k, v in med.items()})
+        row["graph_over_tool"] = round(med["graph_s"] / med["tool_s"], 2)
+        row["cli_over_tool"] = round(med["cli_s"] / med["tool_s"], 2)
+        row["cli_s"] = [round(x, 3) for x in row["cli_s"]]
+        row["graph_s"] = [round(x, 3) for x in row["graph_s"]]
+        row["tool_s"] = [round(x, 3) for x in row["tool_s"]]
+        results["cases"][name] = row
+    if out_json is not None:
+        from ikmo.motion_model.fileio import write_json
+
+        write_json(out_json, results)
+    return results
+
+
+def format_table(results: dict[str, Any]) -> str:
+    lines = [f"model load {results['model_load_s']:.2f}s, {results['cpu_count']} CPUs",
+             f"{'case':<10} {'cli med s':>9} {'graph med s':>11} {'tool med s':>10} {'graph/tool':>10} "
+             f"{'cli/tool':>8}"]
+    for name, r in results["cases"].items():
+        lines.append(f"{name:<10} {r['median_cli_s']:>9.2f} {r['median_graph_s']:>11.2f} {r['median_tool_s']:>10.2f} "
+                     f"{r['graph_over_tool']:>10.2f} {r['cli_over_tool']:>8.2f}")
+        lines.append("  stages (cli run): " + ", ".join(f"{k}={v:.2f}" for k, v in r["stages_cli"].items()))
+    return "\n".join(lines)
