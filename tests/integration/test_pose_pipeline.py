@@ -77,6 +77,11 @@ def test_image_variants_read_the_same(arms_up, detector, tmp_path) -> None:
     for name in ("rgba.png", "gray.png", "exif.jpg"):
         res = image_to_pose(tmp_path / name, detector=detector)
         assert sum(res.keyframe.joint_mask) >= 20, name
+    # A large photo is downscaled for detection; landmarks come back in its own pixel coordinates.
+    big = np.asarray(rgb.resize((2600, 2600)))
+    res = image_to_pose(big, detector=detector)
+    assert any("downscaled" in n for n in res.keyframe.notes)
+    assert res.landmarks.image_size == (2600, 2600) and res.landmarks.image_xy[:, 1].max() > 1500
 
 
 def test_largest_of_two_people_is_chosen(model, detector) -> None:
