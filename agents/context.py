@@ -29,6 +29,7 @@ class Context:
     base_url: str | None = None
     api_key: str | None = None
     request_timeout_s: float = 60.0
+    vision: bool = False  # the provider reads images: the critic also looks at a contact sheet of the motion
     max_output_tokens: int = 1024  # bounds a runaway model (a weak one may pad JSON until the context ends)
     max_retries: int = 2
     critique_rounds: int = 2

@@ -466,8 +466,11 @@ def critique(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
     if not is_offline(ctx) and problems and rnd < ctx.critique_rounds:
         system = render_prompt("critique_v1", CritiqueDecision)
         spec = state["spec"]
-        user = (f"Request: {state['request'].text}\nSpecification: {spec.description.model_dump_json() if spec else ''}"
+        text = (f"Request: {state['request'].text}\nSpecification: {spec.description.model_dump_json() if spec else ''}"
                 f"\nMeasured: {last['metrics']}\nProblems: {problems}")
+        user: str | list[dict[str, Any]] = text
+        if ctx.vision and (sheet := _contact_sheet(Path(last["dir"]))) is not None:
+            user = [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": sheet}}]
         decision, more = _llm_or_fallback(ctx, CritiqueDecision, system, user, decision, "critique")
         notes.extend(more)
     opts = state.get("options") or GenerationOptions()
@@ -484,6 +487,23 @@ def critique(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
     elif decision.action == "replan":
         update["feedback"] = {"describe": decision.reason}
     return update
+
+
+def _contact_sheet(attempt_dir: Path) -> str | None:
+    """Render the attempt's joints as a contact sheet PNG (saved beside them) → a data URL, or None."""
+    joints_path = attempt_dir / "joints.npy"
+    if not joints_path.is_file():
+        return None
+    import base64
+    import io
+
+    from ikmo.tools.preview import contact_sheet
+
+    img = contact_sheet(np.load(joints_path), n=6)
+    img.save(attempt_dir / "contact_sheet.png")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def route_after_critique(state: GraphState) -> str:

@@ -170,3 +170,25 @@ def test_provider_down_falls_back_or_fails_clearly(model, tmp_path: Path) -> Non
     final = run_request(MotionRequest(text="walk 2 m", out_dir=str(tmp_path / "b")),
                         Context(**dead, fallback_offline=False))
     assert final["status"] == "failed" and "cannot reach the server" in final["error"]
+
+
+def test_vision_critic_sees_a_contact_sheet(stub: StubServer, tmp_path: Path) -> None:
+    import numpy as np
+    from langgraph.runtime import Runtime
+
+    from ikmo.agents import nodes
+    from ikmo.motion_model.constraints import GenerationOptions
+    from ikmo.motion_model.synthetic import synthetic_walk
+
+    attempt = tmp_path / "attempts" / "00"
+    attempt.mkdir(parents=True)
+    np.save(attempt / "joints.npy", synthetic_walk(40, 1.0, 0.0).astype(np.float32))
+    stub.script = [("content", json.dumps({"action": "reseed", "reason": "the legs look stiff"}))]
+    st = {"request": MotionRequest(text="walk", out_dir=str(tmp_path)), "spec": None, "critique_round": 0,
+          "options": GenerationOptions(seed=0),
+          "attempts": [{"attempt": 0, "dir": str(attempt), "metrics": {"traj_err_mean": 0.9}, "options": {}}]}
+    out = nodes.critique(st, Runtime(context=chat(stub, vision=True), stream_writer=lambda e: None))  # type: ignore
+    assert out["decision"] == "reseed" and out["options"].seed != 0
+    parts = stub.requests[0]["messages"][-1]["content"]
+    assert parts[1]["type"] == "image_url" and parts[1]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert (attempt / "contact_sheet.png").is_file()
