@@ -19,10 +19,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import linalg
-from scipy.ndimage import uniform_filter1d
 
 from ikmo.motion_model.errors import MotionDataError
-from ikmo.motion_model.skeleton import FPS, HUMANML3D_22
+
+# Foot skating lives with the model (the generate tool reports it); re-exported here for the benchmarks.
+from ikmo.motion_model.motion_metrics import (  # noqa: F401
+    SKATE_HEIGHT_M,
+    SKATE_SPEED_M_S,
+    SKATE_WINDOW,
+    foot_skating_ratio,
+)
+from ikmo.motion_model.motion_metrics import check_positions as _check_joints
 
 log = logging.getLogger(__name__)
 
@@ -133,15 +140,6 @@ def r_precision(text_emb: np.ndarray, motion_emb: np.ndarray, top_k: int = 3, po
 
 
 # --------------------------------------------------------------------------- pose errors
-
-
-def _check_joints(x: np.ndarray, what: str) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim < 2 or x.shape[-1] != 3:
-        raise MotionDataError(f"{what} must be (..., J, 3) positions, got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise MotionDataError(f"{what} contains NaN or infinity")
-    return x
 
 
 def root_align(joints: np.ndarray, root: int = 0) -> np.ndarray:
@@ -266,37 +264,3 @@ def aggregate_control_errors(errors: Sequence[np.ndarray], thresholds: Sequence[
         n_motions=len(errs),
         n_points=int(allp.size),
     )
-
-
-# Thresholds of OmniControl / GMD: feet within 5 cm of the floor are in contact; a contact foot
-# moving faster than 0.5 m/s (2.5 cm per frame at 20 fps) in the ground plane, both in the frame and
-# averaged over a 5-frame window, skates.
-SKATE_HEIGHT_M = 0.05
-SKATE_SPEED_M_S = 0.50
-SKATE_WINDOW = 5
-
-
-def foot_skating_ratio(joints: np.ndarray, fps: float = FPS, feet: Sequence[int] = (
-        HUMANML3D_22.feet_left[1], HUMANML3D_22.feet_right[1]), height_m: float = SKATE_HEIGHT_M,
-        speed_m_s: float = SKATE_SPEED_M_S, window: int = SKATE_WINDOW) -> float:
-    """Share of frame transitions in which a foot skates, OmniControl's definition.
-
-    `calculate_skating_ratio` of neu-vi/OmniControl (from GMD): the feet are the toe joints 10 and 11
-    (L_foot, R_foot); a foot is in contact over a transition t→t+1 when its height is below 5 cm in
-    both frames; it skates when in contact and its xz speed exceeds 0.5 m/s in that transition and
-    also in the 5-frame moving average (zero-padded at the ends, scipy `uniform_filter1d`,
-    mode="constant"). A transition counts when either foot skates; ratio = count / (T - 1).
-    Heights are absolute (floor at y = 0, as HumanML3D places it).
-
-    joints: (T, J, 3) metres, y up, T >= 2. Returns a ratio in [0, 1].
-    """
-    joints = _check_joints(joints, "joints")
-    if joints.ndim != 3 or joints.shape[0] < 2:
-        raise MotionDataError(f"foot skating needs (T>=2, J, 3) joints, got {joints.shape}")
-    f = joints[:, list(feet), :]  # (T, 2, 3)
-    speed = np.linalg.norm(f[1:, :, [0, 2]] - f[:-1, :, [0, 2]], axis=-1) * fps  # (T-1, 2)
-    speed_avg = uniform_filter1d(speed, size=window, axis=0, mode="constant", origin=0)
-    h = f[:, :, 1]
-    contact = (h[:-1] < height_m) & (h[1:] < height_m)
-    skating = contact & (speed > speed_m_s) & (speed_avg > speed_m_s)
-    return float(skating.any(axis=1).mean())

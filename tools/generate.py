@@ -78,10 +78,11 @@ def generate_motion(
     timings.update({f"sample_{k}": v for k, v in motion.timings.items()})
 
     from ikmo.motion_model.guidance import measured_errors
+    from ikmo.motion_model.motion_metrics import foot_skating_ratio
 
     t0 = time.perf_counter()
     metrics: dict[str, float] = dict(measured_errors(motion.joints, control, opt_cfg.align_yaw))
-    metrics["foot_skating_ratio"] = _foot_skating(motion.joints, motion.fps)
+    metrics["foot_skating_ratio"] = foot_skating_ratio(motion.joints, fps=motion.fps)
     timings["metrics_s"] = time.perf_counter() - t0
 
     from ikmo.tools.exports import ALL_FORMATS, write_motion_files
@@ -107,14 +108,6 @@ def generate_motion(
     log.info("motion written to %s (traj err %.3f m, keyframe MPJPE %.3f m, sampling %.2f s)", out,
              metrics["traj_err_mean"], metrics["keyframe_mpjpe"], timings["sample_s"])
     return MotionResult(files=files, metrics={k: float(v) for k, v in metrics.items()}, spec=spec, config=config)
-
-
-def _foot_skating(joints: Any, fps: float) -> float:
-    # The one definition lives with the evaluation metrics (OmniControl's); imported lazily so the
-    # tool does not pull the evaluation stack in at import time.
-    from ikmo.eval.metrics import foot_skating_ratio
-
-    return float(foot_skating_ratio(joints, fps=fps))
 
 
 def _train_summary(meta: dict[str, Any]) -> dict[str, Any]:
