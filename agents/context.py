@@ -58,5 +58,5 @@ class Context:
             critique_rounds=settings.critique_rounds, fallback_offline=settings.fallback_offline,
             weights=str(settings.weights) if settings.weights else None, device=settings.device,
             diffusion_steps=settings.diffusion_steps, guidance_scale=settings.guidance_scale,
-            preview=settings.preview, seed=settings.seed, **kw,
+            preview=settings.preview, seed=settings.seed, vision=settings.vision, **kw,
         )

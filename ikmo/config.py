@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     max_retries: int = Field(default=2, ge=0, le=10, description="retries on invalid structured output")
     critique_rounds: int = Field(default=2, ge=0, le=10)
     fallback_offline: bool = True
+    vision: bool = Field(default=False, description="the provider reads images: the critic also looks at a "
+                         "contact sheet of each attempt")
 
     # Motion model
     weights: Path | None = Field(default=None, description="motion model weights (.safetensors); bundled default")

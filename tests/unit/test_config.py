@@ -41,3 +41,11 @@ def test_bad_config_files_are_clear_errors(tmp_path: Path, text: str) -> None:
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.yaml")
+
+
+def test_context_carries_every_agent_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ikmo.agents.context import Context
+
+    monkeypatch.setenv("IKMO_VISION", "true")
+    ctx = Context.from_settings(load_settings(critique_rounds=1, provider="openai:gpt-4o-mini"))
+    assert ctx.vision is True and ctx.critique_rounds == 1 and ctx.provider == "openai:gpt-4o-mini"
