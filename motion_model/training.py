@@ -128,6 +128,18 @@ def sample_controls(joints: torch.Tensor, n_frames: list[int], g: torch.Generato
 # ----------------------------------------------------------------------------- training loop
 
 
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto`: the GPU when torch sees one (under torchrun the rank's LOCAL_RANK GPU), else the CPU.
+
+    Any other name (`cpu`, `cuda`, `cuda:1`) is taken as given; training then runs there.
+    """
+    if name == "auto":
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device(name)
+
+
 def _dist_info() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -206,7 +218,7 @@ def train(
     device = device or torch.device("cpu")
     torch.set_num_threads(train_cfg.num_threads)
     if os.environ.get("WORLD_SIZE", "1") != "1" and not dist.is_initialized():
-        dist.init_process_group("gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     rank, world = _dist_info()
     run_dir = Path(run_dir)
     last = run_dir / "last"

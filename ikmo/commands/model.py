@@ -18,6 +18,9 @@ CORPUS_HELP = "HumanML3D-layout corpus folder (ikmo data build)"
 RUN_HELP = "run folder: checkpoints in RUN_DIR/last, resumable"
 
 
+DEVICE_HELP = "auto (the GPU when one is at hand, else the CPU) | cpu | cuda | cuda:N"
+
+
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     train_group = groups["train"]
 
@@ -34,6 +37,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         layers: Annotated[int, typer.Option(help="transformer layers")] = 4,
         text_encoder: Annotated[str, typer.Option(help="minilm | hash:<dim>")] = "minilm",
         threads: Annotated[int, typer.Option(min=1, help="torch CPU threads per process")] = 2,
+        device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
         ckpt_every: Annotated[int, typer.Option(min=1)] = 200,
         log_every: Annotated[int, typer.Option(min=1)] = 20,
         seed: Annotated[int, typer.Option()] = 0,
@@ -42,14 +46,15 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         """Train the base text-to-motion denoiser (resumable, time-boxed)."""
         from ikmo.motion_model.model_config import DenoiserConfig, ModelConfig, TrainConfig
         from ikmo.motion_model.text_encoder import build_text_encoder
-        from ikmo.motion_model.training import train
+        from ikmo.motion_model.training import resolve_device, train
 
         text_dim = build_text_encoder(text_encoder).dim if text_encoder.startswith("hash:") else 384
         mcfg = ModelConfig(denoiser=DenoiserConfig(d_model=d_model, n_layers=layers, ff_dim=2 * d_model,
                                                    text_dim=text_dim), text_encoder=text_encoder)
         tcfg = TrainConfig(stage="base", batch_size=batch_size, lr=lr, max_steps=max_steps, max_minutes=max_minutes,
                            num_threads=threads, ckpt_every=ckpt_every, log_every=log_every, seed=seed)
-        summary = train(corpus, run_dir, tcfg, mcfg, resume=resume, export_to=export_to)
+        summary = train(corpus, run_dir, tcfg, mcfg, resume=resume, export_to=export_to,
+                        device=resolve_device(device))
         log.info("%s", json.dumps(summary))
 
     @train_group.command("control")
@@ -65,6 +70,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         batch_size: Annotated[int, typer.Option(min=1)] = 32,
         lr: Annotated[float, typer.Option()] = 2e-4,
         threads: Annotated[int, typer.Option(min=1)] = 2,
+        device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
         ckpt_every: Annotated[int, typer.Option(min=1)] = 200,
         log_every: Annotated[int, typer.Option(min=1)] = 20,
         seed: Annotated[int, typer.Option()] = 0,
@@ -73,7 +79,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         """Train the Motion ControlNet + control encoders on a frozen base (resumable, time-boxed)."""
         from ikmo.motion_model.errors import ConfigError
         from ikmo.motion_model.model_config import ControlConfig, TrainConfig
-        from ikmo.motion_model.training import train
+        from ikmo.motion_model.training import resolve_device, train
 
         if mode not in ("decoupled", "joint"):
             raise ConfigError(f"--mode {mode!r}: choose decoupled or joint")
@@ -83,7 +89,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
                            max_minutes=max_minutes, num_threads=threads, ckpt_every=ckpt_every,
                            log_every=log_every, seed=seed)
         summary = train(corpus, run_dir, tcfg, init_from=init, control_cfg=ControlConfig(mode=mode),  # type: ignore[arg-type]
-                        resume=resume, export_to=export_to)
+                        resume=resume, export_to=export_to, device=resolve_device(device))
         log.info("%s", json.dumps(summary))
 
     @app.command("sample")
