@@ -1,4 +1,4 @@
-"""motion_model.motion_metrics: the scipy-free moving average and the eval re-export."""
+"""Scipy-free filters (motion_model.motion_metrics, the preview camera) against scipy, and the eval re-export."""
 
 from __future__ import annotations
 
@@ -24,3 +24,15 @@ def test_hand_value_and_eval_reexport() -> None:
 
     assert M.foot_skating_ratio is foot_skating_ratio
     np.testing.assert_allclose(moving_average(np.array([5.0, 0, 0, 0, 0]), 3), [5 / 3, 5 / 3, 0, 0, 0])
+
+
+@pytest.mark.parametrize("sigma", [0.4, 1.0, 10.0])
+@pytest.mark.parametrize("n", [1, 4, 120])
+def test_preview_gaussian_equals_scipy(sigma: float, n: int) -> None:
+    # The preview camera's smoothing, also written without scipy; same check, kept beside its twin.
+    ndimage = pytest.importorskip("scipy.ndimage")
+    from ikmo.tools.preview import _gaussian_nearest
+
+    x = np.random.default_rng(n).normal(size=(n, 3)).cumsum(0)
+    np.testing.assert_allclose(_gaussian_nearest(x, sigma), ndimage.gaussian_filter1d(x, sigma, axis=0, mode="nearest"),
+                               atol=1e-10)
