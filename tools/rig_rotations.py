@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ikmo.motion_model.rotations import quat_between, quat_to_matrix
 from ikmo.motion_model.skeleton import HUMANML3D_22, Skeleton
 
 log = logging.getLogger(__name__)
@@ -53,52 +54,13 @@ T_POSE_DIRECTIONS_22 = np.array(
 T_POSE_DIRECTIONS_22 /= np.maximum(np.linalg.norm(T_POSE_DIRECTIONS_22, axis=1, keepdims=True), _EPS)
 
 
-def _normalize(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    n = np.linalg.norm(v, axis=-1, keepdims=True)
-    return v / np.maximum(n, _EPS), n[..., 0]
-
-
 def rotation_between(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Smallest rotation turning direction `u` onto direction `v`.
+    """Smallest rotation turning direction `u` onto direction `v`: (..., 3) each → (..., 3, 3).
 
-    Args:
-        u, v: (..., 3) non-zero vectors (normalised here), broadcastable.
-    Returns:
-        (..., 3, 3) rotation matrices R with R @ u_hat = v_hat. Opposite vectors get a half turn
-        about an axis perpendicular to `u`.
+    A matrix view of `motion_model.rotations.quat_between` (antiparallel vectors: a half turn).
     """
-    u, _ = _normalize(u)
-    v, _ = _normalize(v)
-    u, v = np.broadcast_arrays(u, v)
-    axis = np.cross(u, v)
-    c = np.sum(u * v, axis=-1)
-    # Quaternion (w, xyz) = (1 + c, u × v), normalised: stable except near c = -1.
-    w = 1.0 + c
-    q = np.concatenate([w[..., None], axis], axis=-1)
-    opposite = w < 1e-8
-    if opposite.any():
-        # Any axis perpendicular to u: cross with the coordinate axis u is least aligned with.
-        helper = np.eye(3)[np.argmin(np.abs(u[opposite]), axis=-1)]
-        perp, _ = _normalize(np.cross(u[opposite], helper))
-        q[opposite] = np.concatenate([np.zeros((perp.shape[0], 1)), perp], axis=-1)
-    q, _ = _normalize_quat(q)
-    return quat_to_matrix(q)
-
-
-def _normalize_quat(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    n = np.linalg.norm(q, axis=-1, keepdims=True)
-    return q / np.maximum(n, _EPS), n
-
-
-def quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    """(..., 4) unit quaternions (w, x, y, z) → (..., 3, 3) rotation matrices."""
-    w, x, y, z = np.moveaxis(q, -1, 0)
-    return np.stack(
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-         2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-         2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        axis=-1,
-    ).reshape(q.shape[:-1] + (3, 3))  # fmt: skip
+    u, v = np.broadcast_arrays(np.asarray(u, dtype=np.float64), np.asarray(v, dtype=np.float64))
+    return quat_to_matrix(quat_between(u, v))
 
 
 def kabsch(rest: np.ndarray, observed: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
