@@ -47,22 +47,26 @@ VIEWS = (View("front", 0, 3), View("left45", 45, 3), View("right45", -45, 3), Vi
          View("elevated", 0, 20))
 
 
-def load_gt_poses(corpus: Path | None, n_poses: int, seed: int = 0) -> tuple[list[np.ndarray], list[str], str]:
-    """Draw `n_poses` (22, 3) joint frames from the corpus test split (or the fixture clip).
+def load_gt_poses(corpus: Path | None, n_poses: int, seed: int = 0,
+                  split: str = "test") -> tuple[list[np.ndarray], list[str], str]:
+    """Draw `n_poses` (22, 3) joint frames from a corpus split (`<split>.txt`; or the fixture clip).
+
+    The benchmark uses "test"; calibration and learned components use "train"/"val" only.
 
     Returns the poses, their ids ("clip:frame") and a description of the source.
     """
     rng = np.random.default_rng(seed)
     root = corpus if corpus is not None else (DEFAULT_CORPUS if (DEFAULT_CORPUS / "test.txt").is_file() else None)
     if root is not None:
-        split = root / "test.txt"
-        if not split.is_file():
-            raise InputFileError(f"{split} does not exist; give --corpus a directory with new_joints/ and test.txt")
-        ids = [s.strip() for s in split.read_text().splitlines() if s.strip()]
+        split_file = root / f"{split}.txt"
+        if not split_file.is_file():
+            raise InputFileError(f"{split_file} does not exist; give --corpus a directory with new_joints/ and "
+                                 f"{split}.txt")
+        ids = [s.strip() for s in split_file.read_text().splitlines() if s.strip()]
         ids = [i for i in ids if (root / "new_joints" / f"{i}.npy").is_file()]
         if not ids:
-            raise InputFileError(f"no clip of {split} has a file in {root / 'new_joints'}; build the corpus first")
-        desc = f"{root} (test split, {len(ids)} clips)"
+            raise InputFileError(f"no clip of {split_file} has a file in {root / 'new_joints'}; build the corpus first")
+        desc = f"{root} ({split} split, {len(ids)} clips)"
     else:
         if not (FIXTURE_JOINTS / "012314.npy").is_file():
             raise InputFileError("no corpus (data/corpus) and no HumanML3D fixture; pass --corpus")

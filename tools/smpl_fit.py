@@ -238,8 +238,95 @@ def _descendants(j: int) -> list[int]:
     return out
 
 
-def landmarks_to_joints(lm: Landmarks, rest: np.ndarray) -> JointTargets:
-    """Map BlazePose landmarks onto the 22 joints of the rest skeleton `rest` (22, 3) (see module doc)."""
+# --------------------------------------------------------------------------- learned correction
+
+REGRESSOR_PATH = Path(__file__).resolve().parent / "assets" / "landmark_regressor.npz"
+# Landmarks the learned correction reads (nose, ears, shoulders … foot indices).
+REG_LANDMARKS = ("nose", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+                 "left_wrist", "right_wrist", "left_index", "right_index", "left_hip", "right_hip", "left_knee",
+                 "right_knee", "left_ankle", "right_ankle", "left_heel", "right_heel", "left_foot_index",
+                 "right_foot_index")  # fmt: skip
+_REG_IDX = np.array([LM[n] for n in REG_LANDMARKS])
+
+
+def _yaw_matrix(ang: float) -> np.ndarray:
+    c, s = math.cos(ang), math.sin(ang)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def regressor_features(P: np.ndarray, W: np.ndarray, image_xy: np.ndarray, visibility: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Features of the learned landmark → joint correction, and the facing rotation they live in.
+
+    P: (22, 3) hand-mapped joints, camera frame (y up, z to the viewer), pelvis at 0, metres.
+    W: (33, 3) world landmarks in the same frame and scale, pelvis at 0.
+    image_xy: (33, 2) pixels; visibility: (33,).
+    Returns (F,) features and Ry (3, 3), the yaw rotation taking the camera frame to the body's facing
+    frame (HumanML3D facing rule on P). 3D inputs are expressed in the facing frame; the 2D landmarks
+    (centred on the hips, scaled by the torso's pixel height, y up) stay in the image. Every block is
+    repeated times cos/sin of the body's yaw to the camera (and its double): depth errors depend on
+    the view, so a linear map per view direction.
+    """
+    Ry = facing_rotation(P)
+    yaw = math.atan2(Ry[0, 2], Ry[0, 0])  # rotation angle about y taking camera → facing frame
+    Pf = P @ Ry.T
+    Wf = W[_REG_IDX] @ Ry.T
+    xy = image_xy[_REG_IDX].astype(np.float64)
+    hip = (image_xy[LM["left_hip"]] + image_xy[LM["right_hip"]]) / 2
+    sho = (image_xy[LM["left_shoulder"]] + image_xy[LM["right_shoulder"]]) / 2
+    torso = max(float(np.linalg.norm(sho - hip)), 1e-6)
+    xy = (xy - hip) / torso * np.array([1.0, -1.0])
+    base = np.concatenate([Pf.ravel(), Wf.ravel(), xy.ravel(), np.clip(visibility[_REG_IDX], 0, 1), [1.0]])
+    gates = np.array([1.0, math.cos(yaw), math.sin(yaw), math.cos(2 * yaw), math.sin(2 * yaw)])
+    return np.outer(gates, base).ravel(), Ry
+
+
+@dataclass
+class LandmarkRegressor:
+    """Learned residual correction: joints = P + reshape(((f − mean) / std) @ weight + bias, (22, 3)) in
+    the facing frame (see `regressor_features`), fitted by ridge regression on rendered train-split
+    poses (`scripts/make_landmark_regressor.py`). weight: (F, 66); mean, std: (F,); bias: (66,) metres."""
+
+    weight: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    bias: np.ndarray
+
+    @classmethod
+    def load(cls, path: Path = REGRESSOR_PATH) -> LandmarkRegressor | None:
+        """The bundled regressor, or None when the asset is absent (the hand-made mapping is used)."""
+        if not Path(path).is_file():
+            return None
+        with np.load(path) as z:
+            return cls(weight=z["weight"], mean=z["mean"], std=z["std"], bias=z["bias"])
+
+    def correct(self, P: np.ndarray, W: np.ndarray, image_xy: np.ndarray, visibility: np.ndarray) -> np.ndarray:
+        """(22, 3) corrected joints in the camera frame (same frame and origin as P)."""
+        f, Ry = regressor_features(P, W, image_xy, visibility)
+        if f.shape[0] != self.mean.shape[0]:
+            raise PoseEstimationError(f"landmark regressor {REGRESSOR_PATH.name} expects {self.mean.shape[0]} "
+                                      f"features, got {f.shape[0]}; rerun scripts/make_landmark_regressor.py fit")
+        delta = (((f - self.mean) / self.std) @ self.weight + self.bias).reshape(N, 3)
+        return (P @ Ry.T + delta) @ Ry
+
+
+_REGRESSOR_CACHE: dict[str, LandmarkRegressor | None] = {}
+
+
+def default_regressor() -> LandmarkRegressor | None:
+    """The bundled `LandmarkRegressor` (loaded once), or None without the asset."""
+    if "default" not in _REGRESSOR_CACHE:
+        _REGRESSOR_CACHE["default"] = LandmarkRegressor.load()
+    return _REGRESSOR_CACHE["default"]
+
+
+def landmarks_to_joints(lm: Landmarks, rest: np.ndarray, regressor: LandmarkRegressor | None | str = "default"
+                        ) -> JointTargets:
+    """Map BlazePose landmarks onto the 22 joints of the rest skeleton `rest` (22, 3) (see module doc).
+
+    regressor: the learned correction applied when hips and shoulders are seen ("default" = the
+    bundled one if present; None = the hand-made mapping only).
+    """
     W = lm.world_yup().astype(np.float64)
     seen = (lm.visibility >= MIN_VISIBILITY) & lm.in_image(margin=0.02)
     vis = np.clip(lm.visibility, 0, 1).astype(np.float64)
@@ -337,6 +424,10 @@ def landmarks_to_joints(lm: Landmarks, rest: np.ndarray) -> JointTargets:
     # Everything relative to the pelvis.
     origin = P[0].copy()
     P -= origin
+    reg = default_regressor() if isinstance(regressor, str) else regressor
+    if reg is not None and hips_ok:
+        P = reg.correct(P, W - origin, lm.image_xy, lm.visibility)
+        P -= P[0]
     c = np.where(m, np.clip(c, 0.05, 1.0), 0.0)
     return JointTargets(points=P, confidence=c, mask=m, notes=notes, origin=origin, scale=scale)
 
@@ -540,12 +631,15 @@ def canonicalize(fit: FitResult) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pose_from_landmarks(lm: Landmarks, model: BodyModel | None = None, time_s: float = 0.0,
-                        source: str = "image", iters: int = 15) -> tuple[KeyframePose, FitResult, JointTargets]:
-    """Landmarks → fitted `KeyframePose` in the canonical frame (see module doc)."""
+                        source: str = "image", iters: int = 15,
+                        regressor: LandmarkRegressor | None | str = "default"
+                        ) -> tuple[KeyframePose, FitResult, JointTargets]:
+    """Landmarks → fitted `KeyframePose` in the canonical frame (see module doc; `regressor` as in
+    `landmarks_to_joints`)."""
     t0 = time.perf_counter()
     bm = model or load_body_model()
     rest = bm.rest_joints[:N] - bm.rest_joints[0]
-    targets = landmarks_to_joints(lm, rest)
+    targets = landmarks_to_joints(lm, rest, regressor=regressor)
     fit = fit_pose(targets, rest, iters=iters)
     joints, go = canonicalize(fit)
     notes = list(lm.notes) + targets.notes + fit.notes
@@ -603,7 +697,8 @@ class ImagePose:
 
 def image_to_pose(image: np.ndarray | str | os.PathLike[str], time_s: float = 0.0, model_complexity: int = 1,
                   detector: LandmarkDetector | None = None, model: BodyModel | None = None,
-                  source: str | None = None, iters: int = 15) -> ImagePose:
+                  source: str | None = None, iters: int = 15,
+                  regressor: LandmarkRegressor | None | str = "default") -> ImagePose:
     """The whole image → keyframe path: read (a path or an (H, W, 3) uint8 array), detect, map, fit.
 
     Raises InputFileError for an unreadable image, PoseEstimationError when no usable person is found.
@@ -624,7 +719,8 @@ def image_to_pose(image: np.ndarray | str | os.PathLike[str], time_s: float = 0.
     else:
         lm = detector.detect(arr, source=src)
     t2 = time.perf_counter()
-    kf, fit, targets = pose_from_landmarks(lm, model, time_s=time_s, source=f"image:{src}", iters=iters)
+    kf, fit, targets = pose_from_landmarks(lm, model, time_s=time_s, source=f"image:{src}", iters=iters,
+                                           regressor=regressor)
     t3 = time.perf_counter()
     secs = {"load_model": t0 - t_load, "read": t1 - t0, "detect": t2 - t1, "fit": t3 - t2}
     return ImagePose(keyframe=kf, fit=fit, targets=targets, landmarks=lm, image=arr, seconds=secs)

@@ -13,7 +13,9 @@ from ikmo.motion_model.errors import PoseEstimationError
 from ikmo.tools.body_model import load_body_model
 from ikmo.tools.pose_estimation import LM, Landmarks
 from ikmo.tools.smpl_fit import (
+    REGRESSOR_PATH,
     JointTargets,
+    LandmarkRegressor,
     axis_angle_to_matrix,
     canonicalize,
     facing_rotation,
@@ -21,6 +23,7 @@ from ikmo.tools.smpl_fit import (
     fk_numpy,
     landmarks_to_joints,
     pose_from_landmarks,
+    regressor_features,
 )
 
 pytestmark = pytest.mark.unit
@@ -139,7 +142,9 @@ def test_landmark_mapping_and_fit_of_a_clean_skeleton(rest) -> None:
     aa[16], aa[17] = [0, 0, -1.2], [0, 0, 1.2]
     aa[4], aa[1] = [0.8, 0, 0], [-0.8, 0, 0]  # left leg raised forward, knee bent
     joints = fk_numpy(axis_angle_to_matrix(aa), rest)
-    kf, fit, targets = pose_from_landmarks(_landmarks_from_joints(joints))
+    # The hand-made mapping (the learned correction is trained on BlazePose's errors, which these
+    # exact synthetic landmarks do not have; it is tested below).
+    kf, fit, targets = pose_from_landmarks(_landmarks_from_joints(joints), regressor=None)
     assert all(kf.joint_mask)
     err = np.linalg.norm(kf.joints_array() - joints, axis=1)
     assert err.mean() < 0.05, err
@@ -177,3 +182,44 @@ def test_fit_is_fast(rest) -> None:
     fit_pose(t, rest)
     # Budget 0.3 s per image on an idle core; allow slack for a loaded CI machine.
     assert time.perf_counter() - t0 < 1.0
+
+
+def _yaw(ang: float) -> np.ndarray:
+    c, s = math.cos(ang), math.sin(ang)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def test_learned_correction_acts_in_the_body_facing_frame(rest) -> None:
+    joints = fk_numpy(np.tile(np.eye(3), (22, 1, 1)), rest)
+    lm = _landmarks_from_joints(joints)
+    W = lm.world_yup().astype(np.float64)
+    n_feat = regressor_features(joints, W, lm.image_xy, lm.visibility)[0].shape[0]
+    zero = LandmarkRegressor(weight=np.zeros((n_feat, 66)), mean=np.zeros(n_feat), std=np.ones(n_feat),
+                             bias=np.zeros(66))
+    np.testing.assert_allclose(zero.correct(joints, W, lm.image_xy, lm.visibility), joints, atol=1e-12)
+    # A bias moving the left wrist 10 cm forward (facing frame) moves it along the body's own forward
+    # direction whichever way the body is turned to the camera.
+    bias = np.zeros((22, 3))
+    bias[20] = [0, 0, 0.1]
+    fwd = LandmarkRegressor(weight=zero.weight, mean=zero.mean, std=zero.std, bias=bias.ravel())
+    for ang in (0.0, 0.8, -2.0):
+        Ry = _yaw(ang)
+        turned = joints @ Ry.T
+        out = fwd.correct(turned, W @ Ry.T, lm.image_xy, lm.visibility)
+        np.testing.assert_allclose(out[20] - turned[20], Ry @ [0, 0, 0.1], atol=1e-3)
+        np.testing.assert_allclose(out[20] - turned[20], facing_rotation(turned).T @ [0, 0, 0.1], atol=1e-9)
+        np.testing.assert_allclose(np.delete(out, 20, 0), np.delete(turned, 20, 0), atol=1e-9)
+
+
+def test_bundled_regressor_matches_the_features(rest) -> None:
+    reg = LandmarkRegressor.load(REGRESSOR_PATH)
+    assert reg is not None, "tools/assets/landmark_regressor.npz is missing; run scripts/make_landmark_regressor.py"
+    assert REGRESSOR_PATH.stat().st_size < 1_000_000
+    joints = fk_numpy(np.tile(np.eye(3), (22, 1, 1)), rest)
+    lm = _landmarks_from_joints(joints)
+    f, _ = regressor_features(joints, lm.world_yup().astype(np.float64), lm.image_xy, lm.visibility)
+    assert reg.weight.shape == (f.shape[0], 66) and reg.mean.shape == f.shape and reg.bias.shape == (66,)
+    assert np.isfinite(reg.weight).all() and (reg.std > 0).all()
+    # A correction, not a replacement: on a plain standing body it moves joints by centimetres.
+    out = reg.correct(joints, lm.world_yup().astype(np.float64), lm.image_xy, lm.visibility)
+    assert np.linalg.norm(out - joints, axis=1).max() < 0.3
