@@ -215,3 +215,19 @@ def rig_forward(
             G[:, j] = G[:, p] @ local_rotations[:, j]
             pos[:, j] = pos[:, p] + np.einsum("tab,b->ta", G[:, p], rest_offsets[j])
     return pos
+
+
+def project_to_rig(joints: np.ndarray, skeleton: Skeleton = HUMANML3D_22) -> np.ndarray:
+    """The nearest motion a rigid rig with `skeleton`'s bone lengths can play: (T, J, 3) → (T, J, 3).
+
+    A diffusion model's joints (recovered from root-relative positions) let bones stretch by
+    centimetres and the hips/spine fan of the pelvis deform; a BVH or SMPL rig cannot, so every file
+    of one motion would disagree. This fits the rig (rest shape = the motion's own rigidified
+    multi-child geometry, bone lengths = the skeleton's) and returns its forward kinematics: the root
+    path is kept exactly, bone directions as closely as a rigid rig allows.
+    """
+    joints = np.asarray(joints, dtype=np.float64)
+    rest = motion_rest_offsets(joints, skeleton)
+    norms = np.linalg.norm(rest, axis=-1, keepdims=True)
+    rest = np.where(norms > 1e-9, rest / np.maximum(norms, 1e-9), 0.0) * skeleton.bone_lengths[:, None]
+    return solve_rig_rotations(joints, rest, skeleton.parents).positions
