@@ -543,10 +543,11 @@ def respond(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
         update["status"] = "failed"
         update["answer"] = f"Sorry, I could not make that motion: {state.get('error') or 'unknown error'}"
     spec = result.spec if result is not None else state.get("spec")
+    description, plan = state.get("description"), state.get("plan")
     agent_spec = {
         "request": req.model_dump(), "provider": _label(runtime.context),
-        "description": state["description"].model_dump() if state.get("description") else None,
-        "plan": state["plan"].model_dump() if state.get("plan") else None,
+        "description": description.model_dump() if description else None,
+        "plan": plan.model_dump() if plan else None,
         "spec": spec.model_dump() if spec is not None else None, "attempts": attempts, "notes": notes,
         "status": update["status"], "error": state.get("error"),
     }

@@ -338,8 +338,8 @@ def _keyframe_hints(t: str) -> list[float | str]:
             found.append((m.start(), _seconds(m.group(2), m.group(3))))
     if _KEYFRAME_CUE.search(t):
         for rx, name in ((_KEYFRAME_END, "end"), (_KEYFRAME_START, "start"), (_KEYFRAME_MID, "middle")):
-            if (m := rx.search(t)) is not None:
-                found.append((m.start(), name))
+            if (cue := rx.search(t)) is not None:
+                found.append((cue.start(), name))
     return _dedupe([h for _, h in sorted(found, key=lambda x: x[0])])
 
 

@@ -42,10 +42,10 @@ def parse_provider(provider: str, model: str | None = None) -> ProviderSpec:
     if kind not in KINDS:
         raise ProviderError(f"unknown provider {provider!r}; use one of: offline, openai:<model>, openai-compatible, "
                             "anthropic:<model>, ollama:<model>")
-    name = name or model
-    if kind in ("openai", "anthropic", "ollama") and not name:
+    model_name = name or model
+    if kind in ("openai", "anthropic", "ollama") and not model_name:
         raise ProviderError(f"provider {kind!r} needs a model name, e.g. --provider {kind}:<model>")
-    return ProviderSpec(kind, name or None)
+    return ProviderSpec(kind, model_name or None)
 
 
 def is_offline(ctx: Context) -> bool:
@@ -101,11 +101,16 @@ def make_chat_model(ctx: Context) -> Any | None:
 def _chat_openai(*, model: str | None, api_key: str, base_url: str | None, timeout: float, max_tokens: int
                  ) -> Any:
     from langchain_openai import ChatOpenAI
+    from pydantic import SecretStr
+
+    # parse_provider guarantees a model name for every kind that reaches here.
+    assert model is not None
 
     # Our own bounded retry loop handles invalid output; the client retries only transport errors once.
     # langchain-openai sends the limit as `max_completion_tokens`, which llama.cpp's and other
     # OpenAI-compatible servers ignore (a weak model then pads JSON until its context is full): for a
     # custom base URL send the classic `max_tokens` too.
-    extra = {"extra_body": {"max_tokens": max_tokens}} if base_url else {}
-    return ChatOpenAI(model=model, api_key=api_key, base_url=base_url, timeout=timeout, max_retries=1,
-                      temperature=0.0, max_tokens=max_tokens, **extra)
+    # `max_completion_tokens` is the constructor alias of the `max_tokens` field (the typed spelling).
+    return ChatOpenAI(model=model, api_key=SecretStr(api_key), base_url=base_url, timeout=timeout, max_retries=1,
+                      temperature=0.0, max_completion_tokens=max_tokens,
+                      extra_body={"max_tokens": max_tokens} if base_url else None)

@@ -8,8 +8,10 @@ import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
 from ikmo.motion_model import constraints as C
@@ -24,6 +26,10 @@ log = logging.getLogger(__name__)
 OnEvent = Callable[[dict[str, Any]], None]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
+# graph.make_builder() is annotated as a bare `StateGraph`, whose context type defaults to None; the graph
+# is built with context_schema=Context, so say so here or `stream(..., context=...)` does not type-check.
+_graph = cast("CompiledStateGraph[S.GraphState, Context, S.GraphState, S.GraphState]", graph)
+
 
 def parse_keyframe_arg(arg: str) -> S.ImageRef:
     """'photo.jpg@3.5' → ImageRef(path, 3.5); 'photo.jpg' → time chosen by the agents."""
@@ -36,7 +42,7 @@ def parse_keyframe_arg(arg: str) -> S.ImageRef:
     return S.ImageRef(path=str(Path(path).resolve()), time_s=time_s)
 
 
-def _stream(app: Any, inp: Any, config: dict[str, Any] | None, context: Context, on_event: OnEvent | None
+def _stream(app: Any, inp: Any, config: RunnableConfig | None, context: Context, on_event: OnEvent | None
             ) -> dict[str, Any]:
     """Run until the end or an interrupt; return the final state values (with `__interrupt__` if paused)."""
     interrupts: list[Any] = []
@@ -55,7 +61,10 @@ def run_request(request: S.MotionRequest, context: Context, on_event: OnEvent | 
     """Run the whole graph once (batch: failures are errors, never questions). Returns the final state."""
     context.interactive = False
     final: dict[str, Any] = {}
-    for mode, chunk in graph.stream({"request": request}, context=context, stream_mode=["custom", "values"]):
+    # With a list of stream modes each item is a (mode, chunk) pair; the stubs type items as dict | Any.
+    mode: str
+    chunk: Any
+    for mode, chunk in _graph.stream({"request": request}, context=context, stream_mode=["custom", "values"]):
         if mode == "custom" and on_event is not None:
             on_event(chunk)
         elif mode == "values":
@@ -97,7 +106,7 @@ class Conversation:
         db.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(str(db), check_same_thread=False)
         self.app = builder.compile(checkpointer=SqliteSaver(self._conn, serde=checkpoint_serializer()))
-        self.config: dict[str, Any] = {"configurable": {"thread_id": thread_id}}
+        self.config = RunnableConfig(configurable={"thread_id": thread_id})
         self.context = context
         self.context.interactive = True
         self.out_root = out_root

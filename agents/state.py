@@ -55,7 +55,7 @@ def merge_keyframes(old: dict[str, KeyframePose] | None, new: dict[str, Keyframe
                     ) -> dict[str, KeyframePose]:
     """Keyed by image index (as a string); a None value drops that image's keyframe."""
     out = dict(old or {})
-    for k, v in new.items():
+    for k, v in (new or {}).items():
         if v is None:
             out.pop(k, None)
         else:

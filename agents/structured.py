@@ -14,7 +14,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
@@ -113,7 +113,8 @@ def ask_structured(
     runnable = model
     if supports_json_mode(model):
         runnable = model.bind(response_format={"type": "json_object"})
-    messages: list[Any] = [SystemMessage(system), HumanMessage(user)]
+    # HumanMessage's `content` is an invariant list type; ours is a list of content-part dicts.
+    messages: list[Any] = [SystemMessage(system), HumanMessage(cast("str | list[str | dict[Any, Any]]", user))]
     errors: list[str] = []
     last: dict[str, Any] | None = None
     for k in range(max_retries + 1):
