@@ -6,7 +6,9 @@ Cases: a text-only request and a text + 2 photos request, both 6 s motions. For 
 - `graph`: the agent graph in-process with the model already loaded;
 - `tool`: the baseline, `tools.generate_motion` alone on the same spec, in the same run.
 Ratios graph/tool and cli/tool say what the agents and the process start cost. Stage timings
-come from the run's transcript (per node) and the model's report.json.
+come from the run's transcript (per node) and the model's report.json. Beside each wall time the
+CPU seconds (user + system; of the child process for `cli`) are recorded: on a machine shared with
+other jobs wall time inflates, CPU time much less, so the pair says how much was waiting.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -63,53 +66,65 @@ def _stage_times(out: Path) -> dict[str, float]:
     return {k: round(v, 3) for k, v in stages.items()}
 
 
-def run(repeats: int = 3, weights: Path | None = None, out_json: Path | None = None) -> dict[str, Any]:
-    """Time every case `repeats` times in each mode; return (and optionally write) the table."""
+def run(repeats: int = 3, weights: Path | None = None, out_json: Path | None = None, threads: int = 1
+        ) -> dict[str, Any]:
+    """Time every case `repeats` times in each mode; return (and optionally write) the table.
+
+    threads: torch intra-op threads in this process and in the `ikmo generate` child (`--threads`).
+    """
+    import torch
+
     from ikmo.agents.context import Context
     from ikmo.agents.run import parse_keyframe_arg, raise_if_failed, run_request
     from ikmo.agents.state import MotionRequest
     from ikmo.motion_model.sampling import load_model
     from ikmo.tools.generate import generate_motion
 
+    torch.set_num_threads(threads)
     tmp = Path(tempfile.mkdtemp(prefix="ikmo_bench_agents_"))
     photos = render_photos(tmp)
     t0 = time.perf_counter()
     model = load_model(weights, "cpu")
     load_s = time.perf_counter() - t0
-    results: dict[str, Any] = {"model_load_s": round(load_s, 3), "cpu_count": os.cpu_count(), "cases": {}}
+    results: dict[str, Any] = {"model_load_s": round(load_s, 3), "cpu_count": os.cpu_count(), "threads": threads,
+                               "cases": {}}
     env = {**os.environ, "IKMO_PREVIEW": "false"}
     for name, (text, n_img) in CASES.items():
-        row: dict[str, Any] = {"cli_s": [], "graph_s": [], "tool_s": []}
+        row: dict[str, Any] = {"cli_s": [], "graph_s": [], "tool_s": [], "cli_cpu_s": [], "graph_cpu_s": [],
+                               "tool_cpu_s": []}
         for r in range(repeats):
             out = tmp / f"{name}_cli{r}"
             cmd = [sys.executable, "-m", "ikmo.cli", "--log-level", "WARNING", "generate", "--text", text,
-                   "--out", str(out), "--no-progress", "--critique-rounds", "0"]
+                   "--out", str(out), "--no-progress", "--critique-rounds", "0", "--threads", str(threads)]
             cmd += [a for p in photos[:n_img] for a in ("--keyframe", str(p))]
             if weights is not None:
                 cmd += ["--weights", str(weights)]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), _children_cpu()
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             row["cli_s"].append(time.perf_counter() - t0)
+            row["cli_cpu_s"].append(_children_cpu() - c0)
             if proc.returncode != 0:
                 raise RuntimeError(f"ikmo generate failed: {proc.stderr[-2000:]}")
             row["stages_cli"] = _stage_times(out)
 
             images = [parse_keyframe_arg(str(p)) for p in photos[:n_img]]
             req = MotionRequest(text=text, images=images, out_dir=str(tmp / f"{name}_graph{r}"), seed=0)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             result = raise_if_failed(run_request(req, Context(motion_model=model, critique_rounds=0, preview=False)))
             row["graph_s"].append(time.perf_counter() - t0)
+            row["graph_cpu_s"].append(time.process_time() - c0)
 
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             generate_motion(result.spec, tmp / f"{name}_tool{r}", model=model)
             row["tool_s"].append(time.perf_counter() - t0)
-        med = {k: statistics.median(row[k]) for k in ("cli_s", "graph_s", "tool_s")}
+            row["tool_cpu_s"].append(time.process_time() - c0)
+        keys = ("cli_s", "graph_s", "tool_s", "cli_cpu_s", "graph_cpu_s", "tool_cpu_s")
+        med = {k: statistics.median(row[k]) for k in keys}
         row.update({f"median_{k}": round(v, 3) for k, v in med.items()})
         row["graph_over_tool"] = round(med["graph_s"] / med["tool_s"], 2)
         row["cli_over_tool"] = round(med["cli_s"] / med["tool_s"], 2)
-        row["cli_s"] = [round(x, 3) for x in row["cli_s"]]
-        row["graph_s"] = [round(x, 3) for x in row["graph_s"]]
-        row["tool_s"] = [round(x, 3) for x in row["tool_s"]]
+        for k in keys:
+            row[k] = [round(x, 3) for x in row[k]]
         results["cases"][name] = row
     if out_json is not None:
         from ikmo.motion_model.fileio import write_json
@@ -118,12 +133,20 @@ def run(repeats: int = 3, weights: Path | None = None, out_json: Path | None = N
     return results
 
 
+def _children_cpu() -> float:
+    """User + system CPU seconds of all waited-for child processes so far."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def format_table(results: dict[str, Any]) -> str:
-    lines = [f"model load {results['model_load_s']:.2f}s, {results['cpu_count']} CPUs",
-             f"{'case':<10} {'cli med s':>9} {'graph med s':>11} {'tool med s':>10} {'graph/tool':>10} "
-             f"{'cli/tool':>8}"]
+    lines = [f"model load {results['model_load_s']:.2f}s, {results['cpu_count']} CPUs, "
+             f"{results.get('threads', '?')} torch thread(s)",
+             f"{'case':<10} {'cli med s':>9} {'(cpu)':>6} {'graph med s':>11} {'(cpu)':>6} {'tool med s':>10} "
+             f"{'(cpu)':>6} {'graph/tool':>10} {'cli/tool':>8}"]
     for name, r in results["cases"].items():
-        lines.append(f"{name:<10} {r['median_cli_s']:>9.2f} {r['median_graph_s']:>11.2f} {r['median_tool_s']:>10.2f} "
+        lines.append(f"{name:<10} {r['median_cli_s']:>9.2f} {r['median_cli_cpu_s']:>6.2f} {r['median_graph_s']:>11.2f} "
+                     f"{r['median_graph_cpu_s']:>6.2f} {r['median_tool_s']:>10.2f} {r['median_tool_cpu_s']:>6.2f} "
                      f"{r['graph_over_tool']:>10.2f} {r['cli_over_tool']:>8.2f}")
         lines.append("  stages (cli run): " + ", ".join(f"{k}={v:.2f}" for k, v in r["stages_cli"].items()))
     return "\n".join(lines)
