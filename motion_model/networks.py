@@ -60,6 +60,8 @@ class MotionTransformer(nn.Module):
     dropped, which is the null condition of classifier-free guidance).
     """
 
+    pos: torch.Tensor  # buffer (max_len + 1, d_model): sinusoidal position embeddings
+
     def __init__(self, cfg: DenoiserConfig, with_head: bool = True) -> None:
         super().__init__()
         self.cfg = cfg
@@ -206,6 +208,9 @@ class MotionControlNet(nn.Module):
 
 class IKMoNet(nn.Module):
     """Base denoiser + optional ControlNet + the feature normalisation (Mean/Std buffers, (F,))."""
+
+    mean: torch.Tensor  # buffer (F,)
+    std: torch.Tensor  # buffer (F,)
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

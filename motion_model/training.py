@@ -151,7 +151,8 @@ def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
 
 
 def _make_batch(corpus: Corpus, caption_emb: dict[str, torch.Tensor], net: IKMoNet, cfg: TrainConfig, max_rows: int,
-                g: torch.Generator) -> tuple[torch.Tensor, ...]:
+                g: torch.Generator
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     """x0 (B, L, F) normalised, valid (B, L), text (B, D), text_keep (B,), raw feature crops."""
     B = cfg.batch_size
     idx = torch.randint(0, len(corpus.clips), (B,), generator=g).tolist()
@@ -248,10 +249,13 @@ def train(
         if train_cfg.stage == "control" and net.control is None:
             torch.manual_seed(train_cfg.seed)
             net.add_control(control_cfg or ControlConfig())
-    if train_cfg.stage == "control" and net.control is None:
-        raise ConfigError(f"{last} holds no ControlNet; resume a control run or start from --init")
-
-    trainable = net.control if train_cfg.stage == "control" else net.base
+    trainable: torch.nn.Module
+    if train_cfg.stage == "control":
+        if net.control is None:
+            raise ConfigError(f"{last} holds no ControlNet; resume a control run or start from --init")
+        trainable = net.control
+    else:
+        trainable = net.base
     for p in net.parameters():
         p.requires_grad_(False)
     for p in trainable.parameters():
