@@ -185,7 +185,9 @@ def read_bvh(path: str | os.PathLike[str]) -> BVHMotion:
     for j, chans in enumerate(channels):
         order = ""
         for c in chans:
-            axis_name, kind = _CHANNEL_RE.match(c).groups()  # validated in _parse_hierarchy
+            m = _CHANNEL_RE.match(c)
+            assert m is not None  # validated in _parse_hierarchy
+            axis_name, kind = m.groups()
             axis = _AXES[axis_name.upper()]
             if kind.lower() == "position":
                 translations[:, j, axis] = data[:, col]

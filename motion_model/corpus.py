@@ -36,6 +36,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -270,8 +271,9 @@ def process_clip(job: ClipJob, out: Path) -> ClipResult:
             for mirrored in (False, True):
                 src = mirror_joints(batch, HUMANML3D_22) if mirrored else batch
                 canon = canonicalize(src, HUMANML3D_22)
-                feats = joints_to_features(canon, HUMANML3D_22, canonical=False).astype(np.float32)
-                rec = features_to_joints(feats, HUMANML3D_22).astype(np.float32)
+                # numpy_compatible gives ndarrays for ndarrays; its typing keeps the torch signature.
+                feats = cast(np.ndarray, joints_to_features(canon, HUMANML3D_22, canonical=False)).astype(np.float32)
+                rec = cast(np.ndarray, features_to_joints(feats, HUMANML3D_22)).astype(np.float32)  # type: ignore[arg-type]
                 if not (np.isfinite(feats).all() and np.isfinite(rec).all()):
                     raise MotionDataError(f"{job.path}: features came out non-finite (degenerate pose?)")
                 lines = [text_line(mirror_caption(c) if mirrored else c) for c in caps]
@@ -309,7 +311,7 @@ def build_corpus(
     out: Path,
     workers: int = 2,
     on_clip: Callable[[ClipResult], None] | None = None,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Process `jobs` into a HumanML3D-layout corpus at `out` (replacing a previous corpus there).
 
     Args:
@@ -401,7 +403,7 @@ def _write_stats(root: Path, ids: Sequence[str]) -> None:
     Normalizer.fit(feats, HUMANML3D_22).save(root)
 
 
-def _card(results: Sequence[ClipResult], elapsed: float, workers: int) -> dict[str, object]:
+def _card(results: Sequence[ClipResult], elapsed: float, workers: int) -> dict[str, Any]:
     good = [r for r in results if not r.error]
     per_split: dict[str, dict[str, float]] = {s: {"clips": 0, "items": 0, "frames": 0, "hours": 0.0} for s in SPLITS}
     per_source: dict[str, dict[str, float]] = defaultdict(lambda: {"clips": 0, "items": 0, "hours": 0.0})

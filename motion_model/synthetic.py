@@ -65,7 +65,8 @@ def write_synthetic_corpus(out_dir: str | Path, n_clips: int = 20, n_frames: int
         T = int(rng.integers(max(10, n_frames // 2), n_frames + 1))
         joints = synthetic_walk(T, speed * float(rng.uniform(0.8, 1.2)), turn, float(rng.uniform(0.3, 0.6)),
                                 float(rng.uniform(0, 2 * math.pi)))
-        f = np.asarray(joints_to_features(joints), dtype=np.float32)
+        # numpy_compatible takes ndarrays; its typing keeps the torch signature.
+        f = np.asarray(joints_to_features(joints), dtype=np.float32)  # type: ignore[arg-type]
         name = f"syn{i:04d}"
         save_npy(out / "new_joint_vecs" / f"{name}.npy", f)
         write_text(out / "texts" / f"{name}.txt", f"{caption}#{caption}#0.0#0.0\n")
