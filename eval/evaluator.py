@@ -83,6 +83,10 @@ class EvaluatorTrainConfig(_Cfg):
 class TextMotionEvaluator(nn.Module):
     """Contrastive text-motion embedding model. See the module docstring."""
 
+    mean: torch.Tensor  # buffer (F,): feature normalisation
+    std: torch.Tensor  # buffer (F,)
+    pos: torch.Tensor  # buffer (max_len, d_model): sinusoidal position embeddings
+
     def __init__(self, cfg: EvaluatorConfig, mean: torch.Tensor, std: torch.Tensor) -> None:
         super().__init__()
         self.cfg = cfg

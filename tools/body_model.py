@@ -46,9 +46,17 @@ _SMPL_TOPOLOGY_VERTS = 6890
 REQUIRED_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
 
 
+@dataclass
 class _Struct:
-    def __init__(self, **kw: object) -> None:
-        self.__dict__.update(kw)
+    """The SMPL arrays that smplx.SMPL reads (as attributes) from its `data_struct`."""
+
+    v_template: np.ndarray  # (V, 3) float32
+    shapedirs: np.ndarray  # (V, 3, n_betas) float32
+    posedirs: np.ndarray  # (V, 3, 207) float32
+    J_regressor: np.ndarray  # (24, V) float32
+    weights: np.ndarray  # (V, 24) float32
+    kintree_table: np.ndarray  # (2, 24) int64
+    f: np.ndarray  # (F, 3) int64
 
 
 @dataclass

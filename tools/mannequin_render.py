@@ -22,6 +22,12 @@ log = logging.getLogger(__name__)
 _BUCKETS = (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 
 
+def _vec3(v: np.ndarray) -> tuple[float, float, float]:
+    """A (3,) array as a tuple of Python floats (what the dataclasses below hold)."""
+    x, y, z = (float(c) for c in v)
+    return (x, y, z)
+
+
 @dataclass(frozen=True)
 class Camera:
     """A pinhole camera orbiting `look_at`.
@@ -43,7 +49,7 @@ class Camera:
     def resolve(self, vertices: np.ndarray) -> Camera:
         """Fill in look_at and distance from the posed vertices (V, 3)."""
         lo, hi = vertices.min(0), vertices.max(0)
-        centre = tuple(float(c) for c in (lo + hi) / 2) if self.look_at is None else self.look_at
+        centre = _vec3((lo + hi) / 2) if self.look_at is None else self.look_at
         dist = self.distance_m
         if dist is None:
             radius = 0.5 * float(np.linalg.norm(hi - lo))
@@ -103,14 +109,13 @@ def random_appearance(rng: np.random.Generator) -> Appearance:
     colors = dict(base.colors)
     colors["skin"] = skins[rng.integers(len(skins))]
     colors["hair"] = hairs[rng.integers(len(hairs))]
-    colors["shirt"] = tuple(float(c) for c in rng.uniform(0.1, 0.9, 3))
-    colors["trousers"] = tuple(float(c) for c in rng.uniform(0.08, 0.6, 3))
-    colors["shoes"] = tuple(float(c) for c in rng.uniform(0.05, 0.4, 3))
+    colors["shirt"] = _vec3(rng.uniform(0.1, 0.9, 3))
+    colors["trousers"] = _vec3(rng.uniform(0.08, 0.6, 3))
+    colors["shoes"] = _vec3(rng.uniform(0.05, 0.4, 3))
     top = rng.uniform(0.55, 0.95, 3)
     bottom = top * rng.uniform(0.6, 0.9)
-    top, bottom = tuple(float(c) for c in top), tuple(float(c) for c in bottom)
     light = (float(rng.uniform(-0.8, 0.8)), float(rng.uniform(0.2, 0.9)), 0.8)
-    return replace(base, colors=colors, background_top=top, background_bottom=bottom,
+    return replace(base, colors=colors, background_top=_vec3(top), background_bottom=_vec3(bottom),
                    light_dir=light, ambient=float(rng.uniform(0.3, 0.45)))
 
 
