@@ -101,7 +101,8 @@ quat_inv = quat_conj
 @numpy_compatible
 def quat_rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Rotate vectors ``v (..., 3)`` by unit quaternions ``q (..., 4)`` (broadcasting)."""
-    shape = torch.broadcast_shapes(q.shape[:-1], v.shape[:-1])
+    # np.broadcast_shapes: torch.broadcast_shapes imports sympy on first use (~1 s on the generate path)
+    shape = torch.Size(np.broadcast_shapes(tuple(q.shape[:-1]), tuple(v.shape[:-1])))
     q = q.expand(shape + (4,))
     v = v.expand(shape + (3,))
     w, u = q[..., :1], q[..., 1:]

@@ -33,6 +33,7 @@ from typing import Literal
 import numpy as np
 
 from ikmo.motion_model.errors import InputFileError, MotionDataError
+from ikmo.motion_model.rotations import matrix_to_axis_angle
 from ikmo.motion_model.skeleton import FPS, HUMANML3D_22
 
 from .export_common import check_joints, output_file
@@ -43,14 +44,6 @@ log = logging.getLogger(__name__)
 N_SMPL_JOINTS = 24
 # y up → z up: +90° about x, so that +y goes to +z (AMASS's world frame).
 _Y_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
-
-
-def matrix_to_axis_angle(R: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) rotations → (..., 3) axis-angle vectors (radians), robust near 0 and π."""
-    from scipy.spatial.transform import Rotation
-
-    flat = R.reshape(-1, 3, 3)
-    return Rotation.from_matrix(flat).as_rotvec().reshape(R.shape[:-2] + (3,))
 
 
 def smpl_rest_joints(model_path: str | os.PathLike[str] | None = None) -> np.ndarray:

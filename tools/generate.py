@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ikmo.motion_model.constraints import MotionResult, MotionSpec
 from ikmo.motion_model.diffusion import OnStep
 from ikmo.motion_model.fileio import write_json
@@ -80,15 +82,24 @@ def generate_motion(
     from ikmo.motion_model.guidance import measured_errors
     from ikmo.motion_model.motion_metrics import foot_skating_ratio
 
+    from .rig_rotations import project_to_rig
+
+    # Every file (joints, BVH, SMPL, preview) and every metric describe the same rigid-skeleton motion.
     t0 = time.perf_counter()
-    metrics: dict[str, float] = dict(measured_errors(motion.joints, control, opt_cfg.align_yaw))
-    metrics["foot_skating_ratio"] = foot_skating_ratio(motion.joints, fps=motion.fps)
+    joints = project_to_rig(motion.joints).astype(np.float32)
+    rig_delta = float(np.linalg.norm(joints - motion.joints, axis=-1).mean())
+    timings["rig_projection_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    metrics: dict[str, float] = dict(measured_errors(joints, control, opt_cfg.align_yaw))
+    metrics["foot_skating_ratio"] = foot_skating_ratio(joints, fps=motion.fps)
+    metrics["rig_projection_mean_m"] = rig_delta
     timings["metrics_s"] = time.perf_counter() - t0
 
     from ikmo.tools.exports import ALL_FORMATS, write_motion_files
 
     t0 = time.perf_counter()
-    files = write_motion_files(motion.joints, out, fps=motion.fps, spec=spec, formats=formats or ALL_FORMATS,
+    files = write_motion_files(joints, out, fps=motion.fps, spec=spec, formats=formats or ALL_FORMATS,
                                smpl_model_path=(settings or {}).get("smpl_model"))
     timings["export_s"] = time.perf_counter() - t0
 

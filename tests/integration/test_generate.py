@@ -70,6 +70,16 @@ def test_generate_motion_writes_every_file_and_a_report(weights_dir, tmp_path) -
     # features.npy decodes back to the written joints (up to canonicalisation of the start).
     rec = features_to_pose_frames(torch.from_numpy(feats)).numpy()
     assert rec.shape == joints.shape
+    # The written joints are a rigid skeleton's, so the BVH plays exactly the same motion.
+    from ikmo.motion_model.bvh import bvh_world_positions, read_bvh
+    from ikmo.motion_model.skeleton import HUMANML3D_22
+
+    parents = np.array(HUMANML3D_22.parents)
+    lengths = np.linalg.norm(joints[:, 1:] - joints[:, parents[1:]], axis=-1)
+    assert np.abs(lengths - HUMANML3D_22.bone_lengths[1:]).max() < 1e-4
+    bvh = read_bvh(out / "motion.bvh")
+    back = bvh_world_positions(bvh)[:, [bvh.names.index(n) for n in HUMANML3D_22.joint_names]]
+    assert np.linalg.norm(back - joints, axis=-1).max() < 1e-3
 
 
 def test_same_seed_same_files_and_ablation_switches(weights_dir, tmp_path) -> None:
