@@ -133,24 +133,46 @@ class _Embedding(nn.Embedding):
         pass
 
 
+class _DenseNorm(nn.Module):
+    """`dense` then residual + `LayerNorm` (HF names: `*.output.dense`, `*.output.LayerNorm`)."""
+
+    def __init__(self, d_in: int, d: int, eps: float) -> None:
+        super().__init__()
+        self.dense = _Linear(d_in, d)
+        self.LayerNorm = nn.LayerNorm(d, eps=eps)
+
+    def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dense(h) + residual)
+
+
+class _QKV(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.query, self.key, self.value = _Linear(d, d), _Linear(d, d), _Linear(d, d)
+
+
+class _Attention(nn.Module):
+    def __init__(self, d: int, eps: float) -> None:
+        super().__init__()
+        self.self = _QKV(d)
+        self.output = _DenseNorm(d, d, eps)
+
+
+class _Intermediate(nn.Module):
+    def __init__(self, d: int, ff: int) -> None:
+        super().__init__()
+        self.dense = _Linear(d, ff)
+
+
 class _BertLayer(nn.Module):
     """Post-LN BERT block; parameter names follow the HF checkpoint so its state dict loads as is."""
 
     def __init__(self, d: int, heads: int, ff: int, eps: float) -> None:
         super().__init__()
         self.heads = heads
-        self.attention = nn.Module()
-        self.attention.self = nn.Module()
-        for n in ("query", "key", "value"):
-            setattr(self.attention.self, n, _Linear(d, d))
-        self.attention.output = nn.Module()
-        self.attention.output.dense = _Linear(d, d)
-        self.attention.output.LayerNorm = nn.LayerNorm(d, eps=eps)
-        self.intermediate = nn.Module()
-        self.intermediate.dense = _Linear(d, ff)
-        self.output = nn.Module()
-        self.output.dense = _Linear(ff, d)
-        self.output.LayerNorm = nn.LayerNorm(d, eps=eps)
+        self.attention = _Attention(d, eps)
+        self.intermediate = _Intermediate(d, ff)
+        self.output = _DenseNorm(ff, d, eps)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
         """x: (B, L, d); attn_mask: (B, 1, 1, L) bool, True = attend."""
@@ -162,10 +184,33 @@ class _BertLayer(nn.Module):
 
         a = F.scaled_dot_product_attention(split(sa.query(x)), split(sa.key(x)), split(sa.value(x)),
                                            attn_mask=attn_mask)
-        a = a.transpose(1, 2).reshape(b, L, d)
-        x = self.attention.output.LayerNorm(self.attention.output.dense(a) + x)
+        x = self.attention.output(a.transpose(1, 2).reshape(b, L, d), x)
         h = F.gelu(self.intermediate.dense(x))  # exact (erf) GELU, BERT's "gelu"
-        return self.output.LayerNorm(self.output.dense(h) + x)
+        return self.output(h, x)
+
+
+class _Embeddings(nn.Module):
+    position_ids: torch.Tensor
+
+    def __init__(self, vocab: int, max_pos: int, types: int, d: int, eps: float) -> None:
+        super().__init__()
+        self.word_embeddings = _Embedding(vocab, d)
+        self.position_embeddings = _Embedding(max_pos, d)
+        self.token_type_embeddings = _Embedding(types, d)
+        self.LayerNorm = nn.LayerNorm(d, eps=eps)
+        self.register_buffer("position_ids", torch.arange(max_pos)[None])
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        L = ids.shape[1]
+        # Single sentences: token type 0 everywhere.
+        x = self.word_embeddings(ids) + self.position_embeddings.weight[:L] + self.token_type_embeddings.weight[0]
+        return self.LayerNorm(x)
+
+
+class _Encoder(nn.Module):
+    def __init__(self, layers: list[_BertLayer]) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(layers)
 
 
 class _Bert(nn.Module):
@@ -174,24 +219,14 @@ class _Bert(nn.Module):
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__()
         d, eps = int(cfg["hidden_size"]), float(cfg["layer_norm_eps"])
-        self.embeddings = nn.Module()
-        self.embeddings.word_embeddings = _Embedding(int(cfg["vocab_size"]), d)
-        self.embeddings.position_embeddings = _Embedding(int(cfg["max_position_embeddings"]), d)
-        self.embeddings.token_type_embeddings = _Embedding(int(cfg["type_vocab_size"]), d)
-        self.embeddings.LayerNorm = nn.LayerNorm(d, eps=eps)
-        self.embeddings.register_buffer("position_ids", torch.arange(int(cfg["max_position_embeddings"]))[None])
-        self.encoder = nn.Module()
-        self.encoder.layer = nn.ModuleList(
-            _BertLayer(d, int(cfg["num_attention_heads"]), int(cfg["intermediate_size"]), eps)
-            for _ in range(int(cfg["num_hidden_layers"])))
+        self.embeddings = _Embeddings(int(cfg["vocab_size"]), int(cfg["max_position_embeddings"]),
+                                      int(cfg["type_vocab_size"]), d, eps)
+        self.encoder = _Encoder([_BertLayer(d, int(cfg["num_attention_heads"]), int(cfg["intermediate_size"]), eps)
+                                 for _ in range(int(cfg["num_hidden_layers"]))])
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """ids: (B, L) int64; mask: (B, L) bool, True on real tokens. Returns (B, L, hidden) float32."""
-        e = self.embeddings
-        L = ids.shape[1]
-        # Single sentences: token type 0 everywhere.
-        x = e.word_embeddings(ids) + e.position_embeddings.weight[:L] + e.token_type_embeddings.weight[0]
-        x = e.LayerNorm(x)
+        x = self.embeddings(ids)
         attn = mask[:, None, None, :]
         for layer in self.encoder.layer:
             x = layer(x, attn)
