@@ -10,6 +10,7 @@ Two steps (both deterministic for a given seed):
    on `tools.smpl_fit.regressor_features`; λ chosen on the val split; writes the asset.
 
     python scripts/make_landmark_regressor.py render --split train --n-poses 400
+    python scripts/make_landmark_regressor.py render --split train --n-poses 400 --seed 2 --part b
     python scripts/make_landmark_regressor.py render --split val --n-poses 100
     python scripts/make_landmark_regressor.py fit
 """
@@ -29,7 +30,7 @@ CACHE = Path("runs/landmark_regressor")
 ASSET = Path(__file__).resolve().parents[1] / "tools" / "assets" / "landmark_regressor.npz"
 
 
-def render(split: str, n_poses: int, views_per_pose: int, seed: int, corpus: Path) -> None:
+def render(split: str, n_poses: int, views_per_pose: int, seed: int, corpus: Path, part: str = "") -> None:
     from ikmo.eval.bench_pose import load_gt_poses
     from ikmo.motion_model.errors import PoseEstimationError
     from ikmo.motion_model.fileio import atomic_path
@@ -46,7 +47,7 @@ def render(split: str, n_poses: int, views_per_pose: int, seed: int, corpus: Pat
     rec: dict[str, list] = {k: [] for k in ("world", "image_xy", "visibility", "image_size", "gt", "azimuth",
                                             "elevation", "pose")}
     t0 = time.perf_counter()
-    out = CACHE / f"{split}.npz"
+    out = CACHE / f"{split}{part}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:
@@ -75,13 +76,42 @@ def render(split: str, n_poses: int, views_per_pose: int, seed: int, corpus: Pat
     log.info("wrote %s (%d samples)", out, len(rec["gt"]))
 
 
-def _dataset(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+def _mirror(z: dict) -> dict:
+    """The cache seen in a mirror: image x flipped, left/right landmarks and joints swapped (doubles the
+    training set; BlazePose's errors are left/right symmetric on average)."""
+    from ikmo.motion_model.skeleton import HUMANML3D_22
+    from ikmo.tools.pose_estimation import LANDMARK_NAMES, LM
+
+    def other(n: str) -> str:
+        return n.replace("left", "@").replace("right", "left").replace("@", "right")
+
+    lm_map = np.array([LM[other(n)] for n in LANDMARK_NAMES])
+    j_map = np.array(HUMANML3D_22.mirror_map)
+    out = dict(z)
+    out["world"] = z["world"][:, lm_map] * np.array([-1.0, 1.0, 1.0], np.float32)
+    xy = z["image_xy"][:, lm_map].copy()
+    xy[..., 0] = z["image_size"][:, None, 1] - xy[..., 0]
+    out["image_xy"] = xy
+    out["visibility"] = z["visibility"][:, lm_map]
+    out["gt"] = z["gt"][:, j_map] * np.array([-1.0, 1.0, 1.0])
+    out["azimuth"] = -z["azimuth"]
+    return out
+
+
+def _dataset(split: str, mirror: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Features (n, F), residual targets (n, 66) and hand-mapped facing-frame joints (n, 22, 3) of a cache."""
     from ikmo.tools.body_model import load_body_model
     from ikmo.tools.pose_estimation import Landmarks
     from ikmo.tools.smpl_fit import landmarks_to_joints, regressor_features
 
-    z = dict(np.load(CACHE / f"{split}.npz"))
+    parts = sorted(CACHE.glob(f"{split}*.npz"))
+    if not parts:
+        raise SystemExit(f"no {CACHE}/{split}*.npz; run the render step first")
+    loaded = [dict(np.load(p)) for p in parts]
+    z = {k: np.concatenate([d[k] for d in loaded]) for k in loaded[0]}
+    if mirror:
+        m = _mirror(z)
+        z = {k: np.concatenate([z[k], m[k]]) for k in z}
     model = load_body_model()
     rest = model.rest_joints[:22] - model.rest_joints[0]
     X, Y, Pf, keep = [], [], [], []
@@ -112,7 +142,7 @@ def _mpjpe_mm(pred: np.ndarray, gt: np.ndarray) -> float:
 def fit(out: Path) -> None:
     from ikmo.motion_model.fileio import atomic_path
 
-    Xtr, Ytr, Ptr, itr = _dataset("train")
+    Xtr, Ytr, Ptr, itr = _dataset("train", mirror=True)
     Xva, Yva, Pva, iva = _dataset("val")
     log.info("train %d samples, val %d, %d features", len(Xtr), len(Xva), Xtr.shape[1])
     mean = Xtr.mean(0)
@@ -151,13 +181,14 @@ def main() -> None:
     r.add_argument("--views", type=int, default=4)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--corpus", type=Path, default=Path("data/corpus"))
+    r.add_argument("--part", default="", help="suffix of the cache file (several renders per split add up)")
     f = sub.add_parser("fit")
     f.add_argument("--out", type=Path, default=ASSET)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
     if args.cmd == "render":
-        render(args.split, args.n_poses, args.views, args.seed, args.corpus)
+        render(args.split, args.n_poses, args.views, args.seed, args.corpus, args.part)
     else:
         fit(args.out)
 
