@@ -327,8 +327,8 @@ def landmarks_to_joints(lm: Landmarks, rest: np.ndarray, regressor: LandmarkRegr
                         ) -> JointTargets:
     """Map BlazePose landmarks onto the 22 joints of the rest skeleton `rest` (22, 3) (see module doc).
 
-    regressor: the learned correction applied when hips and shoulders are seen ("default" = the
-    bundled one if present; None = the hand-made mapping only).
+    regressor: the learned correction, applied when the hips are seen and the whole body is inside
+    the image ("default" = the bundled one if present; None = the hand-made mapping only).
     """
     W = lm.world_yup().astype(np.float64)
     seen = (lm.visibility >= MIN_VISIBILITY) & lm.in_image(margin=0.02)
@@ -429,8 +429,13 @@ def landmarks_to_joints(lm: Landmarks, rest: np.ndarray, regressor: LandmarkRegr
     P -= origin
     reg = default_regressor() if isinstance(regressor, str) else regressor
     if reg is not None and hips_ok:
-        P = reg.correct(P, W - origin, lm.image_xy, lm.visibility)
-        P -= P[0]
+        # It was trained on whole bodies in view: landmarks outside the image (a cropped photo) are
+        # guesses it has never seen as inputs, so keep the hand mapping there.
+        if lm.in_image(margin=0.02)[_REG_IDX].all():
+            P = reg.correct(P, W - origin, lm.image_xy, lm.visibility)
+            P -= P[0]
+        else:
+            notes.append("body partly outside the image: learned landmark correction not applied")
     c = np.where(m, np.clip(c, 0.05, 1.0), 0.0)
     return JointTargets(points=P, confidence=c, mask=m, notes=notes, origin=origin, scale=scale)
 

@@ -232,3 +232,15 @@ def test_bundled_regressor_matches_the_features(rest) -> None:
     out = reg.correct(standing, lm.world_yup().astype(np.float64), lm.image_xy, lm.visibility)
     moved = np.linalg.norm(out - standing, axis=1)
     assert moved.max() < 0.3 and np.median(moved) < 0.08, moved
+
+
+def test_learned_correction_skipped_for_a_cropped_body(rest) -> None:
+    joints = fk_numpy(np.tile(np.eye(3), (22, 1, 1)), rest)
+    lm = _landmarks_from_joints(joints)
+    assert not np.allclose(landmarks_to_joints(lm, rest).points, landmarks_to_joints(lm, rest, regressor=None).points)
+    # Feet below the bottom of the photo: the correction never saw such inputs, the hand mapping is kept.
+    for name in ("left_ankle", "right_ankle", "left_heel", "right_heel", "left_foot_index", "right_foot_index"):
+        lm.image_xy[LM[name], 1] = 600.0
+    cropped = landmarks_to_joints(lm, rest)
+    np.testing.assert_allclose(cropped.points, landmarks_to_joints(lm, rest, regressor=None).points)
+    assert any("outside the image" in n for n in cropped.notes)
