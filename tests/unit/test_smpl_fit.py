@@ -244,3 +244,11 @@ def test_learned_correction_skipped_for_a_cropped_body(rest) -> None:
     cropped = landmarks_to_joints(lm, rest)
     np.testing.assert_allclose(cropped.points, landmarks_to_joints(lm, rest, regressor=None).points)
     assert any("outside the image" in n for n in cropped.notes)
+
+
+def test_learned_correction_skipped_for_a_back_view(rest) -> None:
+    joints = fk_numpy(np.tile(np.eye(3), (22, 1, 1)), rest) @ _yaw(math.pi).T  # seen from behind
+    lm = _landmarks_from_joints(joints)
+    t = landmarks_to_joints(lm, rest)
+    np.testing.assert_allclose(t.points, landmarks_to_joints(lm, rest, regressor=None).points)
+    assert any("turned" in n for n in t.notes)
