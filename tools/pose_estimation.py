@@ -101,7 +101,8 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     if p.stat().st_size == 0:
         raise InputFileError(f"image {p} is empty (0 bytes); give a real photo")
     try:
-        with Image.open(p) as im:
+        with Image.open(p) as opened:
+            im: Image.Image = opened
             w, h = im.size
             if w * h > MAX_MEGAPIXELS * 1e6:
                 raise InputFileError(f"image {p} is {w}x{h} ({w * h / 1e6:.0f} megapixels), over the "

@@ -522,7 +522,8 @@ def analytic_pose(P: np.ndarray, mask: np.ndarray, rest: np.ndarray) -> tuple[np
             hinge = HINGES[mid][0]
             w = P[end] - P[mid]
             n = np.cross(u, w)
-            bend = math.asin(min(np.linalg.norm(n) / max(np.linalg.norm(u) * np.linalg.norm(w), 1e-9), 1.0))
+            sin_bend = float(np.linalg.norm(n)) / max(float(np.linalg.norm(u) * np.linalg.norm(w)), 1e-9)
+            bend = math.asin(min(sin_bend, 1.0))
             if float(u @ w) < 0:
                 bend = math.pi - bend
             if mid in (4, 5):
@@ -612,14 +613,14 @@ def fit_pose(targets: JointTargets, rest: np.ndarray, iters: int = 15, device: t
                 m2.mul_(b2).addcmul_(g, g, value=1 - b2)
                 x -= lr * (m1 / (1 - b1**k)) / ((m2 / (1 - b2**k)).sqrt() + 1e-8)
     with torch.no_grad():
-        R = rot6d_to_matrix(x)[0].double().cpu().numpy()
+        R_fit = rot6d_to_matrix(x)[0].double().cpu().numpy()
     # Orthonormalise exactly before converting (float32 round-off).
-    U, _, Vt = np.linalg.svd(R)
-    R = U @ Vt
-    joints = fk_numpy(R, rest)
+    U, _, Vt = np.linalg.svd(R_fit)
+    R_fit = U @ Vt
+    joints = fk_numpy(R_fit, rest)
     wn = targets.confidence * mask
     err = float(np.sqrt((wn * ((joints - P) ** 2).sum(-1)).sum() / max(wn.sum(), 1e-9)))
-    aa = matrix_to_axis_angle(R)
+    aa = matrix_to_axis_angle(R_fit)
     return FitResult(global_orient=aa[0], body_pose=aa[1:], joints=joints, error_m=err, notes=notes)
 
 
