@@ -37,6 +37,7 @@ import torch
 
 from ikmo.motion_model.constraints import KeyframePose
 from ikmo.motion_model.errors import PoseEstimationError
+from ikmo.motion_model.rotations import axis_angle_to_matrix, cont6d_to_matrix, matrix_to_axis_angle
 from ikmo.motion_model.skeleton import HUMANML3D_22
 
 from .body_model import BodyModel, load_body_model
@@ -84,30 +85,6 @@ def swing(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         return 2 * np.outer(axis, axis) - np.eye(3)
     vx = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
     return np.eye(3) + vx + vx @ vx / (1 + c)
-
-
-def matrix_to_axis_angle(R: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) rotation matrices → (..., 3) axis-angle (radians)."""
-    from scipy.spatial.transform import Rotation
-
-    shape = R.shape[:-2]
-    return Rotation.from_matrix(R.reshape(-1, 3, 3)).as_rotvec().reshape(*shape, 3)
-
-
-def axis_angle_to_matrix(aa: np.ndarray) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
-    aa = np.asarray(aa, np.float64)
-    return Rotation.from_rotvec(aa.reshape(-1, 3)).as_matrix().reshape(*aa.shape[:-1], 3, 3)
-
-
-def rot6d_to_matrix(x: torch.Tensor) -> torch.Tensor:
-    """(..., 6) → (..., 3, 3): Gram–Schmidt on the first two columns (Zhou et al., CVPR 2019)."""
-    a1, a2 = x[..., 0:3], x[..., 3:6]
-    b1 = torch.nn.functional.normalize(a1, dim=-1)
-    b2 = torch.nn.functional.normalize(a2 - (b1 * a2).sum(-1, keepdim=True) * b1, dim=-1)
-    b3 = torch.linalg.cross(b1, b2, dim=-1)
-    return torch.stack([b1, b2, b3], dim=-1)
 
 
 def fk_numpy(local: np.ndarray, rest: np.ndarray) -> np.ndarray:
@@ -603,7 +580,7 @@ def fit_pose(targets: JointTargets, rest: np.ndarray, iters: int = 15, device: t
         m1, m2 = torch.zeros_like(x), torch.zeros_like(x)
         lr, b1, b2 = 0.01, 0.9, 0.999
         for k in range(1, iters + 1):
-            R = rot6d_to_matrix(x)
+            R = cont6d_to_matrix(x)
             J = fk_torch(R, rest_t)
             data = (w * ((J[0] - tgt) ** 2).sum(-1)).sum() / w.sum().clamp_min(1e-6)
             loss = data + 1e-3 * _limit_penalty(R).sum() + (prior_w * ((x[0] - init6) ** 2).sum(-1)).sum()
@@ -613,7 +590,7 @@ def fit_pose(targets: JointTargets, rest: np.ndarray, iters: int = 15, device: t
                 m2.mul_(b2).addcmul_(g, g, value=1 - b2)
                 x -= lr * (m1 / (1 - b1**k)) / ((m2 / (1 - b2**k)).sqrt() + 1e-8)
     with torch.no_grad():
-        R_fit = rot6d_to_matrix(x)[0].double().cpu().numpy()
+        R_fit = cont6d_to_matrix(x)[0].double().cpu().numpy()
     # Orthonormalise exactly before converting (float32 round-off).
     U, _, Vt = np.linalg.svd(R_fit)
     R_fit = U @ Vt
