@@ -4,6 +4,7 @@ Methods (rows of the table), all sampled with the same seeds on the same cases (
 
   real            the real test windows themselves (reference: FID 0, the data's own skating)
   ikmo            full IKMo: decoupled ControlNet + motion optimization
+  no_projection   ControlNet + stage 1 as gradient steps only (no exact projection)
   no_optimization ControlNet only (stage 1 off)
   no_controlnet   motion optimization only (stage 2 skipped)
   joint_encoder   one joint control encoder instead of the decoupled pair (a separately trained
@@ -43,7 +44,7 @@ from .evaluator import Evaluator
 
 log = logging.getLogger(__name__)
 
-METHODS = ("real", "ikmo", "no_optimization", "no_controlnet", "joint_encoder", "unconditioned")
+METHODS = ("real", "ikmo", "no_projection", "no_optimization", "no_controlnet", "joint_encoder", "unconditioned")
 THRESHOLDS = (0.2, 0.5)
 
 # Targets of the issue (section 6), reported against in the table.
@@ -233,9 +234,10 @@ def build_runs(model: MotionModel | None, methods: Sequence[str], joint_model: M
             raise ConfigError("generated methods need a motion model; pass --weights")
         return [MethodRun("real", None)] if methods else []
     no_opt = model.optimization.model_copy(update={"enabled": False})
+    no_proj = model.optimization.model_copy(update={"projection": False})
     runs = []
     for m in methods:
-        needs_cn = m in ("ikmo", "no_optimization")
+        needs_cn = m in ("ikmo", "no_projection", "no_optimization")
         if needs_cn and not model.has_controlnet:
             notes.append(f"{m}: skipped, the checkpoint has no ControlNet (train the control stage)")
             continue
@@ -243,6 +245,8 @@ def build_runs(model: MotionModel | None, methods: Sequence[str], joint_model: M
             runs.append(MethodRun("real", None))
         elif m == "ikmo":
             runs.append(MethodRun("ikmo", model))
+        elif m == "no_projection":  # stage 1 as gradient steps only (the paper's form)
+            runs.append(MethodRun("no_projection", model, optimization=no_proj))
         elif m == "no_optimization":
             runs.append(MethodRun("no_optimization", model, optimization=no_opt))
         elif m == "no_controlnet":

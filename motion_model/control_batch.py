@@ -43,6 +43,10 @@ class ControlBatch:
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return (self.traj, self.traj_mask, self.pose, self.pose_mask, self.pose_weight)
 
+    def select(self, b: int, n_frames: int) -> ControlBatch:
+        """Motion `b` alone, cut to its first `n_frames` frames (a batch of one)."""
+        return ControlBatch(*(t[b:b + 1, :n_frames] for t in self.tensors()))
+
     def repeat(self, n: int) -> ControlBatch:
         """Stack the batch `n` times along B (for the conditional/unconditional passes of CFG)."""
         return ControlBatch(*(t.repeat(n, *([1] * (t.dim() - 1))) for t in self.tensors()))

@@ -96,13 +96,18 @@ def constraint_losses(joints: torch.Tensor, control: ControlBatch, align_yaw: bo
 class MotionOptimizer:
     """The stage-1 x0 hook for `GaussianDiffusion.ddim_sample`.
 
-    denormalize: normalised → raw features; joints_fn: raw features → global joints.
+    denormalize: normalised → raw features; joints_fn: raw features → global joints; normalize: raw →
+    normalised (needed for the projection); lengths: pose frames T_b of each motion (default: all
+    of the batch's frames).
     """
 
     def __init__(self, control: ControlBatch, cfg: OptimizationConfig,
-                 denormalize: Callable[[torch.Tensor], torch.Tensor], joints_fn: JointsFn) -> None:
+                 denormalize: Callable[[torch.Tensor], torch.Tensor], joints_fn: JointsFn,
+                 normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 lengths: list[int] | None = None) -> None:
         self.control, self.cfg = control, cfg
-        self.denormalize, self.joints_fn = denormalize, joints_fn
+        self.denormalize, self.joints_fn, self.normalize = denormalize, joints_fn, normalize
+        self.lengths = lengths
         self.history: list[float] = []  # mean total loss before each acting step, for logging/tests
 
     def acts_at(self, i: int, n: int) -> bool:
@@ -154,11 +159,32 @@ class MotionOptimizer:
         norm = grad.flatten(1).norm(dim=1).clamp(min=1e-8)[:, None, None]
         return grad * (self.cfg.max_grad_norm / norm).clamp(max=1.0)
 
+    def projects_at(self, i: int, n: int) -> bool:
+        if not (self.cfg.projection and self.normalize is not None and self.acts_at(i, n)):
+            return False
+        first = n - max(1, int(round(self.cfg.project_fraction * self.cfg.act_fraction * n)))
+        return i >= first
+
+    def project(self, x0: torch.Tensor) -> torch.Tensor:
+        """Exact projection of each motion of x0 (B, L, F), normalised, onto its constraints."""
+        from .projection import project  # projection builds on this module's Align
+
+        assert self.normalize is not None
+        out = x0.detach().clone()
+        lengths = self.lengths or [x0.shape[1] + 1] * x0.shape[0]
+        for b, T in enumerate(lengths):
+            raw = self.denormalize(out[b:b + 1, :T - 1])
+            fixed = project(raw, self.control.select(b, T), self.joints_fn, blend_frames=self.cfg.blend_frames,
+                            align_yaw=self.cfg.align_yaw)
+            out[b:b + 1, :T - 1] = self.normalize(fixed)
+        return out
+
     def __call__(self, x0: torch.Tensor, i: int, n: int) -> torch.Tensor:
         if not self.acts_at(i, n):
             return x0
         iters = self.cfg.iterations + (self.cfg.final_iterations if i == n - 1 else 0)
-        return self.optimize(x0, iters) if iters else x0
+        x0 = self.optimize(x0, iters) if iters else x0
+        return self.project(x0) if self.projects_at(i, n) else x0
 
 
 def measured_errors(joints: np.ndarray, control: ControlSignals, align_yaw: bool = True) -> dict[str, float]:

@@ -83,6 +83,8 @@ class OptimizationConfig(_Cfg):
     `act_fraction` says on which steps it acts: the last `act_fraction` of the DDIM steps
     (late steps fix details; early steps set the global layout), always including the final one.
     `final_iterations` extra steps run on the final clean motion.
+    With `projection`, each acting step ends with the exact minimum-norm projection of x0 onto the
+    trajectory and keyframe constraints (projection.py), on the last `project_fraction` of them.
     """
 
     enabled: bool = True
@@ -94,6 +96,13 @@ class OptimizationConfig(_Cfg):
     w_traj: float = Field(default=1.0, ge=0)
     w_pose: float = Field(default=1.0, ge=0)
     align_yaw: bool = Field(default=True, description="rotate the keyframe pose to the generated root's yaw")
+    projection: bool = Field(default=True, description="after the gradient steps, project x0 exactly onto the "
+                                                        "constraints (projection.py)")
+    project_fraction: float = Field(default=1.0, ge=0, le=1,
+                                    description="project on the last fraction of the steps the optimizer acts on "
+                                                "(always including the final one)")
+    blend_frames: int = Field(default=8, ge=0, description="half-width of the window a keyframe's correction is "
+                                                           "blended over, frames")
 
 
 class TrainConfig(_Cfg):
@@ -111,3 +120,7 @@ class TrainConfig(_Cfg):
     min_len: int = Field(default=40, ge=2, description="shortest training crop, pose frames")
     grad_clip: float = Field(default=1.0, gt=0)
     num_threads: int = Field(default=2, ge=1)
+    control_loss_weight: float = Field(
+        default=1.0, ge=0,
+        description="control stage: weight of the constraint loss (L_traj + L_pose, m²) on the joints of the "
+                    "predicted x0, added to the x0 MSE; 0 = plain x0 loss")

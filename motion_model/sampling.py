@@ -187,7 +187,8 @@ def sample(
     net_control = cb if (has_control and use_controlnet and model.has_controlnet) else None
     hook = None
     if has_control and opt_cfg.enabled:
-        hook = _TimedOptimizer(cb, opt_cfg, model.net.denormalize, model.joints_fn)
+        hook = _TimedOptimizer(cb, opt_cfg, model.net.denormalize, model.joints_fn, model.net.normalize,
+                               list(lengths))
     gen = torch.Generator().manual_seed(int(seed))
 
     t0 = time.perf_counter()
@@ -201,12 +202,14 @@ def sample(
     t0 = time.perf_counter()
     with torch.no_grad():
         feats = model.net.denormalize(x0)
-        joints = model.joints_fn(feats)
+        # One motion at a time: a shorter motion's last pose frame comes from its own last row's
+        # velocities, not from the padding row after it (which decodes to the mean pose).
+        joints = [model.joints_fn(feats[b:b + 1, : T - 1])[0] for b, T in enumerate(lengths)]
     timings["decode_s"] = time.perf_counter() - t0
-    feats_np, joints_np = feats.float().cpu().numpy(), joints.float().cpu().numpy()
+    feats_np = feats.float().cpu().numpy()
     out = []
     for b, T in enumerate(lengths):
-        out.append(Motion(features=feats_np[b, : T - 1].copy(), joints=joints_np[b, :T].copy(), fps=FPS,
+        out.append(Motion(features=feats_np[b, : T - 1].copy(), joints=joints[b].float().cpu().numpy(), fps=FPS,
                           text=texts[b], seed=int(seed), timings=dict(timings),
                           optimization_loss=list(hook.history) if hook is not None else []))
     return out

@@ -75,6 +75,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         log_every: Annotated[int, typer.Option(min=1)] = 20,
         seed: Annotated[int, typer.Option()] = 0,
         export_to: Annotated[Path | None, typer.Option(help="also write inference weights here at the end")] = None,
+        control_loss_weight: Annotated[float, typer.Option(
+            min=0, help="weight of the constraint loss on the predicted motion's joints (0: x0 MSE only)")] = 1.0,
     ) -> None:
         """Train the Motion ControlNet + control encoders on a frozen base (resumable, time-boxed)."""
         from ikmo.motion_model.errors import ConfigError
@@ -87,7 +89,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             raise ConfigError("pass --init BASE_CHECKPOINT (e.g. runs/base/last) or --resume")
         tcfg = TrainConfig(stage="control", batch_size=batch_size, lr=lr, max_steps=max_steps,
                            max_minutes=max_minutes, num_threads=threads, ckpt_every=ckpt_every,
-                           log_every=log_every, seed=seed)
+                           log_every=log_every, seed=seed, control_loss_weight=control_loss_weight)
         summary = train(corpus, run_dir, tcfg, init_from=init, control_cfg=ControlConfig(mode=mode),  # type: ignore[arg-type]
                         resume=resume, export_to=export_to, device=resolve_device(device))
         log.info("%s", json.dumps(summary))
