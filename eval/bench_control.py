@@ -4,11 +4,14 @@ Methods (rows of the table), all sampled with the same seeds on the same cases (
 
   real            the real test windows themselves (reference: FID 0, the data's own skating)
   ikmo            full IKMo: decoupled ControlNet + motion optimization
+  no_footlock     full IKMo without the foot-lock post-process (footlock.py)
   no_projection   ControlNet + stage 1 as gradient steps only (no exact projection)
   no_optimization ControlNet only (stage 1 off)
   no_controlnet   motion optimization only (stage 2 skipped)
   joint_encoder   one joint control encoder instead of the decoupled pair (a separately trained
                   checkpoint, `joint_weights`) + motion optimization
+  joint_no_optimization  the joint encoder's ControlNet alone: with no_optimization, the
+                  decoupled-vs-joint comparison that stage 1's exact projection cannot mask
   unconditioned   the base model from the caption alone (no constraints); its control errors say
                   how far an unconstrained motion lands from the constraints
 
@@ -35,7 +38,7 @@ import torch
 from ikmo.motion_model.errors import ConfigError
 from ikmo.motion_model.fileio import write_json
 from ikmo.motion_model.guidance import facing_yaw, rotate_y
-from ikmo.motion_model.model_config import OptimizationConfig
+from ikmo.motion_model.model_config import FootLockConfig, OptimizationConfig
 from ikmo.motion_model.sampling import MotionModel, sample
 
 from . import metrics
@@ -44,7 +47,8 @@ from .evaluator import Evaluator
 
 log = logging.getLogger(__name__)
 
-METHODS = ("real", "ikmo", "no_projection", "no_optimization", "no_controlnet", "joint_encoder", "unconditioned")
+METHODS = ("real", "ikmo", "no_footlock", "no_projection", "no_optimization", "no_controlnet", "joint_encoder",
+           "joint_no_optimization", "unconditioned")
 THRESHOLDS = (0.2, 0.5)
 
 # Targets of the issue (section 6), reported against in the table.
@@ -60,6 +64,7 @@ class MethodRun:
     use_control: bool = True
     use_controlnet: bool = True
     optimization: OptimizationConfig | None = None
+    foot_lock: FootLockConfig | None = None
 
 
 @dataclass
@@ -115,7 +120,8 @@ def generate(run: MethodRun, cases: Sequence[ControlCase], cfg: BenchConfig,
         controls = [c.control() for c in batch] if run.use_control else None
         motions = sample(run.model, [c.text for c in batch], [c.n_frames for c in batch], controls,
                          seed=cfg.seed + b, steps=cfg.steps, guidance_scale=cfg.guidance_scale,
-                         optimization=run.optimization, use_controlnet=run.use_controlnet)
+                         optimization=run.optimization, use_controlnet=run.use_controlnet,
+                         foot_lock=run.foot_lock)
         feats += [m.features for m in motions]
         joints += [m.joints for m in motions]
         if on_batch is not None:
@@ -237,7 +243,7 @@ def build_runs(model: MotionModel | None, methods: Sequence[str], joint_model: M
     no_proj = model.optimization.model_copy(update={"projection": False})
     runs = []
     for m in methods:
-        needs_cn = m in ("ikmo", "no_projection", "no_optimization")
+        needs_cn = m in ("ikmo", "no_footlock", "no_projection", "no_optimization")
         if needs_cn and not model.has_controlnet:
             notes.append(f"{m}: skipped, the checkpoint has no ControlNet (train the control stage)")
             continue
@@ -245,18 +251,20 @@ def build_runs(model: MotionModel | None, methods: Sequence[str], joint_model: M
             runs.append(MethodRun("real", None))
         elif m == "ikmo":
             runs.append(MethodRun("ikmo", model))
+        elif m == "no_footlock":
+            runs.append(MethodRun("no_footlock", model, foot_lock=FootLockConfig(enabled=False)))
         elif m == "no_projection":  # stage 1 as gradient steps only (the paper's form)
             runs.append(MethodRun("no_projection", model, optimization=no_proj))
         elif m == "no_optimization":
             runs.append(MethodRun("no_optimization", model, optimization=no_opt))
         elif m == "no_controlnet":
             runs.append(MethodRun("no_controlnet", model, use_controlnet=False))
-        elif m == "joint_encoder":
+        elif m in ("joint_encoder", "joint_no_optimization"):
             if joint_model is None or not joint_model.has_controlnet:
-                notes.append("joint_encoder: skipped, no joint-encoder checkpoint with a ControlNet given "
-                             "(--joint-weights)")
+                notes.append(f"{m}: skipped, no joint-encoder checkpoint with a ControlNet given (--joint-weights)")
                 continue
-            runs.append(MethodRun("joint_encoder", joint_model))
+            runs.append(MethodRun(m, joint_model) if m == "joint_encoder" else MethodRun(
+                m, joint_model, optimization=joint_model.optimization.model_copy(update={"enabled": False})))
         elif m == "unconditioned":
             runs.append(MethodRun("unconditioned", model, use_control=False))
     return runs

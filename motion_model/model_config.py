@@ -105,6 +105,15 @@ class OptimizationConfig(_Cfg):
                                                            "blended over, frames")
 
 
+class FootLockConfig(_Cfg):
+    """Post-process that pins contact feet to the floor and re-solves the legs (footlock.py)."""
+
+    enabled: bool = True
+    contact_height: float = Field(default=0.06, gt=0, description="toe height under which a foot is in contact, m")
+    max_drift: float = Field(default=0.25, gt=0, description="a lock is split where the foot drifts further, m")
+    ramp_frames: int = Field(default=4, ge=0, description="frames the correction eases in and out over")
+
+
 class TrainConfig(_Cfg):
     """One training run (base or control)."""
 

@@ -26,9 +26,11 @@ from .constraints import ControlSignals
 from .control_batch import ControlBatch
 from .diffusion import GaussianDiffusion, OnStep
 from .errors import ConfigError, ConstraintError
+from .footlock import lock_feet
 from .guidance import JointsFn, MotionOptimizer
-from .model_config import DiffusionConfig, ModelConfig, OptimizationConfig
+from .model_config import DiffusionConfig, FootLockConfig, ModelConfig, OptimizationConfig
 from .networks import IKMoNet
+from .representation import joints_to_features
 from .skeleton import FPS
 from .text_encoder import CachedTextEncoder, build_text_encoder
 
@@ -70,6 +72,7 @@ class MotionModel:
     meta: dict[str, Any] = field(default_factory=dict)
     joints_fn: JointsFn = field(default_factory=default_joints_fn)
     optimization: OptimizationConfig = field(default_factory=OptimizationConfig)
+    foot_lock: FootLockConfig = field(default_factory=FootLockConfig)
 
     @property
     def has_controlnet(self) -> bool:
@@ -155,6 +158,7 @@ def sample(
     guidance_scale: float | None = None,
     optimization: OptimizationConfig | None = None,
     use_controlnet: bool = True,
+    foot_lock: FootLockConfig | None = None,
     on_step: OnStep | None = None,
 ) -> list[Motion]:
     """Generate one motion per text, batched.
@@ -162,7 +166,9 @@ def sample(
     texts: B captions; lengths: B pose-frame counts T_b; controls: B `ControlSignals` (T_b frames)
     or None. steps / guidance_scale default to the checkpoint's DiffusionConfig; `optimization`
     defaults to `model.optimization` (stage 1; it acts only where constraints exist);
-    `use_controlnet=False` skips stage 2 (the ablation). Same inputs and seed → same motions.
+    `use_controlnet=False` skips stage 2 (the ablation). `foot_lock` (default `model.foot_lock`)
+    pins contact feet afterwards; the features are then re-derived from the locked joints, so
+    `features` and `joints` always describe the same motion. Same inputs and seed → same motions.
     `on_step(step, total)` is called after each DDIM step.
     """
     controls = controls if controls is not None else [None] * len(texts)
@@ -204,12 +210,21 @@ def sample(
         feats = model.net.denormalize(x0)
         # One motion at a time: a shorter motion's last pose frame comes from its own last row's
         # velocities, not from the padding row after it (which decodes to the mean pose).
-        joints = [model.joints_fn(feats[b:b + 1, : T - 1])[0] for b, T in enumerate(lengths)]
+        joints = [model.joints_fn(feats[b:b + 1, : T - 1])[0].double().cpu().numpy() for b, T in enumerate(lengths)]
+    feats_np = [feats[b, : T - 1].double().cpu().numpy() for b, T in enumerate(lengths)]
     timings["decode_s"] = time.perf_counter() - t0
-    feats_np = feats.float().cpu().numpy()
+    lock_cfg = foot_lock if foot_lock is not None else model.foot_lock
+    t0 = time.perf_counter()
+    if lock_cfg.enabled:
+        for b, T in enumerate(lengths):
+            pinned = cb.pose_mask[b, :T].cpu().numpy()
+            joints[b] = lock_feet(joints[b], lock_cfg, pinned)
+            feats_np[b] = joints_to_features(torch.from_numpy(joints[b]), canonical=False).numpy()
+    timings["foot_lock_s"] = time.perf_counter() - t0
     out = []
-    for b, T in enumerate(lengths):
-        out.append(Motion(features=feats_np[b, : T - 1].copy(), joints=joints[b].float().cpu().numpy(), fps=FPS,
+    for b in range(B):
+        out.append(Motion(features=np.asarray(feats_np[b], dtype=np.float32),
+                          joints=joints[b].astype(np.float32), fps=FPS,
                           text=texts[b], seed=int(seed), timings=dict(timings),
                           optimization_loss=list(hook.history) if hook is not None else []))
     return out

@@ -27,7 +27,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         evaluator: Annotated[Path | None, typer.Option(help="evaluator .safetensors (default: bundled)")] = None,
         n_cases: Annotated[int, typer.Option(min=2, help="number of cases")] = 64,
         methods: Annotated[str, typer.Option(help="comma-separated methods")] = (
-            "real,ikmo,no_projection,no_optimization,no_controlnet,joint_encoder,unconditioned"),
+            "real,ikmo,no_footlock,no_projection,no_optimization,no_controlnet,joint_encoder,"
+            "joint_no_optimization,unconditioned"),
         split: Annotated[str, typer.Option(help="corpus split the cases come from")] = "test",
         seed: Annotated[int, typer.Option()] = 0,
         batch_size: Annotated[int, typer.Option(min=1)] = 16,

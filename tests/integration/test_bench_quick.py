@@ -152,8 +152,10 @@ def test_bench_control_quick_cli(setup: dict[str, Path], tmp_path: Path) -> None
     assert "FID" in res.output and "ikmo" in res.output
     data = json.loads(out.read_text())
     rows = {r["method"]: r for r in data["results"]}
-    assert set(rows) == {"real", "ikmo", "no_optimization", "no_controlnet", "unconditioned"}
+    assert set(rows) == {"real", "ikmo", "no_footlock", "no_projection", "no_optimization", "no_controlnet",
+                         "unconditioned"}
     assert any("joint_encoder" in n for n in data["notes"])
+    assert any("joint_no_optimization" in n for n in data["notes"])
     real = rows["real"]
     assert real["fid"] == pytest.approx(0.0, abs=1e-6)
     assert real["avg_err"] < 1e-5 and real["keyframe_mpjpe"] < 1e-4
@@ -162,6 +164,9 @@ def test_bench_control_quick_cli(setup: dict[str, Path], tmp_path: Path) -> None
         assert 0.0 <= r["r_precision_top3"] <= 1.0 and 0.0 <= r["skating_ratio"] <= 1.0
     # stage 1 acts: with optimization the pelvis lands much closer to the trajectory than without
     assert rows["no_controlnet"]["avg_err"] < 0.5 * rows["unconditioned"]["avg_err"]
+    # the exact projection puts the pelvis on the trajectory even for this untrained model
+    assert rows["ikmo"]["avg_err"] < 1e-3 and rows["ikmo"]["loc_err_0.5"] == 0.0
+    assert rows["no_projection"]["avg_err"] > 10 * rows["ikmo"]["avg_err"]
 
 
 def test_bench_speed_cli(setup: dict[str, Path], tmp_path: Path) -> None:
