@@ -30,6 +30,10 @@ Where the gradient acts (our choice, documented): on the denoiser's predicted cl
 then re-noises from the corrected x0, so the correction enters the next x_t scaled by sqrt(ᾱ_s)
 (OmniControl's spatial guidance perturbs the posterior mean the same way); this avoids a backward
 pass through the transformer, which keeps controlled sampling within the CPU speed budget.
+
+After the gradient steps, `MotionOptimizer` projects x0 exactly onto the constraints
+(projection.py, `OptimizationConfig.projection`): the gradient steps are the paper's stage 1, the
+projection makes it converge in one closed-form step.
 """
 
 from __future__ import annotations
