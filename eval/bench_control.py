@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 METHODS = ("real", "ikmo", "no_footlock", "no_projection", "no_optimization", "no_controlnet", "joint_encoder",
            "joint_no_optimization", "unconditioned")
 THRESHOLDS = (0.2, 0.5)
+# The joint-encoder ablation, trained on the same budget as the bundled decoupled ControlNet.
+BUNDLED_JOINT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "joint_encoder"
 
 # Targets of the issue (section 6), reported against in the table.
 TARGETS = {"avg_err": 0.03, "loc_err_0.5": 0.01, "keyframe_mpjpe": 0.05, "skating_ratio": 0.08}

@@ -23,7 +23,9 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     def bench_control(
         corpus: Annotated[Path, typer.Option(help="HumanML3D-layout corpus (cases: its test split)")] = DEFAULT_CORPUS,
         weights: Annotated[Path | None, typer.Option(help="motion model directory (default: bundled)")] = None,
-        joint_weights: Annotated[Path | None, typer.Option(help="joint-encoder ablation checkpoint directory")] = None,
+        joint_weights: Annotated[Path | None, typer.Option(
+            help="joint-encoder ablation checkpoint directory (default with the bundled weights: "
+                 "eval/weights/joint_encoder, trained on the same budget)")] = None,
         evaluator: Annotated[Path | None, typer.Option(help="evaluator .safetensors (default: bundled)")] = None,
         n_cases: Annotated[int, typer.Option(min=2, help="number of cases")] = 64,
         methods: Annotated[str, typer.Option(help="comma-separated methods")] = (
@@ -58,6 +60,11 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         cases = sample_cases(clips, n_cases, seed=seed, control_height=control_height)
         names = [m.strip() for m in methods.split(",") if m.strip()]
         model = load_model(weights) if set(names) - {"real"} else None
+        if joint_weights is None and weights is None:
+            from ikmo.eval.bench_control import BUNDLED_JOINT_WEIGHTS
+
+            if (BUNDLED_JOINT_WEIGHTS / "model.safetensors").is_file():
+                joint_weights = BUNDLED_JOINT_WEIGHTS
         joint = load_model(joint_weights) if joint_weights is not None else None
         ev = load_evaluator(evaluator)
         ev.info["path"] = str(evaluator or "bundled")
