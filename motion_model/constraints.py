@@ -73,6 +73,30 @@ class MotionDescription(_Model):
         return self
 
 
+    def timed_texts(self, fps: float = FPS) -> list[TimedText]:
+        """The segments as texts conditioning their own frames (HumanML3D phrasing: "a person ...").
+
+        Empty unless there are two or more segments: one segment says what `text` says.
+        """
+        if len(self.segments) < 2:
+            return []
+        out = []
+        for seg in self.segments:
+            phrase = (seg.text or seg.action.replace("-", " ")).strip().rstrip(".")
+            if not phrase.lower().startswith(("a ", "the ", "person", "someone")):
+                phrase = f"a person {phrase}"
+            out.append(TimedText(text=phrase, start=round(seg.start_s * fps), end=round(seg.end_s * fps)))
+        return out
+
+
+class TimedText(_Model):
+    """A text that conditions pose frames [start, end) of a motion (timed segment conditioning)."""
+
+    text: str = Field(min_length=1)
+    start: int = Field(ge=0)
+    end: int = Field(gt=0)
+
+
 # --------------------------------------------------------------------------- keyframe pose
 
 

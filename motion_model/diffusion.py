@@ -96,33 +96,41 @@ class GaussianDiffusion:
         control: ControlBatch | None = None,
         x0_hook: X0Hook | None = None,
         on_step: OnStep | None = None,
+        text_weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Sample normalised features (B, L, F); rows where `valid` is False are zero.
 
+        text: (B, D) one condition per motion, or (B, K, D) K timed texts per motion with
+        `text_weights` (B, K, L) saying how much each feature row follows each text (rows sum to 1):
+        the network runs once per text and the conditional predictions are blended per row, so
+        "walk, then wave" can walk first and wave after instead of averaging the two.
         Classifier-free guidance batches the conditional and unconditional passes together:
-        x0 = x0_uncond + s·(x0_cond − x0_uncond); the control branch sees both passes (the
+        x0 = x0_uncond + s·(Σ_k w_k·x0_cond_k − x0_uncond); the control branch sees every pass (the
         constraints hold whether or not the text is dropped). s = 1 skips the unconditional pass.
         `x0_hook` (stage 1) may correct each predicted x0 before the DDIM update.
         """
         device = valid.device
         B = shape[0]
+        texts = text[:, None] if text.dim() == 2 else text  # (B, K, D)
+        K = texts.shape[1]
         x = torch.randn(shape, generator=generator).to(device) * valid[..., None]
         ts = self.timesteps(steps)
         use_cfg = guidance_scale != 1.0
-        keep_c = torch.ones(B, dtype=torch.bool, device=device)
+        n = K + int(use_cfg)  # passes per motion: K conditional, then one unconditional
+        keep = torch.ones(n * B, dtype=torch.bool, device=device)
         if use_cfg:
-            keep = torch.cat([keep_c, torch.zeros_like(keep_c)])
-            text2, valid2 = torch.cat([text, text]), torch.cat([valid, valid])
-            control2 = control.repeat(2) if control is not None else None
+            keep[K * B:] = False
+        # Pass-major layout: rows k·B..(k+1)·B hold text k of every motion (the null pass reuses
+        # text 0, whose projection the dropped condition zeroes).
+        text_n = torch.cat([texts[:, k] for k in range(K)] + ([texts[:, 0]] if use_cfg else []))
+        valid_n = valid.repeat(n, 1)
+        control_n = control.repeat(n) if control is not None and n > 1 else control
         x0 = x
         for i, t_int in enumerate(ts):
-            t = torch.full((B,), t_int, dtype=torch.long, device=device)
-            if use_cfg:
-                out = net(torch.cat([x, x]), torch.cat([t, t]), text2, keep, valid2, control2)
-                cond, uncond = out[:B], out[B:]
-                x0 = uncond + guidance_scale * (cond - uncond)
-            else:
-                x0 = net(x, t, text, keep_c, valid, control)
+            t = torch.full((n * B,), t_int, dtype=torch.long, device=device)
+            out = net(x.repeat(n, 1, 1), t, text_n, keep, valid_n, control_n)
+            cond = out[:B] if K == 1 else self._blend(out[:K * B], text_weights, B, K)
+            x0 = out[K * B:] + guidance_scale * (cond - out[K * B:]) if use_cfg else cond
             if x0_hook is not None:
                 with torch.enable_grad():
                     x0 = x0_hook(x0, i, len(ts)).detach()
@@ -132,6 +140,14 @@ class GaussianDiffusion:
             if on_step is not None:
                 on_step(i + 1, len(ts))
         return x0
+
+    @staticmethod
+    def _blend(out: torch.Tensor, weights: torch.Tensor | None, B: int, K: int) -> torch.Tensor:
+        """Per-row blend of K conditional predictions (K·B, L, F), pass-major, by weights (B, K, L)."""
+        if weights is None:
+            raise ValueError("several texts per motion need text_weights (B, K, L)")
+        per_text = out.view(K, B, *out.shape[1:])
+        return (per_text * weights.permute(1, 0, 2)[..., None].to(out.dtype)).sum(0)
 
     def _ddim_step(self, x: torch.Tensor, x0: torch.Tensor, t: int, s: int, generator: torch.Generator) -> torch.Tensor:
         ab_t = float(self.alphas_cumprod[t])

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .checkpoints import load_checkpoint
-from .constraints import ControlSignals
+from .constraints import ControlSignals, TimedText
 from .control_batch import ControlBatch
 from .diffusion import GaussianDiffusion, OnStep
 from .errors import ConfigError, ConstraintError
@@ -37,6 +37,7 @@ from .text_encoder import CachedTextEncoder, build_text_encoder
 log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights"
+SEGMENT_FADE_FRAMES = 10  # 0.5 s cross-fade between timed texts
 
 
 def features_to_pose_frames(features: torch.Tensor) -> torch.Tensor:
@@ -160,6 +161,8 @@ def sample(
     use_controlnet: bool = True,
     foot_lock: FootLockConfig | None = None,
     on_step: OnStep | None = None,
+    timed_texts: list[list[TimedText]] | None = None,
+    segment_fade: int = SEGMENT_FADE_FRAMES,
 ) -> list[Motion]:
     """Generate one motion per text, batched.
 
@@ -169,7 +172,10 @@ def sample(
     `use_controlnet=False` skips stage 2 (the ablation). `foot_lock` (default `model.foot_lock`)
     pins contact feet afterwards; the features are then re-derived from the locked joints, so
     `features` and `joints` always describe the same motion. Same inputs and seed → same motions.
-    `on_step(step, total)` is called after each DDIM step.
+    `on_step(step, total)` is called after each DDIM step. `timed_texts` (per motion, may be
+    empty): texts that condition their own frames instead of the motion's text, cross-faded over
+    `segment_fade` frames (`MotionDescription.timed_texts`); frames no segment covers follow the
+    motion's text.
     """
     controls = controls if controls is not None else [None] * len(texts)
     _check_inputs(model, texts, lengths, controls)
@@ -183,11 +189,11 @@ def sample(
     F = model.net.cfg.denoiser.feature_dim
     timings: dict[str, float] = {}
 
+    valid = (torch.arange(L, device=dev)[None] < torch.tensor([T - 1 for T in lengths], device=dev)[:, None])
     t0 = time.perf_counter()
-    text_emb = model.text_encoder.encode(list(texts)).to(dev)
+    text_emb, text_w = _text_conditions(model, texts, lengths, timed_texts, segment_fade)
     timings["text_s"] = time.perf_counter() - t0
 
-    valid = (torch.arange(L, device=dev)[None] < torch.tensor([T - 1 for T in lengths], device=dev)[:, None])
     cb = ControlBatch.from_signals(controls, Tmax, dev)
     has_control = cb.any()
     net_control = cb if (has_control and use_controlnet and model.has_controlnet) else None
@@ -200,7 +206,8 @@ def sample(
     t0 = time.perf_counter()
     with torch.inference_mode(False):
         x0 = model.diffusion.ddim_sample(model.net, (B, L, F), valid, text_emb, gen, steps=steps,
-                                         guidance_scale=gs, control=net_control, x0_hook=hook, on_step=on_step)
+                                         guidance_scale=gs, control=net_control, x0_hook=hook, on_step=on_step,
+                                         text_weights=text_w)
     total = time.perf_counter() - t0
     timings["optimization_s"] = hook.seconds if hook is not None else 0.0
     timings["diffusion_s"] = total - timings["optimization_s"]
@@ -228,6 +235,50 @@ def sample(
                           text=texts[b], seed=int(seed), timings=dict(timings),
                           optimization_loss=list(hook.history) if hook is not None else []))
     return out
+
+
+def segment_weights(n_rows: int, spans: list[tuple[int, int]], fade: int) -> np.ndarray:
+    """Row weights (1 + K, n_rows) of the motion's text (row 0) and of K timed spans [start, end).
+
+    Each span's indicator is smoothed by a centred box of `fade` rows, so neighbouring spans
+    cross-fade linearly and every row's weights sum to 1; rows no span covers go to the text.
+    """
+    w = np.zeros((1 + len(spans), n_rows))
+    for k, (a, b) in enumerate(spans, start=1):
+        w[k, max(a, 0):max(min(b, n_rows), 0)] = 1.0
+    if fade > 1 and spans:
+        box = np.ones(fade) / fade
+        left, right = fade // 2, fade - 1 - fade // 2
+        for k in range(1, w.shape[0]):
+            padded = np.pad(w[k], (left, right), mode="edge")
+            w[k] = np.convolve(padded, box, mode="valid")
+    w[0] = np.clip(1.0 - w[1:].sum(0), 0.0, 1.0)
+    return w / w.sum(0, keepdims=True)
+
+
+def _text_conditions(model: MotionModel, texts: list[str], lengths: list[int],
+                     timed: list[list[TimedText]] | None, fade: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(B, D) text embeddings, or (B, K, D) with row weights (B, K, L) when timed texts are given."""
+    dev = model.device
+    timed = timed if timed is not None else [[] for _ in texts]
+    if len(timed) != len(texts):
+        raise ConstraintError(f"got {len(timed)} timed-text lists for {len(texts)} texts; give one (maybe empty) "
+                              "per motion")
+    if not any(timed):
+        return model.text_encoder.encode(list(texts)).to(dev), None
+    unique = list(dict.fromkeys([*texts, *(tt.text for tts in timed for tt in tts)]))
+    emb = dict(zip(unique, model.text_encoder.encode(unique), strict=True))
+    K = 1 + max(len(tts) for tts in timed)
+    L = max(lengths) - 1
+    text = torch.stack([emb[t] for t in texts])[:, None].repeat(1, K, 1)
+    weights = torch.zeros(len(texts), K, L)
+    for b, (tts, T) in enumerate(zip(timed, lengths, strict=True)):
+        for k, tt in enumerate(tts, start=1):
+            text[b, k] = emb[tt.text]
+        w = segment_weights(T - 1, [(tt.start, tt.end) for tt in tts], fade)
+        weights[b, : w.shape[0], : T - 1] = torch.from_numpy(w)
+        weights[b, 0, T - 1:] = 1.0  # padding rows: any weights summing to 1
+    return text.to(dev), weights.to(dev)
 
 
 class _TimedOptimizer(MotionOptimizer):

@@ -169,3 +169,46 @@ def test_generate_validates_the_spec_before_anything_else(tmp_path) -> None:
         KeyframePose(time_s=0.0, joints=pose, joint_mask=[False] * 22)  # a keyframe with no joints
     with pytest.raises(ValueError):
         KeyframePose(time_s=0.0, joints=[[float("nan"), 0, 0]] + pose[1:])
+
+
+def test_segment_weights_cross_fade_and_sum_to_one() -> None:
+    from ikmo.motion_model.sampling import segment_weights
+
+    w = segment_weights(60, [(0, 30), (30, 50)], fade=10)
+    np.testing.assert_allclose(w.sum(0), 1.0)
+    assert w[1, :20].min() > 1 - 1e-9 and w[2, 36:45].min() > 1 - 1e-9
+    assert 0.3 < w[1, 29] < 0.7 and 0.3 < w[2, 30] < 0.7  # halfway through the fade at the boundary
+    assert w[0, 56:].min() > 1 - 1e-9  # no segment after frame 50: the motion's own text
+    np.testing.assert_array_equal(segment_weights(20, [], fade=10), np.ones((1, 20)))
+
+
+def test_timed_texts_phrase_segments_and_need_two() -> None:
+    from ikmo.motion_model.constraints import Segment
+
+    two = MotionDescription(text="walk then wave", duration_s=4.0, segments=[
+        Segment(action="walk", start_s=0, end_s=2, text="walks forward"),
+        Segment(action="wave-right-hand", start_s=2, end_s=4)])
+    tts = two.timed_texts()
+    assert [(t.text, t.start, t.end) for t in tts] == [("a person walks forward", 0, 40),
+                                                        ("a person wave right hand", 40, 80)]
+    one = MotionDescription(text="walk", duration_s=2.0, segments=[Segment(action="walk", start_s=0, end_s=2)])
+    assert one.timed_texts() == []
+
+
+def test_timed_texts_follow_their_frames(tiny_model) -> None:
+    from ikmo.motion_model.constraints import TimedText
+
+    same = [TimedText(text="a person walks", start=0, end=20), TimedText(text="a person walks", start=20, end=40)]
+    plain = sample(tiny_model, ["a person walks"], [40], seed=3)[0]
+    timed = sample(tiny_model, ["a person walks"], [40], seed=3, timed_texts=[same])[0]
+    # The same text everywhere, blended with weights summing to 1, is the plain motion.
+    np.testing.assert_allclose(timed.features, plain.features, atol=1e-4)
+    other = [TimedText(text="a person walks", start=0, end=20), TimedText(text="a person jumps high", start=20, end=40)]
+    mixed = sample(tiny_model, ["a person walks"], [40], seed=3, timed_texts=[other])[0]
+    jumps = sample(tiny_model, ["a person jumps high"], [40], seed=3)[0]
+    d_plain = np.abs(mixed.features - plain.features).mean(-1)
+    d_jumps = np.abs(mixed.features - jumps.features).mean(-1)
+    assert d_plain[:10].mean() < d_jumps[:10].mean()  # the start follows "walks"
+    assert d_jumps[30:].mean() < d_plain[30:].mean()  # the end follows "jumps"
+    with pytest.raises(ConstraintError):
+        sample(tiny_model, ["a", "b"], [20, 20], timed_texts=[same])
