@@ -75,7 +75,8 @@ def generate_motion(
     t0 = time.perf_counter()
     motion = sample(model, [spec.description.text], [spec.n_frames], [None if control.is_empty() else control],
                     seed=seed, steps=steps, guidance_scale=gs_used, optimization=opt_cfg,
-                    use_controlnet=opts.use_controlnet, on_step=on_step)[0]
+                    use_controlnet=opts.use_controlnet, on_step=on_step,
+                    timed_texts=[spec.description.timed_texts()])[0]
     timings["sample_s"] = time.perf_counter() - t0
     timings.update({f"sample_{k}": v for k, v in motion.timings.items()})
 
@@ -105,6 +106,8 @@ def generate_motion(
 
     sampler = {"seed": seed, "steps": steps, "guidance_scale": gs_used, "use_controlnet": opts.use_controlnet,
                "controlnet_available": model.has_controlnet, "optimization": opt_cfg.model_dump(),
+               "foot_lock": model.foot_lock.model_dump(),
+               "timed_texts": [tt.model_dump() for tt in spec.description.timed_texts()],
                "weights": model.meta.get("weights_dir"), "train": _train_summary(model.meta)}
     config = {"settings": settings or {}, "sampler": sampler}
     files["spec"] = str(write_json(out / "spec.json", spec.model_dump(mode="json")))
