@@ -369,13 +369,19 @@ def fail(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- generate
 
 
+# What each generation attempt writes (with spec.json, config.json and report.json): the critic needs
+# only the measurements and the joints. The other formats (features, BVH, SMPL, preview: ~1.5 s, the
+# preview most of it) are written once, for the chosen attempt, by `respond`.
+ATTEMPT_FORMATS = ("joints",)
+
+
 def default_generate_fn(spec: MotionSpec, out_dir: Path, ctx: Context, on_step: Any) -> MotionResult:
-    """The motion model tool (`ikmo.tools.generate.generate_motion`)."""
+    """The motion model tool (`ikmo.tools.generate.generate_motion`), writing `ATTEMPT_FORMATS`."""
     from ikmo.tools.generate import generate_motion
 
     return generate_motion(spec, out_dir, model=ctx.motion_model, weights=ctx.weights, device=ctx.device,
                            steps=ctx.diffusion_steps, guidance_scale=ctx.guidance_scale, settings=ctx.settings,
-                           on_step=on_step)
+                           formats=ATTEMPT_FORMATS, on_step=on_step)
 
 
 def generate(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -527,21 +533,32 @@ def respond(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
     attempts = [a for a in state.get("attempts") or [] if isinstance(a, dict)]
     notes = [n for n in state.get("notes") or [] if isinstance(n, str) and n != RESET]
     update: dict[str, Any] = {}
+    state_events: list[dict[str, Any]] = []
     result: MotionResult | None = None
     if state.get("status") != "failed" and state.get("result") is not None:
         best = state.get("best_attempt")
         best = attempts[-1]["attempt"] if best is None else best
         chosen = next(a for a in attempts if a["attempt"] == best)
-        files = _promote(Path(chosen["dir"]), out_dir)
         base: MotionResult = state["result"]  # type: ignore[assignment]
-        result = MotionResult(files=files, metrics=chosen.get("metrics", {}), spec=base.spec.model_copy(
-            update={"options": GenerationOptions(**chosen["options"])}), config=base.config, attempts=attempts,
-            notes=[*base.notes, *notes])
-        update["status"] = "ok"
-        update["answer"] = _summary(result, state)
-    else:
+        chosen_spec = base.spec.model_copy(update={"options": GenerationOptions(**chosen["options"])})
+        _emit(runtime, "export")
+        t0 = time.perf_counter()
+        try:
+            written = _promote(Path(chosen["dir"]), out_dir, chosen_spec, runtime.context)
+        except IKMoError as e:  # e.g. the output folder is not writable: a clear answer, attempts kept
+            update["error"] = f"writing the motion files failed: {e}"
+        else:
+            secs = time.perf_counter() - t0
+            names = ", ".join(sorted(Path(f).name for f in written.values()))
+            state_events.append(_ev("export", f"attempt {best}: {names} in {secs:.2f}s", seconds=round(secs, 3)))
+            result = MotionResult(files=written, metrics=chosen.get("metrics", {}), spec=chosen_spec,
+                                  config=base.config, attempts=attempts, notes=[*base.notes, *notes])
+            update["status"] = "ok"
+            update["answer"] = _summary(result, state)
+    if result is None:
         update["status"] = "failed"
-        update["answer"] = f"Sorry, I could not make that motion: {state.get('error') or 'unknown error'}"
+        error = update.get("error") or state.get("error") or "unknown error"
+        update["answer"] = f"Sorry, I could not make that motion: {error}"
     spec = result.spec if result is not None else state.get("spec")
     description, plan = state.get("description"), state.get("plan")
     agent_spec = {
@@ -549,12 +566,12 @@ def respond(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
         "description": description.model_dump() if description else None,
         "plan": plan.model_dump() if plan else None,
         "spec": spec.model_dump() if spec is not None else None, "attempts": attempts, "notes": notes,
-        "status": update["status"], "error": state.get("error"),
+        "status": update["status"], "error": update.get("error") or state.get("error"),
     }
     files = dict(result.files) if result is not None else {}
     files["agent_spec"] = str(write_json(out_dir / "agent_spec.json", agent_spec))
     transcript = [e for e in state.get("transcript") or [] if isinstance(e, dict)]
-    transcript.append(_ev("respond", update["answer"]))
+    transcript += [*state_events, _ev("respond", update["answer"])]
     files["transcript"] = str(write_json(out_dir / "transcript.json", transcript))
     files["transcript_md"] = str(write_text(out_dir / "transcript.md", transcript_markdown(transcript)))
     if result is not None:
@@ -563,18 +580,29 @@ def respond(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
         files["result"] = str(out_dir / "result.json")
         result = result.model_copy(update={"files": files})
     update["result"] = result
-    update["transcript"] = [transcript[-1]]
+    update["transcript"] = [*state_events, transcript[-1]]
     return update
 
 
-def _promote(src: Path, dst: Path) -> dict[str, str]:
-    """Copy the chosen attempt's files into `dst` (flat); return name → path."""
+def _promote(src: Path, dst: Path, spec: MotionSpec, ctx: Context) -> dict[str, str]:
+    """The chosen attempt's files in `dst`: copy what the attempt wrote (joints, spec, config, report),
+    write the formats it did not (features, BVH, SMPL, and preview.mp4 unless `ctx.preview` is off)
+    from its joints. Returns {format or file stem: path}, the keys of `generate_motion`'s files."""
+    from ikmo.tools.exports import ALL_FORMATS, FILE_NAMES, write_motion_files
+
     files: dict[str, str] = {}
+    by_name = {name: fmt for fmt, name in FILE_NAMES.items()}
     for f in sorted(src.iterdir()) if src.is_dir() else []:
         if f.is_file():
             target = dst / f.name
             shutil.copy2(f, target)
-            files[f.stem if f.stem not in files else f.name] = str(target)
+            files[by_name.get(f.name, f.stem)] = str(target)
+    wanted = [f for f in ALL_FORMATS if f not in files and (ctx.preview or f != "preview")]
+    joints_path = src / FILE_NAMES["joints"]
+    if wanted and joints_path.is_file():
+        joints = np.load(joints_path)
+        files.update(write_motion_files(joints, dst, fps=spec.fps, spec=spec, formats=wanted,
+                                        smpl_model_path=(ctx.settings or {}).get("smpl_model")))
     return files
 
 

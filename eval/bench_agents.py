@@ -7,8 +7,13 @@ Cases: a text-only request and a text + 2 photos request, both 6 s motions. For 
 - `tool`: the baseline, `tools.generate_motion` alone on the same spec, in the same run.
 Ratios graph/tool and cli/tool say what the agents and the process start cost. Stage timings
 come from the run's transcript (per node) and the model's report.json. Beside each wall time the
-CPU seconds (user + system; of the child process for `cli`) are recorded: on a machine shared with
-other jobs wall time inflates, CPU time much less, so the pair says how much was waiting.
+CPU seconds (user + system; of the child process for `cli`, ffmpeg's encoder included) are
+recorded, and the load average before and after: on a machine shared with other jobs wall time
+inflates, CPU time much less, so the pair says how much was waiting.
+
+All three modes write the whole output contract (joints, features, BVH, SMPL, preview.mp4, spec,
+config, report). `critique_rounds` defaults to 0 (one generation: the latency of a request whose
+first motion is accepted); the critic's retries add one sampling each (~1 s, no exports).
 """
 
 from __future__ import annotations
@@ -66,11 +71,12 @@ def _stage_times(out: Path) -> dict[str, float]:
     return {k: round(v, 3) for k, v in stages.items()}
 
 
-def run(repeats: int = 3, weights: Path | None = None, out_json: Path | None = None, threads: int = 1
-        ) -> dict[str, Any]:
+def run(repeats: int = 3, weights: Path | None = None, out_json: Path | None = None, threads: int = 1,
+        critique_rounds: int = 0) -> dict[str, Any]:
     """Time every case `repeats` times in each mode; return (and optionally write) the table.
 
-    threads: torch intra-op threads in this process and in the `ikmo generate` child (`--threads`).
+    threads: torch intra-op threads in this process and in the `ikmo generate` child (`--threads`);
+    critique_rounds: the critic's retry budget in the cli and graph modes.
     """
     import torch
 
@@ -87,15 +93,17 @@ def run(repeats: int = 3, weights: Path | None = None, out_json: Path | None = N
     model = load_model(weights, "cpu")
     load_s = time.perf_counter() - t0
     results: dict[str, Any] = {"model_load_s": round(load_s, 3), "cpu_count": os.cpu_count(), "threads": threads,
-                               "cases": {}}
-    env = {**os.environ, "IKMO_PREVIEW": "false"}
+                               "critique_rounds": critique_rounds, "load_average_before": _load(), "cases": {}}
+    # The output contract includes preview.mp4: time it as a user gets it, whatever the caller's env says.
+    env = {**os.environ, "IKMO_PREVIEW": "true"}
     for name, (text, n_img) in CASES.items():
         row: dict[str, Any] = {"cli_s": [], "graph_s": [], "tool_s": [], "cli_cpu_s": [], "graph_cpu_s": [],
                                "tool_cpu_s": []}
         for r in range(repeats):
             out = tmp / f"{name}_cli{r}"
             cmd = [sys.executable, "-m", "ikmo.cli", "--log-level", "WARNING", "generate", "--text", text,
-                   "--out", str(out), "--no-progress", "--critique-rounds", "0", "--threads", str(threads)]
+                   "--out", str(out), "--no-progress", "--critique-rounds", str(critique_rounds),
+                   "--threads", str(threads)]
             cmd += [a for p in photos[:n_img] for a in ("--keyframe", str(p))]
             if weights is not None:
                 cmd += ["--weights", str(weights)]
@@ -110,7 +118,7 @@ def run(repeats: int = 3, weights: Path | None = None, out_json: Path | None = N
             images = [parse_keyframe_arg(str(p)) for p in photos[:n_img]]
             req = MotionRequest(text=text, images=images, out_dir=str(tmp / f"{name}_graph{r}"), seed=0)
             t0, c0 = time.perf_counter(), time.process_time()
-            result = raise_if_failed(run_request(req, Context(motion_model=model, critique_rounds=0, preview=False)))
+            result = raise_if_failed(run_request(req, Context(motion_model=model, critique_rounds=critique_rounds)))
             row["graph_s"].append(time.perf_counter() - t0)
             row["graph_cpu_s"].append(time.process_time() - c0)
 
@@ -126,11 +134,17 @@ def run(repeats: int = 3, weights: Path | None = None, out_json: Path | None = N
         for k in keys:
             row[k] = [round(x, 3) for x in row[k]]
         results["cases"][name] = row
+    results["load_average_after"] = _load()
     if out_json is not None:
         from ikmo.motion_model.fileio import write_json
 
         write_json(out_json, results)
     return results
+
+
+def _load() -> list[float]:
+    """The 1, 5 and 15 minute load averages (how busy the machine was)."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def _children_cpu() -> float:
@@ -141,7 +155,8 @@ def _children_cpu() -> float:
 
 def format_table(results: dict[str, Any]) -> str:
     lines = [f"model load {results['model_load_s']:.2f}s, {results['cpu_count']} CPUs, "
-             f"{results.get('threads', '?')} torch thread(s)",
+             f"{results.get('threads', '?')} torch thread(s), critique rounds {results.get('critique_rounds', 0)}; "
+             f"load average {results.get('load_average_before')} before, {results.get('load_average_after')} after",
              f"{'case':<10} {'cli med s':>9} {'(cpu)':>6} {'graph med s':>11} {'(cpu)':>6} {'tool med s':>10} "
              f"{'(cpu)':>6} {'graph/tool':>10} {'cli/tool':>8}"]
     for name, r in results["cases"].items():

@@ -369,12 +369,20 @@ class PreviewRenderer:
 
     def _diamond(self, draw: ImageDraw.ImageDraw, world: np.ndarray, i: int, size_m: float, fill: tuple | None,
                  outline: tuple) -> None:
-        cam = self.cam.to_camera(world[None], i)[0]
-        if cam[2] <= _NEAR:
+        self._diamonds(draw, world[None], i, size_m, fill, outline)
+
+    def _diamonds(self, draw: ImageDraw.ImageDraw, world: np.ndarray, i: int, size_m: float, fill: tuple | None,
+                  outline: tuple) -> None:
+        """Diamond markers at world points (N, 3), projected in one call: a 6 s target trajectory has
+        120 markers per frame, and projecting them one by one cost ~0.5 s of every preview."""
+        cam = self.cam.to_camera(world, i)
+        cam = cam[cam[:, 2] > _NEAR]
+        if not len(cam):
             return
-        x, y = self.cam.pixels(cam)
-        r = max(3.0, size_m * self.cam.focal / cam[2])
-        draw.polygon([(x, y - r), (x + r, y), (x, y + r), (x - r, y)], fill=fill, outline=outline)
+        xy = self.cam.pixels(cam)
+        rs = np.maximum(3.0, size_m * self.cam.focal / cam[:, 2])
+        for (x, y), r in zip(xy.tolist(), rs.tolist(), strict=True):
+            draw.polygon([(x, y - r), (x + r, y), (x, y + r), (x - r, y)], fill=fill, outline=outline)
 
     def _hud(self, draw: ImageDraw.ImageDraw, i: int) -> None:
         w, h = self.opt.width, self.opt.height
@@ -403,8 +411,7 @@ class PreviewRenderer:
             tt = ov.target_trajectory.copy()
             tt[:, 1] = 0.003
             self._polyline(draw, tt, i, TARGET, 1)
-            for k in np.flatnonzero(ov.target_mask):
-                self._diamond(draw, tt[k], i, 0.02, TARGET, TARGET)
+            self._diamonds(draw, tt[ov.target_mask], i, 0.02, TARGET, TARGET)
         self._polyline(draw, self.trace[i:], i, TRACE_AHEAD, 2)
         self._polyline(draw, self.trace[: i + 1], i, TRACE_DONE, 3)
         for f in self.key_frames:

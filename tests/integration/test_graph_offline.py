@@ -179,3 +179,27 @@ def test_cli_generate(weights_dir: Path, tmp_path: Path) -> None:
     assert (tmp_path / "o" / "motion.bvh").is_file() and (tmp_path / "o" / "agent_spec.json").is_file()
     with pytest.raises(InputFileError, match="nope.jpg does not exist"):  # what the CLI reports, exit code 2
         parse_keyframe_arg(str(tmp_path / "nope.jpg"))
+
+
+CONTRACT = {"joints.npy", "features.npy", "motion.bvh", "motion_smpl.npz", "preview.mp4", "spec.json", "config.json",
+            "report.json"}
+
+
+def test_exports_are_written_once_from_the_chosen_attempt(model, tmp_path: Path) -> None:
+    req = MotionRequest(text="walk forward 2 meters", out_dir=str(tmp_path / "o"), seed=0)
+    result = raise_if_failed(run_request(req, Context(motion_model=model, critique_rounds=0, preview=True)))
+    out = tmp_path / "o"
+    assert CONTRACT | {"agent_spec.json", "transcript.json", "transcript.md", "result.json"} <= {
+        p.name for p in out.iterdir() if p.is_file()}
+    # the attempt keeps what the critic needs; the heavy formats exist once, in the output folder
+    assert {p.name for p in (out / "attempts" / "00").iterdir()} == {"joints.npy", "spec.json", "config.json",
+                                                                     "report.json"}
+    joints = np.load(out / "joints.npy")
+    assert np.array_equal(joints, np.load(out / "attempts" / "00" / "joints.npy"))
+    assert np.load(out / "features.npy").shape == (joints.shape[0] - 1, 263)
+    assert (out / "preview.mp4").stat().st_size > 0 and Path(result.files["bvh"]).name == "motion.bvh"
+    events = json.loads((out / "transcript.json").read_text())
+    assert [e["node"] for e in events][-2:] == ["export", "respond"] and "preview.mp4" in events[-2]["message"]
+    req2 = req.model_copy(update={"out_dir": str(tmp_path / "np")})
+    raise_if_failed(run_request(req2, Context(motion_model=model, critique_rounds=0, preview=False)))
+    assert not (tmp_path / "np" / "preview.mp4").exists() and (tmp_path / "np" / "motion.bvh").is_file()

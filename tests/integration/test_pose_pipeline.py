@@ -169,3 +169,40 @@ def test_learned_correction_beats_the_hand_mapping(model, detector) -> None:
                 kf, _, _ = pose_from_landmarks(lm, model, regressor=reg)
                 err[key].append(root_aligned_mpjpe(kf.joints_array(), truth))
     assert np.mean(err["learned"]) < np.mean(err["hand"]), err
+
+
+def test_blazepose_loads_without_mediapipes_package_init(arms_up, detector, tmp_path) -> None:
+    """A fresh process reads a photo through `pose_solution` (no matplotlib, no Tasks API) and gets the
+    landmarks the fully imported mediapipe gives; afterwards `import mediapipe` is the whole package."""
+    img, _ = arms_up
+    Image.fromarray(img).save(tmp_path / "p.png")
+    code = f"""
+import json, sys
+from ikmo.tools.pose_estimation import detect_landmarks
+lm, _ = detect_landmarks({str(tmp_path / "p.png")!r})
+lean = {{m: m in sys.modules for m in ("matplotlib", "mediapipe.tasks", "mediapipe.python.solutions.hands")}}
+import mediapipe as mp
+full = [mp.__version__, hasattr(mp.solutions, "drawing_utils"), hasattr(mp.tasks, "vision"), hasattr(mp, "Image")]
+print(json.dumps({{"world": lm.world.tolist(), "lean": lean, "full": full}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["lean"] == {"matplotlib": False, "mediapipe.tasks": False, "mediapipe.python.solutions.hands": False}
+    assert out["full"][1:] == [True, True, True] and out["full"][0].count(".") == 2
+    reference = detector.detect(load_image(tmp_path / "p.png"))
+    assert np.allclose(np.asarray(out["world"]), reference.world, atol=1e-6)
+
+
+def test_detect_landmarks_reuses_one_detector(arms_up, tmp_path) -> None:
+    from ikmo.tools.pose_estimation import detect_landmarks, shared_detector
+
+    img, _ = arms_up
+    Image.fromarray(img).save(tmp_path / "p.png")
+    first = shared_detector()
+    lm, _ = detect_landmarks(tmp_path / "p.png")
+    assert shared_detector() is first and lm.visibility.min() >= 0.0
+    again, _ = detect_landmarks(tmp_path / "p.png")
+    assert np.array_equal(lm.world, again.world)  # static-image mode: the reused graph keeps no state
