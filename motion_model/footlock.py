@@ -6,8 +6,10 @@ way animation tools do:
 
 1. Contact: the toe (HumanML3D joints 10 / 11) is within `contact_height` of the floor. Each run of
    contact frames becomes one or more *locks*; a new lock starts where the foot has drifted more
-   than `max_drift` from the current anchor (a shuffling foot takes short steps rather than one
-   long stretch).
+   than `max_drift` from the current anchor (a dragged foot takes short steps rather than one long
+   stretch; the foot moves to the next anchor in one frame, like a quick step — sliding it there
+   over the ramp instead was tried and raised the skating ratio of real clip 012314 from 0.047 to
+   0.148).
 2. Anchor: the lock's median toe position in the ground plane, or, where a keyframe constrains
    that foot inside the lock, the toe position at the keyframe (so keyframes stay met).
 3. The ankle and toe move by the offset (xz) that puts the toe on its anchor; the offset ramps
