@@ -10,6 +10,17 @@ from typing import Any
 from ikmo.motion_model.constraints import KeyframePose, MotionResult
 
 PoseFn = Callable[[Path, float], KeyframePose]
+
+# The critic's limits: the defaults of the Context fields below (Settings / IKMO_MAX_* override them).
+# Above a limit the critic retries when a retry can plausibly help (agents.nodes.retry_plan) and notes
+# what is off in the motion it keeps. Metres for the first two.
+MAX_TRAJ_ERROR_M = 0.25
+MAX_KEYFRAME_MPJPE_M = 0.15
+# Foot skating ratio (OmniControl's definition, `motion_model.motion_metrics`): real mocap scores
+# 0.056-0.072 on our test windows (docs/eval.md) and the motion model's target is <= 0.08. Twice the
+# data's own ratio leaves room for its spread between clips and still flags a motion that slides
+# clearly more than mocap does.
+MAX_FOOT_SKATING = 0.12
 GenerateFn = Callable[..., MotionResult]
 
 
@@ -33,6 +44,9 @@ class Context:
     max_output_tokens: int = 1024  # bounds a runaway model (a weak one may pad JSON until the context ends)
     max_retries: int = 2
     critique_rounds: int = 2
+    max_traj_error_m: float = MAX_TRAJ_ERROR_M  # the critic's limits (see above)
+    max_keyframe_mpjpe_m: float = MAX_KEYFRAME_MPJPE_M
+    max_foot_skating: float = MAX_FOOT_SKATING
     fallback_offline: bool = True
     interactive: bool = False
     weights: str | None = None
@@ -58,5 +72,8 @@ class Context:
             critique_rounds=settings.critique_rounds, fallback_offline=settings.fallback_offline,
             weights=str(settings.weights) if settings.weights else None, device=settings.device,
             diffusion_steps=settings.diffusion_steps, guidance_scale=settings.guidance_scale,
-            preview=settings.preview, seed=settings.seed, vision=settings.vision, **kw,
+            preview=settings.preview, seed=settings.seed, vision=settings.vision,
+            # Settings leave a limit None to keep the agents' default (one home for the numbers).
+            **{k: v for k in ("max_traj_error_m", "max_keyframe_mpjpe_m", "max_foot_skating")
+               if (v := getattr(settings, k, None)) is not None}, **kw,
         )

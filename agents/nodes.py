@@ -36,20 +36,25 @@ from ikmo.motion_model.skeleton import FPS
 from ikmo.tools import trajectory as traj_tools
 
 from . import offline_planner
-from .context import Context
+from .context import MAX_FOOT_SKATING, MAX_KEYFRAME_MPJPE_M, MAX_TRAJ_ERROR_M, Context
 from .offline_parser import apply_followup, parse_request, parsed_from_dict, parsed_to_dict, vocabulary
 from .providers import is_offline, make_chat_model, parse_provider
 from .state import RESET, GraphState, KeyframeTask, Validation
 from .structured import StructuredOutputError, ask_structured, fill_from_fallback, render_prompt
+from .vision import vision_content
 
 log = logging.getLogger(__name__)
 
 KEYFRAME_ROOT_TOLERANCE_M = 0.5
-# Critique thresholds (metres / ratio): above these a motion is retried while rounds remain.
-MAX_TRAJ_ERROR_M = 0.25
-MAX_KEYFRAME_MPJPE_M = 0.15
-MAX_FOOT_SKATING = 0.35
 GUIDANCE_STEP = 1.5
+# When a retry can plausibly help (see `retry_plan`):
+# - stronger guidance pulls the motion onto its trajectory/keyframes; once a stronger round has not
+#   cut the constraint errors (sum of error/limit) by at least this fraction, another will not either;
+MIN_GUIDANCE_GAIN = 0.10
+# - a new seed changes foot skating only within the model's spread (0.26-0.43 over 5 seeds for the
+#   bench's text + 2 photos request, 0.101 for every seed of its text request): one extra draw has a
+#   fair chance; more draws are a lottery at ~1 s each.
+MAX_SKATING_RESEEDS = 1
 
 
 def _ev(node: str, message: str, **data: Any) -> dict[str, Any]:
@@ -409,8 +414,11 @@ def generate(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
     secs = time.perf_counter() - t0
     # NaN means "not measured" (no keyframes, no trajectory): leave it out of the JSON records.
     metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, int | float) and math.isfinite(v)}
-    attempt = {"attempt": k, "dir": str(out_dir), "options": options.model_dump(), "metrics": metrics,
-               "seconds": round(secs, 3)}
+    # `change`: what the critic changed for this attempt (None for the first one of a run).
+    change = state.get("decision") if k > 0 else None
+    attempt = {"attempt": k, "dir": str(out_dir), "options": options.model_dump(), "change": change,
+               "metrics": metrics, "problems": measured_problems(metrics, critique_limits(ctx)),
+               "score": list(attempt_score(metrics, critique_limits(ctx))), "seconds": round(secs, 3)}
     return {"result": result, "attempts": [attempt],
             "transcript": [_ev("generate", f"attempt {k}: {secs:.2f}s", metrics=metrics)]}
 
@@ -431,59 +439,109 @@ def _metric(metrics: dict[str, float], key: str) -> float | None:
     return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
 
 
-def measured_problems(metrics: dict[str, float]) -> list[str]:
+DEFAULT_LIMITS = {"traj_err_mean": MAX_TRAJ_ERROR_M, "keyframe_mpjpe": MAX_KEYFRAME_MPJPE_M,
+                  "foot_skating_ratio": MAX_FOOT_SKATING}
+_CONSTRAINT_METRICS = ("traj_err_mean", "keyframe_mpjpe")
+_PROBLEM_LABELS = {"traj_err_mean": ("trajectory error", "{:.2f} m"), "keyframe_mpjpe": ("keyframe MPJPE", "{:.3f} m"),
+                   "foot_skating_ratio": ("foot skating", "{:.2f}")}
+
+
+def critique_limits(ctx: Context) -> dict[str, float]:
+    """Metric name → the largest value the critic accepts (from the context)."""
+    return {"traj_err_mean": ctx.max_traj_error_m, "keyframe_mpjpe": ctx.max_keyframe_mpjpe_m,
+            "foot_skating_ratio": ctx.max_foot_skating}
+
+
+def measured_problems(metrics: dict[str, float], limits: dict[str, float] | None = None) -> list[str]:
     """What the model's own report says is off (trajectory error, keyframe MPJPE, foot skating)."""
     out = []
-    if (v := _metric(metrics, "traj_err_mean")) is not None and v > MAX_TRAJ_ERROR_M:
-        out.append(f"trajectory error {v:.2f} m > {MAX_TRAJ_ERROR_M}")
-    if (v := _metric(metrics, "keyframe_mpjpe")) is not None and v > MAX_KEYFRAME_MPJPE_M:
-        out.append(f"keyframe MPJPE {v:.3f} m > {MAX_KEYFRAME_MPJPE_M}")
-    if (v := _metric(metrics, "foot_skating_ratio")) is not None and v > MAX_FOOT_SKATING:
-        out.append(f"foot skating {v:.2f} > {MAX_FOOT_SKATING}")
+    for key, limit in (limits or DEFAULT_LIMITS).items():
+        if (v := _metric(metrics, key)) is not None and v > limit:
+            name, fmt = _PROBLEM_LABELS[key]
+            out.append(f"{name} {fmt.format(v)} > {limit:g}")
     return out
 
 
-def _score(metrics: dict[str, float]) -> float:
-    parts = [(_metric(metrics, "traj_err_mean"), MAX_TRAJ_ERROR_M),
-             (_metric(metrics, "keyframe_mpjpe"), MAX_KEYFRAME_MPJPE_M),
-             (_metric(metrics, "foot_skating_ratio"), MAX_FOOT_SKATING)]
-    return sum(v / lim for v, lim in parts if v is not None)
+def attempt_score(metrics: dict[str, float], limits: dict[str, float] | None = None) -> tuple[int, float]:
+    """How good an attempt is, lower is better: (number of limits exceeded, sum of value / limit over the
+    measured metrics). An attempt within every limit beats any that exceeds one; among equals the smaller
+    normalised errors win. The critic keeps the attempt with the lowest score."""
+    lim = limits or DEFAULT_LIMITS
+    ratios = [v / lim[k] for k in lim if (v := _metric(metrics, k)) is not None and lim[k] > 0]
+    return sum(r > 1.0 for r in ratios), round(sum(ratios), 6)
+
+
+def _constraint_error(metrics: dict[str, float], limits: dict[str, float]) -> float:
+    return sum(v / limits[k] for k in _CONSTRAINT_METRICS if (v := _metric(metrics, k)) is not None)
+
+
+def retry_plan(attempts: list[dict[str, Any]], limits: dict[str, float]) -> tuple[str | None, str]:
+    """The change that can plausibly fix the last attempt, or None with the reason no retry would help.
+
+    Constraint errors over their limits → stronger guidance, again only while the previous stronger
+    round cut them by `MIN_GUIDANCE_GAIN`; foot skating alone → a new seed, at most `MAX_SKATING_RESEEDS`
+    times per request (skating is mostly the model's and the constraints', not the seed's).
+    """
+    last = attempts[-1]
+    metrics = last["metrics"]
+    problems = measured_problems(metrics, limits)
+    over = {k for k in limits if (v := _metric(metrics, k)) is not None and v > limits[k]}
+    if over & set(_CONSTRAINT_METRICS):
+        if last.get("change") == "stronger_guidance" and len(attempts) > 1:
+            before, now = _constraint_error(attempts[-2]["metrics"], limits), _constraint_error(metrics, limits)
+            if now > before * (1.0 - MIN_GUIDANCE_GAIN):
+                return None, (f"stronger guidance did not reduce the constraint errors ({before:.2f} → {now:.2f} "
+                              "of their limits); another round would not either")
+        return "stronger_guidance", "; ".join(problems)
+    reseeds = sum(a.get("change") == "reseed" for a in attempts)
+    if reseeds >= MAX_SKATING_RESEEDS:
+        return None, (f"foot skating stayed over {limits['foot_skating_ratio']:g} after {reseeds} new seed(s): it "
+                      "comes from the model and the constraints more than from the seed")
+    return "reseed", "; ".join(problems)
 
 
 def critique(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Accept, or retry with a change (seed, guidance) — bounded by `critique_rounds`."""
+    """Accept, or retry with a change (seed, guidance) when one can plausibly help — bounded by
+    `critique_rounds`; the best attempt by `attempt_score` is the one kept."""
     ctx = runtime.context
     _emit(runtime, "critique")
+    limits = critique_limits(ctx)
     attempts = [a for a in state.get("attempts") or [] if isinstance(a, dict) and "metrics" in a]
     last = attempts[-1]
-    problems = measured_problems(last["metrics"])
+    problems = measured_problems(last["metrics"], limits)
     rnd = state.get("critique_round", 0)
-    best = min(attempts, key=lambda a: _score(a["metrics"]))["attempt"]
+    best = min(attempts, key=lambda a: attempt_score(a["metrics"], limits))["attempt"]
     notes: list[str] = []
     if not problems:
         decision = CritiqueDecision(action="accept", reason="measured errors within limits")
     elif rnd >= ctx.critique_rounds:
         decision = CritiqueDecision(action="accept", reason=f"out of critique rounds; best attempt kept ({best})")
-        notes.append(f"accepted with: {'; '.join(problems)}")
     else:
-        skating_only = all(p.startswith("foot skating") for p in problems)
-        decision = CritiqueDecision(action="reseed" if skating_only else "stronger_guidance",
-                                    reason="; ".join(problems))
+        action, reason = retry_plan(attempts, limits)
+        if action is None:
+            decision = CritiqueDecision(action="accept", reason=f"{reason}; best attempt kept ({best})"[:500])
+        else:
+            decision = CritiqueDecision(action=action, reason=reason[:500])
     if not is_offline(ctx) and problems and rnd < ctx.critique_rounds:
         system = render_prompt("critique_v1", CritiqueDecision)
         spec = state["spec"]
         text = (f"Request: {state['request'].text}\nSpecification: {spec.description.model_dump_json() if spec else ''}"
-                f"\nMeasured: {last['metrics']}\nProblems: {problems}")
+                f"\nMeasured: {last['metrics']}\nLimits: {limits}\nProblems: {problems}"
+                f"\nThe measurement rules suggest: {decision.action} ({decision.reason})")
         user: str | list[dict[str, Any]] = text
         if ctx.vision and (sheet := _contact_sheet(Path(last["dir"]))) is not None:
-            user = [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": sheet}}]
+            user = vision_content(text, [sheet])
         decision, more = _llm_or_fallback(ctx, CritiqueDecision, system, user, decision, "critique")
         notes.extend(more)
+    if decision.action == "accept" and problems:
+        kept = measured_problems(next(a for a in attempts if a["attempt"] == best)["metrics"], limits)
+        if kept:  # the user hears what is off in the motion they get
+            notes.append(f"accepted with: {'; '.join(kept)} (attempt {best})")
     opts = state.get("options") or GenerationOptions()
     update: dict[str, Any] = {"decision": decision.action, "best_attempt": best, "critique_round": rnd + 1,
                               "notes": notes,
                               "transcript": [_ev("critique", f"{decision.action}: {decision.reason}",
-                                                 problems=problems)]}
+                                                 problems=problems, best_attempt=best)]}
     if decision.action == "reseed":
         update["options"] = opts.model_copy(update={"seed": (opts.seed or 0) + 1000 + rnd})
     elif decision.action == "stronger_guidance":
@@ -495,21 +553,16 @@ def critique(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
     return update
 
 
-def _contact_sheet(attempt_dir: Path) -> str | None:
-    """Render the attempt's joints as a contact sheet PNG (saved beside them) → a data URL, or None."""
+def _contact_sheet(attempt_dir: Path) -> Any:
+    """The attempt's joints as a contact sheet (a PIL image, also saved beside them as PNG), or None."""
     joints_path = attempt_dir / "joints.npy"
     if not joints_path.is_file():
         return None
-    import base64
-    import io
-
     from ikmo.tools.preview import contact_sheet
 
     img = contact_sheet(np.load(joints_path), n=6)
     img.save(attempt_dir / "contact_sheet.png")
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return img
 
 
 def route_after_critique(state: GraphState) -> str:
@@ -535,6 +588,7 @@ def respond(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
     update: dict[str, Any] = {}
     state_events: list[dict[str, Any]] = []
     result: MotionResult | None = None
+    chosen_id: int | None = None
     if state.get("status") != "failed" and state.get("result") is not None:
         best = state.get("best_attempt")
         best = attempts[-1]["attempt"] if best is None else best
@@ -551,6 +605,7 @@ def respond(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
             secs = time.perf_counter() - t0
             names = ", ".join(sorted(Path(f).name for f in written.values()))
             state_events.append(_ev("export", f"attempt {best}: {names} in {secs:.2f}s", seconds=round(secs, 3)))
+            chosen_id = best
             result = MotionResult(files=written, metrics=chosen.get("metrics", {}), spec=chosen_spec,
                                   config=base.config, attempts=attempts, notes=[*base.notes, *notes])
             update["status"] = "ok"
@@ -565,7 +620,8 @@ def respond(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
         "request": req.model_dump(), "provider": _label(runtime.context),
         "description": description.model_dump() if description else None,
         "plan": plan.model_dump() if plan else None,
-        "spec": spec.model_dump() if spec is not None else None, "attempts": attempts, "notes": notes,
+        "spec": spec.model_dump() if spec is not None else None, "attempts": attempts,
+        "chosen_attempt": chosen_id, "notes": notes,
         "status": update["status"], "error": update.get("error") or state.get("error"),
     }
     files = dict(result.files) if result is not None else {}

@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     request_timeout_s: float = 60.0
     max_retries: int = Field(default=2, ge=0, le=10, description="retries on invalid structured output")
     critique_rounds: int = Field(default=2, ge=0, le=10)
+    # The critic's limits; None keeps the agents' defaults (agents/context.py, docs/agents.md).
+    max_traj_error_m: float | None = Field(default=None, gt=0, description="mean pelvis trajectory error (m) "
+                                           "above which the critic retries with stronger guidance")
+    max_keyframe_mpjpe_m: float | None = Field(default=None, gt=0, description="keyframe MPJPE (m) above which "
+                                               "the critic retries with stronger guidance")
+    max_foot_skating: float | None = Field(default=None, gt=0, le=1, description="foot skating ratio above which "
+                                           "the critic notes it and tries one new seed (real mocap: 0.056-0.072)")
     fallback_offline: bool = True
     vision: bool = Field(default=False, description="the provider reads images: the critic also looks at a "
                          "contact sheet of each attempt")

@@ -203,3 +203,30 @@ def test_exports_are_written_once_from_the_chosen_attempt(model, tmp_path: Path)
     req2 = req.model_copy(update={"out_dir": str(tmp_path / "np")})
     raise_if_failed(run_request(req2, Context(motion_model=model, critique_rounds=0, preview=False)))
     assert not (tmp_path / "np" / "preview.mp4").exists() and (tmp_path / "np" / "motion.bvh").is_file()
+
+
+def test_critic_records_every_attempt_and_keeps_the_best(model, tmp_path: Path) -> None:
+    """Limits that no motion meets: one new seed for the skating, then the best attempt (by score) is
+    promoted — bounded well below `critique_rounds`, every attempt recorded with what was changed."""
+    from ikmo.agents.nodes import attempt_score
+
+    req = MotionRequest(text="walk forward 2 meters", out_dir=str(tmp_path / "o"), seed=0)
+    ctx = Context(motion_model=model, critique_rounds=4, preview=False, max_foot_skating=1e-9,
+                  max_traj_error_m=100.0, max_keyframe_mpjpe_m=100.0)
+    final = run_request(req, ctx)
+    result = raise_if_failed(final)
+    attempts = result.attempts
+    assert attempts[0]["metrics"]["foot_skating_ratio"] > 1e-9  # the limit is really exceeded
+    assert [a["change"] for a in attempts] == [None, "reseed"]
+    assert attempts[1]["options"]["seed"] != attempts[0]["options"]["seed"]
+    assert all(a["problems"] and a["problems"][0].startswith("foot skating") for a in attempts)
+    best = min(attempts, key=lambda a: attempt_score(a["metrics"], {"foot_skating_ratio": 1e-9,
+                                                                      "traj_err_mean": 100.0,
+                                                                      "keyframe_mpjpe": 100.0}))
+    out = tmp_path / "o"
+    assert np.array_equal(np.load(out / "joints.npy"), np.load(Path(best["dir"]) / "joints.npy"))
+    assert result.metrics == best["metrics"]
+    assert any(n.startswith("accepted with: foot skating") for n in result.notes)
+    spec = json.loads((out / "agent_spec.json").read_text())
+    assert len(spec["attempts"]) == 2 and spec["chosen_attempt"] == best["attempt"]
+    assert spec["spec"]["options"]["seed"] == best["options"]["seed"]

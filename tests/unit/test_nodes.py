@@ -205,3 +205,61 @@ def test_fail_and_respond_write_transcript_without_result(tmp_path: Path) -> Non
     assert out["status"] == "failed" and "keyframe 0 is at 30s" in out["answer"]
     assert (tmp_path / "out" / "transcript.md").read_text().count("keyframe 0") >= 1
     assert (tmp_path / "out" / "agent_spec.json").is_file()
+
+
+def _attempt(k: int, change: str | None = None, **metrics: float) -> dict[str, Any]:
+    return {"attempt": k, "change": change, "metrics": metrics, "options": {}}
+
+
+def _critique(tmp_path: Path, attempts: list[dict[str, Any]], rnd: int = 0, **ctx: Any) -> dict[str, Any]:
+    runtime, _ = rt(**{"critique_rounds": 3, **ctx})
+    st = _valid_state(tmp_path, 1.0)
+    st.update(nodes.validate(st, runtime))  # type: ignore[arg-type]
+    st.update({"attempts": attempts, "critique_round": rnd})
+    return nodes.critique(st, runtime)  # type: ignore[arg-type]
+
+
+def test_critic_retries_only_while_a_retry_can_help(tmp_path: Path) -> None:
+    # foot skating alone: one new seed, then the best attempt is kept with a note
+    out = _critique(tmp_path, [_attempt(0, traj_err_mean=0.02, foot_skating_ratio=0.30)])
+    assert out["decision"] == "reseed"
+    out = _critique(tmp_path, [_attempt(0, traj_err_mean=0.02, foot_skating_ratio=0.30),
+                               _attempt(1, "reseed", traj_err_mean=0.02, foot_skating_ratio=0.25)], rnd=1)
+    assert out["decision"] == "accept" and out["best_attempt"] == 1
+    assert out["notes"] == ["accepted with: foot skating 0.25 > 0.12 (attempt 1)"]
+    # constraint errors: stronger guidance, repeated only while it keeps cutting them by >= 10 %
+    first = _attempt(0, traj_err_mean=0.60, foot_skating_ratio=0.05)
+    assert _critique(tmp_path, [first])["decision"] == "stronger_guidance"
+    helped = _attempt(1, "stronger_guidance", traj_err_mean=0.40, foot_skating_ratio=0.05)
+    assert _critique(tmp_path, [first, helped], rnd=1)["decision"] == "stronger_guidance"
+    stalled = _attempt(1, "stronger_guidance", traj_err_mean=0.57, foot_skating_ratio=0.05)
+    out = _critique(tmp_path, [first, stalled], rnd=1)
+    assert out["decision"] == "accept" and out["best_attempt"] == 1
+    assert "did not reduce" in out["transcript"][0]["message"]
+    # a mocap-like skating ratio is no problem at all
+    out = _critique(tmp_path, [_attempt(0, traj_err_mean=0.02, foot_skating_ratio=0.07)])
+    assert out["decision"] == "accept" and out["notes"] == []
+
+
+def test_critic_limits_come_from_the_context(tmp_path: Path) -> None:
+    skating = [_attempt(0, traj_err_mean=0.02, foot_skating_ratio=0.30)]
+    assert _critique(tmp_path, skating, max_foot_skating=0.5)["decision"] == "accept"
+    off_path = [_attempt(0, traj_err_mean=0.3)]
+    assert _critique(tmp_path, off_path, max_traj_error_m=0.2)["decision"] == "stronger_guidance"
+    assert _critique(tmp_path, off_path, max_traj_error_m=0.4)["decision"] == "accept"
+
+
+def test_attempt_score_prefers_attempts_within_the_limits() -> None:
+    within = {"traj_err_mean": 0.24, "foot_skating_ratio": 0.11}  # close to both limits
+    one_over = {"traj_err_mean": 0.01, "foot_skating_ratio": 0.13}  # smaller sum, one limit exceeded
+    assert nodes.attempt_score(within) < nodes.attempt_score(one_over)
+    assert nodes.attempt_score({"traj_err_mean": 0.1}) < nodes.attempt_score({"traj_err_mean": 0.2})
+    assert nodes.attempt_score({"keyframe_mpjpe": float("nan")}) == (0, 0.0)  # not measured: no penalty
+
+
+def test_critic_limits_from_settings() -> None:
+    from ikmo.config import load_settings
+
+    assert Context.from_settings(load_settings()).max_foot_skating == nodes.MAX_FOOT_SKATING == 0.12
+    ctx = Context.from_settings(load_settings(max_foot_skating=0.2, max_traj_error_m=0.3))
+    assert (ctx.max_foot_skating, ctx.max_traj_error_m, ctx.max_keyframe_mpjpe_m) == (0.2, 0.3, 0.15)
