@@ -5,11 +5,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ikmo.motion_model.constraints import KeyframePose, MotionResult
 
-PoseFn = Callable[[Path, float], KeyframePose]
+
+class PoseReading(Protocol):
+    """The pose tools' whole reading of a photo (`ikmo.tools.smpl_fit.ImagePose` is one): it lets the
+    keyframe check measure landmark visibility and the fit's residual, and show a provider the fit."""
+
+    keyframe: KeyframePose
+    landmarks: Any  # tools.pose_estimation.Landmarks: visibility (33,), n_people
+    fit: Any  # tools.smpl_fit.FitResult: error_m
+    image: Any  # (H, W, 3) uint8 RGB photo
+
+    def overlay(self) -> object:
+        """The photo with the landmarks and the fitted skeleton, and the skeleton's views (PIL)."""
+        ...
+
+
+# A pose tool: photo, time → its keyframe, or its whole reading.
+PoseFn = Callable[[Path, float], KeyframePose | PoseReading]
 
 # The critic's limits: the defaults of the Context fields below (Settings / IKMO_MAX_* override them).
 # Above a limit the critic retries when a retry can plausibly help (agents.nodes.retry_plan) and notes
@@ -40,7 +56,8 @@ class Context:
     base_url: str | None = None
     api_key: str | None = None
     request_timeout_s: float = 60.0
-    vision: bool = False  # the provider reads images: the critic also looks at a contact sheet of the motion
+    vision: bool = False  # the provider reads images: it checks each keyframe fit and sees the motion's frames
+    fix_pose_flips: bool = True  # mirror a keyframe whose fit the check calls a left/right flip
     max_output_tokens: int = 1024  # bounds a runaway model (a weak one may pad JSON until the context ends)
     max_retries: int = 2
     critique_rounds: int = 2

@@ -36,12 +36,12 @@ from ikmo.motion_model.skeleton import FPS
 from ikmo.tools import trajectory as traj_tools
 
 from . import offline_planner
-from .context import MAX_FOOT_SKATING, MAX_KEYFRAME_MPJPE_M, MAX_TRAJ_ERROR_M, Context
+from .context import MAX_FOOT_SKATING, MAX_KEYFRAME_MPJPE_M, MAX_TRAJ_ERROR_M, Context, PoseReading
 from .offline_parser import apply_followup, parse_request, parsed_from_dict, parsed_to_dict, vocabulary
 from .providers import is_offline, make_chat_model, parse_provider
 from .state import RESET, GraphState, KeyframeTask, Validation
 from .structured import StructuredOutputError, ask_structured, fill_from_fallback, render_prompt
-from .vision import vision_content
+from .vision import MAX_IMAGE_SIDE, PoseFitCheck, image_part, offline_fit_check, vision_content
 
 log = logging.getLogger(__name__)
 
@@ -191,25 +191,32 @@ def keyframe_times(state: GraphState) -> list[float]:
     return [float(t) for t in times if t is not None]
 
 
+def read_pose(path: Path, time_s: float) -> PoseReading:
+    """The local pose tools' whole reading of a photo: mediapipe landmarks (the process's shared
+    detector) → SMPL fit → canonical KeyframePose, with the landmarks, the fit and the image."""
+    from ikmo.tools.pose_estimation import detect_landmarks
+    from ikmo.tools.smpl_fit import ImagePose, pose_from_landmarks
+
+    lm, image = detect_landmarks(path)
+    kf, fit, targets = pose_from_landmarks(lm, time_s=time_s, source=str(path))
+    return ImagePose(keyframe=kf, fit=fit, targets=targets, landmarks=lm, image=image, seconds={})
+
+
 def default_pose_fn(path: Path, time_s: float) -> KeyframePose:
     """The local pose tools: mediapipe landmarks → SMPL fit → canonical KeyframePose."""
-    from ikmo.tools.pose_estimation import detect_landmarks
-    from ikmo.tools.smpl_fit import pose_from_landmarks
-
-    lm, _ = detect_landmarks(path)
-    kf, _, _ = pose_from_landmarks(lm, time_s=time_s, source=str(path))
-    return kf
+    return read_pose(path, time_s).keyframe
 
 
 def keyframe_pose(task: KeyframeTask, runtime: Runtime[Context]) -> dict[str, Any]:
-    """One image → KeyframePose at its time. Errors (missing, unreadable, no person) become a failure."""
+    """One image → KeyframePose at its time, checked (`_check_fit`). Errors (missing, unreadable, no
+    person) become a failure."""
+    ctx = runtime.context
     i, image, t = task["index"], task["image"], task["time_s"]
     _emit(runtime, "keyframe_pose", image=image.path, index=i)
-    pose_fn = runtime.context.pose_fn or default_pose_fn
+    pose_fn = ctx.pose_fn or read_pose
     key = f"keyframe_pose:{i}"
     try:
-        kf = pose_fn(Path(image.path), t)
-        kf = kf.model_copy(update={"time_s": t})
+        read = pose_fn(Path(image.path), t)
     except IKMoError as e:
         return {"failures": {key: f"image {i + 1} ({image.path}): {e}"}, "keyframes": {str(i): None},
                 "transcript": [_ev("keyframe_pose", f"image {i + 1} failed: {e}")]}
@@ -217,10 +224,84 @@ def keyframe_pose(task: KeyframeTask, runtime: Runtime[Context]) -> dict[str, An
         return {"failures": {key: f"image {i + 1} ({image.path}) cannot be used: {e}; give a readable photo "
                                   "of one person"}, "keyframes": {str(i): None},
                 "transcript": [_ev("keyframe_pose", f"image {i + 1} failed: {e}")]}
+    reading = None if isinstance(read, KeyframePose) else read
+    kf = (read if isinstance(read, KeyframePose) else read.keyframe).model_copy(update={"time_s": t})
+    kf, check, notes = _check_fit(kf, reading, task, ctx)
     n_joints = sum(kf.joint_mask)
-    return {"keyframes": {str(i): kf}, "failures": {key: ""},
-            "transcript": [_ev("keyframe_pose", f"image {i + 1} → pose at {t:.2f}s ({n_joints} joints)",
-                               image=image.path, time_s=t, notes=kf.notes)]}
+    verdict = check["verdict"]
+    said = "ok" if verdict["ok"] else f"{verdict['problem']}{' (mirrored)' if check['mirrored'] else ''}"
+    return {"keyframes": {str(i): kf}, "failures": {key: ""}, "keyframe_checks": {str(i): check}, "notes": notes,
+            "transcript": [_ev("keyframe_pose", f"image {i + 1} → pose at {t:.2f}s ({n_joints} joints); "
+                                                f"check by {verdict['by']}: {said}",
+                               image=image.path, time_s=t, notes=kf.notes, check=check)]}
+
+
+def _check_fit(kf: KeyframePose, reading: PoseReading | None, task: KeyframeTask, ctx: Context
+               ) -> tuple[KeyframePose, dict[str, Any], list[str]]:
+    """Check one fit: the pose tools' own evidence (`offline_fit_check`), and with a vision provider
+    (`Context.vision`) its look at the photo beside the fit's overlay. A flagged fit is kept and said
+    in the notes; one called a left/right flip is mirrored (`Context.fix_pose_flips`). A provider that
+    keeps answering garbage or is down costs a note, never the keyframe.
+    Returns the (maybe mirrored) keyframe, the check record, the notes for the user."""
+    i = task["index"]
+    offline = offline_fit_check(kf, reading)
+    record: dict[str, Any] = {"image": i, "path": task["image"].path, "time_s": task["time_s"],
+                              "offline": offline.model_dump(), "vision": None, "mirrored": False}
+    verdict, by = offline, "offline"
+    notes: list[str] = []
+    if ctx.vision and not is_offline(ctx):
+        label = _label(ctx)
+        try:
+            verdict = _vision_fit_check(kf, reading, task, ctx, offline)
+            by = label
+            record["vision"] = verdict.model_dump()
+        except ProviderError as e:  # StructuredOutputError included: bounded retries already spent
+            what = (f"{label} gave no valid verdict in {len(e.errors)} tries ({e.errors[-1]})"
+                    if isinstance(e, StructuredOutputError) else str(e))
+            record["vision_error"] = what
+            notes.append(f"keyframe check of image {i + 1}: {what}; the fit is kept as read")
+    if not verdict.ok:
+        msg = f"image {i + 1}: the pose check ({by}) flags {verdict.problem.replace('_', ' ')}: {verdict.note}"
+        if verdict.problem == "left_right_flip" and ctx.fix_pose_flips:
+            from ikmo.tools.smpl_fit import mirror_keyframe
+
+            kf = mirror_keyframe(kf, note=f"mirrored after the pose check ({by}): {verdict.note}"[:300])
+            record["mirrored"] = True
+            msg += " — the pose was mirrored (left and right swapped)"
+        notes.append(msg)
+    record["verdict"] = {**verdict.model_dump(), "by": by}
+    return kf, record, notes
+
+
+def _vision_fit_check(kf: KeyframePose, reading: PoseReading | None, task: KeyframeTask, ctx: Context,
+                      offline: PoseFitCheck) -> PoseFitCheck:
+    """Ask the provider (prompt `keyframe_check_v1`) with the photo and the fit's check image, which is
+    saved as `keyframes/image_NN_check.png` in the output folder."""
+    from PIL import Image
+
+    from ikmo.tools.overlay import save_overlay, skeleton_views
+    from ikmo.tools.pose_estimation import load_image
+
+    i, path = task["index"], Path(task["image"].path)
+    photo = Image.fromarray(reading.image if reading is not None else load_image(path))
+    if reading is not None:
+        check_img = reading.overlay()
+        assert isinstance(check_img, Image.Image)
+    else:  # a bare keyframe: the photo beside the skeleton's views
+        views = skeleton_views(kf.joints_array(), np.asarray(kf.joint_mask, bool), 384)
+        small = photo.copy()
+        small.thumbnail((10_000, 384))
+        check_img = Image.new("RGB", (small.width + views.width, 384))
+        check_img.paste(small, (0, 0))
+        check_img.paste(views, (small.width, 0))
+    if out_dir := task.get("out_dir"):
+        save_overlay(Path(out_dir) / "keyframes" / f"image_{i + 1:02d}_check.png", check_img)
+    text = (f"Request: {task.get('text', '')}\nPhoto {i + 1}, the pose at {task['time_s']:.2f} s."
+            f"\nThe pose tools' own measurements: {offline.note}")
+    user = vision_content(text, [image_part(photo, "JPEG", MAX_IMAGE_SIDE), check_img])
+    system = render_prompt("keyframe_check_v1", PoseFitCheck)
+    return ask_structured(make_chat_model(ctx), PoseFitCheck, system, user, max_retries=ctx.max_retries,
+                          label=_label(ctx))
 
 
 # --------------------------------------------------------------------------- trajectory
@@ -336,7 +417,8 @@ def route_after_describe(state: GraphState) -> list[Send | str] | str:
     times = keyframe_times(state)
     fb = (state.get("feedback") or {}).get("keyframe_pose") or None
     sends: list[Send | str] = [
-        Send("keyframe_pose", KeyframeTask(index=i, image=im, time_s=times[i], feedback=fb))
+        Send("keyframe_pose", KeyframeTask(index=i, image=im, time_s=times[i], feedback=fb,
+                                           text=state["request"].text, out_dir=state["request"].out_dir))
         for i, im in enumerate(state["request"].images)
     ]
     return [*sends, "trajectory"]
@@ -584,7 +666,8 @@ def respond(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
     out_dir = Path(req.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     attempts = [a for a in state.get("attempts") or [] if isinstance(a, dict)]
-    notes = [n for n in state.get("notes") or [] if isinstance(n, str) and n != RESET]
+    # dict.fromkeys: a validation retry re-runs the photo branches, whose notes would repeat
+    notes = list(dict.fromkeys(n for n in state.get("notes") or [] if isinstance(n, str) and n != RESET))
     update: dict[str, Any] = {}
     state_events: list[dict[str, Any]] = []
     result: MotionResult | None = None
@@ -621,7 +704,7 @@ def respond(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
         "description": description.model_dump() if description else None,
         "plan": plan.model_dump() if plan else None,
         "spec": spec.model_dump() if spec is not None else None, "attempts": attempts,
-        "chosen_attempt": chosen_id, "notes": notes,
+        "chosen_attempt": chosen_id, "keyframe_checks": _keyframe_checks(state), "notes": notes,
         "status": update["status"], "error": update.get("error") or state.get("error"),
     }
     files = dict(result.files) if result is not None else {}
@@ -662,11 +745,21 @@ def _promote(src: Path, dst: Path, spec: MotionSpec, ctx: Context) -> dict[str, 
     return files
 
 
+def _keyframe_checks(state: GraphState) -> list[dict[str, Any]]:
+    """The fit check of each photo of this request, in photo order."""
+    checks = state.get("keyframe_checks") or {}
+    n = len(state["request"].images)
+    return [checks[k] for k in sorted(checks, key=int) if int(k) < n]
+
+
 def _summary(result: MotionResult, state: GraphState) -> str:
     spec = result.spec
     m = ", ".join(f"{k}={v:.3g}" for k, v in sorted(result.metrics.items()) if isinstance(v, int | float))
+    flagged = [f"photo {c['image'] + 1}: {c['verdict']['problem'].replace('_', ' ')}"
+               f"{' (mirrored)' if c['mirrored'] else ''}" for c in _keyframe_checks(state) if not c["verdict"]["ok"]]
+    checks = f" Pose check flagged {'; '.join(flagged)} (see the notes)." if flagged else ""
     return (f"Made a {spec.n_frames / spec.fps:.1f}s motion: {spec.description.text} "
-            f"({len(spec.keyframes)} keyframe(s), {len(result.attempts)} attempt(s)). {m}")
+            f"({len(spec.keyframes)} keyframe(s), {len(result.attempts)} attempt(s)). {m}{checks}")
 
 
 def transcript_markdown(events: list[dict[str, Any]]) -> str:

@@ -6,7 +6,7 @@ Reducers say how parallel branches merge: each keyframe branch writes its own im
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -88,6 +88,8 @@ class KeyframeTask(TypedDict):
     image: ImageRef
     time_s: float
     feedback: str | None
+    text: NotRequired[str]  # the request, for the provider's look at the fit
+    out_dir: NotRequired[str]  # where the fit's check image goes (when a provider looks at it)
 
 
 class GraphState(TypedDict, total=False):
@@ -99,6 +101,7 @@ class GraphState(TypedDict, total=False):
     plan: TrajectoryPlan | None
     trajectory: Trajectory | None
     keyframes: Annotated[dict[str, KeyframePose], merge_keyframes]
+    keyframe_checks: Annotated[dict[str, dict[str, Any]], merge_counts]  # image index → its fit check record
     spec: MotionSpec | None
     validation: Validation | None
     retries: Annotated[dict[str, int], merge_counts]

@@ -46,6 +46,17 @@ def _skeleton_panel(joints: np.ndarray, mask: np.ndarray, size: int, yaw_deg: fl
     return panel
 
 
+def skeleton_views(joints: np.ndarray, mask: np.ndarray, size: int = 384) -> Image.Image:
+    """A fitted pose seen from its front and from its left side: (2·size, size) image.
+
+    joints: (22, 3) canonical joints (metres, facing +Z); mask: (22,) bool, unseen joints grey.
+    """
+    out = Image.new("RGB", (2 * size, size), (0, 0, 0))
+    out.paste(_skeleton_panel(joints, mask, size, 0.0, "fit: front"), (0, 0))
+    out.paste(_skeleton_panel(joints, mask, size, -90.0, "fit: left side"), (size, 0))
+    return out
+
+
 def draw_overlay(image: np.ndarray, landmarks: Landmarks, joints: np.ndarray, mask: np.ndarray,
                  fitted_2d: np.ndarray | None = None, caption: str = "") -> Image.Image:
     """Compose the check image.
@@ -76,12 +87,9 @@ def draw_overlay(image: np.ndarray, landmarks: Landmarks, joints: np.ndarray, ma
             if par >= 0 and mask[j] and mask[par]:
                 d.line([tuple(f2[par]), tuple(f2[j])], fill=_side_colour(HUMANML3D_22.joint_names[j]), width=2)
     side = photo.height
-    front = _skeleton_panel(joints, mask, side, 0.0, "fit: front")
-    profile = _skeleton_panel(joints, mask, side, -90.0, "fit: left side")
     out = Image.new("RGB", (photo.width + 2 * side, side), (0, 0, 0))
     out.paste(photo, (0, 0))
-    out.paste(front, (photo.width, 0))
-    out.paste(profile, (photo.width + side, 0))
+    out.paste(skeleton_views(joints, mask, side), (photo.width, 0))
     if caption:
         ImageDraw.Draw(out).text((6, side - 14), caption, fill=(255, 255, 0))
     return out

@@ -651,6 +651,36 @@ def pose_from_landmarks(lm: Landmarks, model: BodyModel | None = None, time_s: f
     return kf, fit, targets
 
 
+def mirror_keyframe(kf: KeyframePose, note: str = "mirrored: left and right swapped") -> KeyframePose:
+    """`kf` reflected through the body's midplane (x = 0 of the canonical frame): left and right swapped.
+
+    This undoes the typical left/right flip of a fit: BlazePose taking a person's back for their
+    front labels their right side as left and reflects the depths, so the fit is the true pose
+    reflected through the image plane; turned to face +Z, that is the reflection x → −x.
+    Joints: `representation.mirror_joints` (negate x, swap left/right joints). SMPL rotations: the
+    reflection M = diag(−1, 1, 1) maps a rotation R to M R M, i.e. axis-angle (x, y, z) → (x, −y, −z),
+    each joint taking its mirror joint's rotation; mask and confidence follow their joints. The facing
+    (+Z) is kept, and so is `root_position`: where the pelvis must be does not change.
+    """
+    from ikmo.motion_model.representation import mirror_joints
+
+    mm = list(HUMANML3D_22.mirror_map)
+    flip = np.array([1.0, -1.0, -1.0])
+    joints = mirror_joints(kf.joints_array().astype(np.float64), HUMANML3D_22)
+    update: dict[str, object] = {
+        "joints": joints.tolist(),
+        "joint_mask": [kf.joint_mask[m] for m in mm],
+        "confidence": [kf.confidence[m] for m in mm],
+        "notes": [*kf.notes, note],
+    }
+    if kf.smpl_pose is not None:  # body_pose row j-1 holds joint j
+        body = np.asarray(kf.smpl_pose, dtype=np.float64)
+        update["smpl_pose"] = (body[[m - 1 for m in mm[1:]]] * flip).tolist()
+    if kf.global_orient is not None:
+        update["global_orient"] = (np.asarray(kf.global_orient, dtype=np.float64) * flip).tolist()
+    return kf.model_copy(update=update)
+
+
 def project_fit_to_image(fit: FitResult, targets: JointTargets, lm: Landmarks) -> np.ndarray:
     """(22, 2) pixel positions of the fitted joints on the photo: a weak-perspective camera
     (scale + offset) fitted from the visible world landmarks to their pixel positions."""

@@ -230,3 +230,33 @@ def test_critic_records_every_attempt_and_keeps_the_best(model, tmp_path: Path) 
     spec = json.loads((out / "agent_spec.json").read_text())
     assert len(spec["attempts"]) == 2 and spec["chosen_attempt"] == best["attempt"]
     assert spec["spec"]["options"]["seed"] == best["options"]["seed"]
+
+
+def test_offline_pose_check_flags_a_body_it_can_hardly_see(model, photos: list[Path], tmp_path: Path) -> None:
+    """The offline provider's own check reads the pose tools' evidence: a clean photo passes; the same
+    reading with BlazePose's visibilities at a third is flagged, reported and kept (never mirrored)."""
+    import dataclasses
+
+    from ikmo.agents.nodes import read_pose
+
+    reading = read_pose(photos[1], 0.0)
+
+    def dim(path: Path, time_s: float):
+        lm = dataclasses.replace(reading.landmarks, visibility=reading.landmarks.visibility / 3)
+        return dataclasses.replace(reading, landmarks=lm)
+
+    text = "walk forward 2 meters in 6 seconds and strike this pose at the end"
+    req = MotionRequest(text=text, images=[ImageRef(path=str(photos[1]))], out_dir=str(tmp_path / "clean"))
+    clean = raise_if_failed(run_request(req, Context(motion_model=model, pose_fn=lambda p, t: reading,
+                                                     critique_rounds=0, preview=False)))
+    (check,) = json.loads((tmp_path / "clean" / "agent_spec.json").read_text())["keyframe_checks"]
+    assert check["verdict"]["ok"] and check["verdict"]["by"] == "offline" and "fit rms" in check["verdict"]["note"]
+    assert not any("pose check" in n for n in clean.notes)
+    req2 = req.model_copy(update={"out_dir": str(tmp_path / "dim")})
+    final = run_request(req2, Context(motion_model=model, pose_fn=dim, critique_rounds=0, preview=False))
+    result = raise_if_failed(final)
+    (check,) = json.loads((tmp_path / "dim" / "agent_spec.json").read_text())["keyframe_checks"]
+    assert check["verdict"]["problem"] == "other" and not check["mirrored"]
+    assert any("pose check (offline) flags other: the body is hard to see" in n for n in result.notes)
+    assert np.allclose(result.spec.keyframes[0].joints, reading.keyframe.joints)  # the fit is kept
+    assert "Pose check flagged photo 1: other" in final["answer"]

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_graph_offline import cached_pose_fn, model, weights_dir  # noqa: F401  (fixtures)
+from test_graph_offline import cached_pose_fn, model, photos, weights_dir  # noqa: F401  (fixtures)
 
 from ikmo.agents.context import Context
 from ikmo.agents.providers import make_chat_model, parse_provider
 from ikmo.agents.run import raise_if_failed, run_request
-from ikmo.agents.state import MotionRequest
+from ikmo.agents.state import ImageRef, MotionRequest
 from ikmo.agents.structured import StructuredOutputError, ask_structured
 from ikmo.motion_model.constraints import MotionDescription, TrajectoryPlan
 from ikmo.motion_model.errors import ProviderError
@@ -32,11 +32,14 @@ GOOD_PLAN = {"primitives": [{"kind": "stand", "duration_s": 4.0}]}
 
 class StubServer:
     """Answers POST /v1/chat/completions from a script: each item is ("content", str), ("tool", dict)
-    or ("status", int). Records every request body."""
+    or ("status", int). Records every request body. `routes` (system-prompt substring → its own
+    script) serves agents that run in parallel branches in a fixed order per agent."""
 
     def __init__(self) -> None:
         self.script: list[tuple[str, Any]] = []
+        self.routes: dict[str, list[tuple[str, Any]]] = {}
         self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -45,8 +48,11 @@ class StubServer:
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stub.requests.append(body)
-                kind, value = stub.script.pop(0) if stub.script else ("status", 503)
+                with stub.lock:
+                    stub.requests.append(body)
+                    system = str(body["messages"][0].get("content", ""))
+                    script = next((v for k, v in stub.routes.items() if k in system), stub.script)
+                    kind, value = script.pop(0) if script else ("status", 503)
                 if kind == "status":
                     self._send(value, {"error": {"message": "scripted failure", "type": "server_error"}})
                     return
@@ -192,3 +198,71 @@ def test_vision_critic_sees_a_contact_sheet(stub: StubServer, tmp_path: Path) ->
     parts = stub.requests[0]["messages"][-1]["content"]
     assert parts[1]["type"] == "image_url" and parts[1]["image_url"]["url"].startswith("data:image/png;base64,")
     assert (attempt / "contact_sheet.png").is_file()
+
+
+FLIP = {"ok": False, "problem": "left_right_flip", "note": "the person raises the right arm, the fit its left"}
+
+
+def _photo_run(stub: StubServer, model, photo: Path, out: Path, checks: list[tuple[str, Any]],  # noqa: F811
+               **kw: Any) -> dict[str, Any]:
+    """One photo (the right arm raised) through the real pose tools, the LLM path and a vision check."""
+    stub.routes = {"pose checker": checks}
+    stub.script = [("content", json.dumps(GOOD_DESC)), ("content", json.dumps(GOOD_PLAN))]
+    req = MotionRequest(text="do a happy little dance and strike this pose at the end",
+                        images=[ImageRef(path=str(photo))], out_dir=str(out))
+    return run_request(req, chat(stub, motion_model=model, critique_rounds=0, preview=False, vision=True, **kw))
+
+
+def _check_requests(stub: StubServer) -> list[dict[str, Any]]:
+    return [r for r in stub.requests if "pose checker" in r["messages"][0]["content"]]
+
+
+def test_vision_check_of_a_flipped_fit_mirrors_it(stub: StubServer, model, photos, tmp_path: Path) -> None:  # noqa: F811
+    out = tmp_path / "o"
+    final = _photo_run(stub, model, photos[1], out, [("content", json.dumps(FLIP))])
+    result = raise_if_failed(final)
+    as_read = cached_pose_fn(photos[1], 0.0).joints  # the pose tools' own fit: the right wrist is up
+    assert as_read[21][1] > as_read[17][1] and as_read[20][1] < as_read[16][1]
+    kf = result.spec.keyframes[0].joints  # mirrored: the left wrist is up
+    assert kf[20][1] > kf[16][1] and kf[21][1] < kf[17][1]
+    assert any("flags left right flip" in n and "mirrored" in n for n in result.notes)
+    assert "Pose check flagged photo 1: left right flip (mirrored)" in final["answer"]
+    check = json.loads((out / "agent_spec.json").read_text())["keyframe_checks"][0]
+    assert check["mirrored"] and check["verdict"] == {**FLIP, "by": "openai-compatible:stub-model"}
+    assert check["offline"]["ok"]  # the measurements alone saw nothing wrong
+    (req,) = _check_requests(stub)
+    system, parts = req["messages"][0]["content"], req["messages"][-1]["content"]
+    assert '"left_right_flip"' in system and "{schema}" not in system
+    assert [p["type"] for p in parts] == ["text", "image_url", "image_url"] and "Photo 1" in parts[0]["text"]
+    assert parts[1]["image_url"]["url"].startswith("data:image/jpeg") and parts[2]["image_url"]["url"].startswith(
+        "data:image/png")
+    assert (out / "keyframes" / "image_01_check.png").is_file()
+    events = [e for e in json.loads((out / "transcript.json").read_text()) if e["node"] == "keyframe_pose"]
+    assert "left_right_flip (mirrored)" in events[0]["message"]
+
+
+def test_vision_check_answering_garbage_keeps_the_fit(stub: StubServer, model, photos, tmp_path: Path  # noqa: F811
+                                                      ) -> None:
+    garbage = [("content", "Looks great to me!"),
+               ("content", json.dumps({"ok": True, "problem": "left_right_flip"})),
+               ("content", json.dumps({"ok": "maybe", "problem": "flip"}))]
+    final = _photo_run(stub, model, photos[1], tmp_path / "o", garbage, max_retries=2)
+    result = raise_if_failed(final)
+    kf = result.spec.keyframes[0].joints
+    assert kf[21][1] > kf[17][1]  # kept as read: the right wrist is still up
+    requests = _check_requests(stub)
+    assert len(requests) == 3 and not stub.routes["pose checker"]  # 1 + max_retries, then no more
+    assert "ok must be true exactly when" in requests[2]["messages"][-1]["content"]  # the error fed back
+    assert any("gave no valid verdict in 3 tries" in n and "kept as read" in n for n in result.notes)
+    check = json.loads((tmp_path / "o" / "agent_spec.json").read_text())["keyframe_checks"][0]
+    assert check["verdict"]["by"] == "offline" and check["vision"] is None and not check["mirrored"]
+    assert "gave no valid verdict" in check["vision_error"]
+
+
+def test_vision_check_with_a_failing_server_keeps_the_fit(stub: StubServer, model, photos,  # noqa: F811
+                                                         tmp_path: Path) -> None:
+    final = _photo_run(stub, model, photos[1], tmp_path / "o", [("status", 500)] * 2)
+    result = raise_if_failed(final)
+    assert result.spec.keyframes[0].joints[21][1] > result.spec.keyframes[0].joints[17][1]
+    assert any(n.startswith("keyframe check of image 1: provider openai-compatible:stub-model: the server failed")
+               and n.endswith("the fit is kept as read") for n in result.notes)

@@ -252,3 +252,48 @@ def test_learned_correction_skipped_for_a_back_view(rest) -> None:
     t = landmarks_to_joints(lm, rest)
     np.testing.assert_allclose(t.points, landmarks_to_joints(lm, rest, regressor=None).points)
     assert any("turned" in n for n in t.notes)
+
+
+def test_mirror_keyframe_swaps_left_and_right_in_joints_and_smpl() -> None:
+    """A posed body (right arm up, left knee bent) mirrored: the left arm is up and the right knee bent,
+    the mirrored SMPL rotations pose the body into the mirrored joints (up to the mannequin's own
+    left/right asymmetry), and mirroring twice gives the keyframe back."""
+    from ikmo.motion_model.constraints import KeyframePose
+    from ikmo.motion_model.skeleton import HUMANML3D_22
+    from ikmo.tools.smpl_fit import mirror_keyframe
+
+    bm = load_body_model()
+    go = np.array([0.1, 0.3, -0.05])
+    bp = np.zeros((21, 3))
+    bp[15] = [0.0, 0.0, -1.2]  # left shoulder (joint 16): arm down from the T-pose
+    bp[16] = [0.0, 0.2, -1.0]  # right shoulder (joint 17): arm raised
+    bp[3] = [0.9, 0.0, 0.1]  # left knee (joint 4): bent
+    bp[0] = [-0.6, 0.1, 0.0]  # left hip (joint 1): thigh forward
+
+    def fk(go: np.ndarray, bp: np.ndarray) -> np.ndarray:
+        _, j = bm.forward(go, bp)
+        return j[0, :22] - j[0, 0]
+
+    joints = fk(go, bp)
+    mask = [True] * 22
+    mask[10] = False  # left foot unseen
+    conf = list(np.linspace(0.5, 0.95, 22))
+    kf = KeyframePose(time_s=1.0, joints=joints.tolist(), joint_mask=mask, confidence=conf,
+                      smpl_pose=bp.tolist(), global_orient=go.tolist(), root_position=[1.0, 0.9, 2.0])
+    m = mirror_keyframe(kf)
+    J = m.joints_array()
+    assert J[20, 1] > J[16, 1] + 0.2 and J[21, 1] < J[17, 1]  # left wrist raised, right one down
+    assert np.allclose(J[5], joints[4] * [-1, 1, 1]) and np.allclose(J[0], joints[0])
+    assert m.joint_mask[11] is False and m.joint_mask[10] is True and m.confidence[2] == kf.confidence[1]
+    assert m.root_position == kf.root_position and m.notes[-1].startswith("mirrored")
+    rest22 = bm.rest_joints[:22] - bm.rest_joints[0]
+    mirrored_rest = rest22[list(HUMANML3D_22.mirror_map)] * [-1, 1, 1]
+    asym = np.linalg.norm(mirrored_rest - rest22, axis=1).max()  # the mannequin is 8 mm off symmetric
+    err = np.linalg.norm(fk(np.asarray(m.global_orient), np.asarray(m.smpl_pose)) - J, axis=1).max()
+    # permuting the rotations without reflecting them (the wrong mirror) misses by decimetres
+    naive = np.asarray(kf.smpl_pose)[[k - 1 for k in HUMANML3D_22.mirror_map[1:]]]
+    wrong = np.linalg.norm(fk(go, naive) - J, axis=1).max()
+    assert err < 3 * asym and wrong > 20 * err
+    back = mirror_keyframe(m)
+    assert np.allclose(back.joints_array(), joints) and np.allclose(back.smpl_pose, bp)
+    assert back.joint_mask == mask and np.allclose(back.global_orient, go)
