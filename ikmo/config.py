@@ -37,8 +37,8 @@ class Settings(BaseSettings):
     max_foot_skating: float | None = Field(default=None, gt=0, le=1, description="foot skating ratio above which "
                                            "the critic notes it and tries one new seed (real mocap: 0.056-0.072)")
     fallback_offline: bool = True
-    vision: bool = Field(default=False, description="the provider reads images: the critic also looks at a "
-                         "contact sheet of each attempt")
+    vision: bool = Field(default=False, description="the provider reads images: it checks each keyframe fit "
+                         "against its photo, and the critic looks at a contact sheet of each attempt")
 
     # Motion model
     weights: Path | None = Field(default=None, description="motion model weights (.safetensors); bundled default")
