@@ -88,11 +88,13 @@ class OptimizationConfig(_Cfg):
     """
 
     enabled: bool = True
-    iterations: int = Field(default=3, ge=0)
+    # 1 + 5 since the exact projection: on 32 validation cases 3 + 20 gave FID 0.234 and 1 + 5 0.240
+    # (0 final iterations: 0.255), all with zero constraint error; fewer backward passes are faster.
+    iterations: int = Field(default=1, ge=0)
     step_size: float = Field(default=5.0, gt=0, description="step on normalised features per unit gradient")
     max_grad_norm: float = Field(default=10.0, gt=0, description="per-motion gradient norm clip")
     act_fraction: float = Field(default=1.0, ge=0, le=1)
-    final_iterations: int = Field(default=20, ge=0)
+    final_iterations: int = Field(default=5, ge=0)
     w_traj: float = Field(default=1.0, ge=0)
     w_pose: float = Field(default=1.0, ge=0)
     align_yaw: bool = Field(default=True, description="rotate the keyframe pose to the generated root's yaw")
