@@ -713,7 +713,8 @@ class ImagePose:
         from .overlay import draw_overlay
 
         kf = self.keyframe
-        caption = f"{kf.source}  fit rms {self.fit.error_m * 1000:.0f} mm"
+        # The file name only: this image may go to a remote vision provider, the local path must not.
+        caption = f"{Path(kf.source).name}  fit rms {self.fit.error_m * 1000:.0f} mm"
         return draw_overlay(self.image, self.landmarks, kf.joints_array(), np.asarray(kf.joint_mask),
                             project_fit_to_image(self.fit, self.targets, self.landmarks), caption)
 
