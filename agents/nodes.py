@@ -245,11 +245,16 @@ def _check_fit(kf: KeyframePose, reading: PoseReading | None, task: KeyframeTask
     Returns the (maybe mirrored) keyframe, the check record, the notes for the user."""
     i = task["index"]
     offline = offline_fit_check(kf, reading)
-    record: dict[str, Any] = {"image": i, "path": task["image"].path, "time_s": task["time_s"],
-                              "offline": offline.model_dump(), "vision": None, "mirrored": False}
+    record: dict[str, Any] = {"image": i, "path": task["image"].path, "photo": photo_stamp(task["image"].path),
+                              "time_s": task["time_s"], "offline": offline.model_dump(), "vision": None,
+                              "mirrored": False}
     verdict, by = offline, "offline"
     notes: list[str] = []
-    if ctx.vision and not is_offline(ctx):
+    earlier = (task.get("earlier_check") or {}).get("vision")
+    if ctx.vision and not is_offline(ctx) and earlier is not None:
+        verdict, by = PoseFitCheck.model_validate(earlier), _label(ctx)
+        record.update(vision=earlier, vision_reused=True)
+    elif ctx.vision and not is_offline(ctx):
         label = _label(ctx)
         try:
             verdict = _vision_fit_check(kf, reading, task, ctx, offline)
@@ -416,12 +421,24 @@ def route_after_describe(state: GraphState) -> list[Send | str] | str:
         return "validate"
     times = keyframe_times(state)
     fb = (state.get("feedback") or {}).get("keyframe_pose") or None
-    sends: list[Send | str] = [
-        Send("keyframe_pose", KeyframeTask(index=i, image=im, time_s=times[i], feedback=fb,
-                                           text=state["request"].text, out_dir=state["request"].out_dir))
-        for i, im in enumerate(state["request"].images)
-    ]
+    checks = state.get("keyframe_checks") or {}
+    sends: list[Send | str] = []
+    for i, im in enumerate(state["request"].images):
+        task = KeyframeTask(index=i, image=im, time_s=times[i], feedback=fb, text=state["request"].text,
+                            out_dir=state["request"].out_dir)
+        if (prev := checks.get(str(i))) is not None and prev.get("photo") == photo_stamp(im.path):
+            task["earlier_check"] = prev  # a re-plan must not pay for the provider's look again
+        sends.append(Send("keyframe_pose", task))
     return [*sends, "trajectory"]
+
+
+def photo_stamp(path: str) -> str:
+    """Path, size and modification time of a photo: a check is reused only for the same file."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return path
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
 
 
 def route_after_validate(state: GraphState) -> str:

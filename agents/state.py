@@ -90,6 +90,7 @@ class KeyframeTask(TypedDict):
     feedback: str | None
     text: NotRequired[str]  # the request, for the provider's look at the fit
     out_dir: NotRequired[str]  # where the fit's check image goes (when a provider looks at it)
+    earlier_check: NotRequired[dict[str, Any]]  # this photo's check record from an earlier pass of the run
 
 
 class GraphState(TypedDict, total=False):

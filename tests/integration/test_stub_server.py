@@ -266,3 +266,35 @@ def test_vision_check_with_a_failing_server_keeps_the_fit(stub: StubServer, mode
     assert result.spec.keyframes[0].joints[21][1] > result.spec.keyframes[0].joints[17][1]
     assert any(n.startswith("keyframe check of image 1: provider openai-compatible:stub-model: the server failed")
                and n.endswith("the fit is kept as read") for n in result.notes)
+
+
+def test_a_replan_reuses_the_photo_check_instead_of_asking_again(stub: StubServer, photos, tmp_path: Path  # noqa: F811
+                                                                 ) -> None:
+    import os
+    import shutil
+
+    from ikmo.agents.nodes import _check_fit, photo_stamp, route_after_describe
+    from ikmo.agents.state import KeyframeTask
+
+    photo = tmp_path / "pose.png"
+    shutil.copy(photos[1], photo)
+    kf = cached_pose_fn(photos[1], 0.0)
+    stub.routes = {"pose checker": [("content", json.dumps(FLIP))]}  # one answer: a second ask would fail
+    task = KeyframeTask(index=0, image=ImageRef(path=str(photo)), time_s=1.0, feedback=None, text="pose")
+    _, first, _ = _check_fit(kf, None, task, chat(stub, vision=True))
+    assert first["vision"] == FLIP and len(_check_requests(stub)) == 1
+
+    state = {"request": MotionRequest(text="strike this pose at 1 s", images=[ImageRef(path=str(photo), time_s=1.0)],
+                                      out_dir=str(tmp_path / "o")),
+             "description": MotionDescription(text="a person stands.", duration_s=2.0), "keyframe_checks": {"0": first}}
+    (send, _) = route_after_describe(state)  # type: ignore[arg-type]
+    assert send.arg["earlier_check"] == first
+    kf2, again, notes = _check_fit(kf, None, send.arg, chat(stub, vision=True))
+    assert again["vision_reused"] and again["verdict"]["problem"] == "left_right_flip" and again["mirrored"]
+    assert len(_check_requests(stub)) == 1  # not asked again
+    assert any("mirrored" in n for n in notes) and kf2.joints != kf.joints
+
+    os.utime(photo, ns=(1, 1))  # the file changed: its check is not reused
+    assert photo_stamp(str(photo)) != first["photo"]
+    (send, _) = route_after_describe(state)  # type: ignore[arg-type]
+    assert "earlier_check" not in send.arg
