@@ -25,9 +25,16 @@ from __future__ import annotations
 import numpy as np
 
 from .model_config import FootLockConfig
+from .skeleton import HUMANML3D_22
 
-# (hip, knee, ankle, toe) of HumanML3D's left and right legs.
-LEGS = ((1, 4, 7, 10), (2, 5, 8, 11))
+
+def _leg(ankle: int, toe: int) -> tuple[int, int, int, int]:
+    knee = HUMANML3D_22.parents[ankle]
+    return HUMANML3D_22.parents[knee], knee, ankle, toe
+
+
+# (hip, knee, ankle, toe) of HumanML3D's left and right legs, from the skeleton's feet and parents.
+LEGS = (_leg(*HUMANML3D_22.feet_left), _leg(*HUMANML3D_22.feet_right))
 
 
 def contact_locks(toe: np.ndarray, contact: np.ndarray, max_drift: float) -> list[tuple[int, int]]:

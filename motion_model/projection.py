@@ -38,8 +38,9 @@ from .guidance import JointsFn, align_keyframes
 from .representation import feature_layout
 
 _LAY = feature_layout()
-_ROOT_VEL = (1, 2)  # root linear velocity x, z (body frame) of rows 0..L-1
-_ROOT_Y = 3
+_J = _LAY.n_joints
+_ROOT_LV = slice(_LAY.local_vel.start, _LAY.local_vel.start + 3)  # the root's local velocity (x, y, z)
+_JOINT_LV = slice(_LAY.local_vel.start + 3, _LAY.local_vel.stop)  # joints 1..J-1
 
 
 def segment_steps(resid: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -82,13 +83,12 @@ def project_trajectory(raw: torch.Tensor, control: ControlBatch, joints_fn: Join
     g = torch.as_tensor(steps[:T] - steps[1:], dtype=x.dtype, device=x.device)
     (grad,) = torch.autograd.grad((joints[0, :, 0] * g).sum(), x)
     out = raw.detach().clone()
-    out[0, :, list(_ROOT_VEL)] += grad[0, :, list(_ROOT_VEL)]
-    root_lv = slice(_LAY.local_vel.start, _LAY.local_vel.start + 3)
-    out[0, -1, root_lv] += grad[0, -1, root_lv]
+    out[0, :, _LAY.root_lin_vel] += grad[0, :, _LAY.root_lin_vel]
+    out[0, -1, _ROOT_LV] += grad[0, -1, _ROOT_LV]
     if bool(mask[:, 1].any()):
         dy = torch.as_tensor(_interpolate(resid[:, 1], mask[:, 1]), dtype=out.dtype, device=out.device)
         L = out.shape[1]
-        out[0, :, _ROOT_Y] += dy[:L]
+        out[0, :, _LAY.root_y] += dy[:L, None]
         out[0, :, _LAY.ric.start + 1:_LAY.ric.stop:3] += dy[:L, None]
         out[0, -1, _LAY.local_vel.start + 1:_LAY.local_vel.stop:3] += dy[L] - dy[L - 1]
     return out
@@ -139,30 +139,21 @@ def project_keyframes(raw: torch.Tensor, control: ControlBatch, joints_fn: Joint
     joints = joints_fn(x)
     T, L = joints.shape[1], raw.shape[1]
     delta = (align_keyframes(joints.detach(), control, align_yaw) - joints.detach()) * pm[None, :T, :, None]
-    # Body-frame offsets: frames < L through their ric rows, the last frame through the last row's
-    # local velocities (it is the last row's pose plus that velocity).
-    last = torch.zeros(T, dtype=torch.bool, device=raw.device)
-    last[L] = True
-    g_rows, g_last = _two_grads(joints, delta, last, x)
-    local = np.zeros((T, 21, 3))
-    local[:L] = g_rows[0, :, _LAY.ric].reshape(L, 21, 3).cpu().double().numpy()
-    lv = g_last[0, L - 1, _LAY.local_vel].reshape(22, 3)[1:]
-    local[L] = lv.cpu().double().numpy()
+    # Body-frame offsets from one backward pass of ⟨δ, R(x)⟩. The last frame is the last row's pose
+    # plus that row's local velocities, turned by the same root yaw, so the local-velocity gradient
+    # is the last frame's offset alone, and the last ric row's gradient holds both its own frame's
+    # offset and the last frame's: subtracting the one gives the other.
+    (grad,) = torch.autograd.grad((joints * delta).sum(), x)
+    local = np.zeros((T, _J - 1, 3))
+    local[:L] = grad[0, :, _LAY.ric].reshape(L, _J - 1, 3).cpu().double().numpy()
+    local[L] = grad[0, L - 1, _JOINT_LV].reshape(_J - 1, 3).cpu().double().numpy()
+    local[L - 1] -= local[L]
     blended = blend_offsets(local, pm[:T, 1:].cpu().numpy(), blend_frames)
     out = raw.detach().clone()
     b = torch.as_tensor(blended, dtype=out.dtype, device=out.device)
-    out[0, :, _LAY.ric] += b[:L].reshape(L, 63)
-    lv_slice = slice(_LAY.local_vel.start + 3, _LAY.local_vel.stop)
-    out[0, -1, lv_slice] += (b[L] - b[L - 1]).reshape(63)
+    out[0, :, _LAY.ric] += b[:L].reshape(L, -1)
+    out[0, -1, _JOINT_LV] += (b[L] - b[L - 1]).reshape(-1)
     return out
-
-
-def _two_grads(joints: torch.Tensor, delta: torch.Tensor, last: torch.Tensor, x: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """∂⟨δ, R(x)⟩/∂x restricted to frames < L, and to the last frame, as two tensors like x."""
-    (g_rows,) = torch.autograd.grad((joints * delta * (~last)[None, :, None, None]).sum(), x, retain_graph=True)
-    (g_last,) = torch.autograd.grad((joints * delta * last[None, :, None, None]).sum(), x)
-    return g_rows, g_last
 
 
 def project(raw: torch.Tensor, control: ControlBatch, joints_fn: JointsFn, *, blend_frames: int = 8,
