@@ -96,9 +96,23 @@ def test_bad_model_paths_raise_our_errors(tmp_path, monkeypatch) -> None:
 
 
 def test_generator_is_deterministic(tmp_path) -> None:
-    out = tmp_path / "m.npz"
-    subprocess.run([sys.executable, str(REPO / "scripts" / "make_mannequin.py"), "--out", str(out)], check=True,
-                   capture_output=True)
-    a, b = np.load(out), np.load(MANNEQUIN_PATH)
+    """Two runs on one machine give the same bytes; the bundled asset is what the script makes.
+
+    Against the committed asset the float arrays are compared to a nanometre: a vertex whose y
+    should be 0 comes out as +3e-17 on one CPU and -8e-17 on another (libm / SIMD rounding), which
+    is not a difference in the mannequin. Integer arrays (faces, kinematic tree) must be identical.
+    """
+    runs = []
+    for name in ("a.npz", "b.npz"):
+        subprocess.run([sys.executable, str(REPO / "scripts" / "make_mannequin.py"), "--out", str(tmp_path / name)],
+                       check=True, capture_output=True)
+        runs.append(np.load(tmp_path / name))
+    a, b = runs
+    bundled = np.load(MANNEQUIN_PATH)
+    assert sorted(a.files) == sorted(bundled.files)
     for key in a.files:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+        if a[key].dtype.kind == "f":
+            np.testing.assert_allclose(a[key], bundled[key], rtol=0, atol=1e-9, err_msg=key)
+        else:
+            np.testing.assert_array_equal(a[key], bundled[key], err_msg=key)
