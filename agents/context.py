@@ -76,6 +76,9 @@ class Context:
     generate_fn: GenerateFn | None = None
     chat_model: Any = None
     motion_model: Any = None  # a loaded ikmo.motion_model.sampling.MotionModel, reused across attempts
+    # The torch-bound tools (pose reading, motion model, exports) in a child process, an
+    # `ikmo.tools.worker.ToolProcess` whose model is loaded there; None = in this process.
+    tool_process: Any = None
     settings: dict[str, Any] | None = None  # the resolved application config, saved with each output
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -213,7 +213,7 @@ def keyframe_pose(task: KeyframeTask, runtime: Runtime[Context]) -> dict[str, An
     ctx = runtime.context
     i, image, t = task["index"], task["image"], task["time_s"]
     _emit(runtime, "keyframe_pose", image=image.path, index=i)
-    pose_fn = ctx.pose_fn or read_pose
+    pose_fn = ctx.pose_fn or (ctx.tool_process.read_pose if ctx.tool_process is not None else read_pose)
     key = f"keyframe_pose:{i}"
     try:
         read = pose_fn(Path(image.path), t)
@@ -480,12 +480,15 @@ ATTEMPT_FORMATS = ("joints",)
 
 
 def default_generate_fn(spec: MotionSpec, out_dir: Path, ctx: Context, on_step: Any) -> MotionResult:
-    """The motion model tool (`ikmo.tools.generate.generate_motion`), writing `ATTEMPT_FORMATS`."""
+    """The motion model tool (`ikmo.tools.generate.generate_motion`), writing `ATTEMPT_FORMATS`; in the
+    tool process when the context has one (its model is loaded there)."""
+    options: dict[str, Any] = {"steps": ctx.diffusion_steps, "guidance_scale": ctx.guidance_scale,
+                               "settings": ctx.settings, "formats": ATTEMPT_FORMATS, "on_step": on_step}
+    if ctx.tool_process is not None:
+        return ctx.tool_process.generate_motion(spec, out_dir, **options)
     from ikmo.tools.generate import generate_motion
 
-    return generate_motion(spec, out_dir, model=ctx.motion_model, weights=ctx.weights, device=ctx.device,
-                           steps=ctx.diffusion_steps, guidance_scale=ctx.guidance_scale, settings=ctx.settings,
-                           formats=ATTEMPT_FORMATS, on_step=on_step)
+    return generate_motion(spec, out_dir, model=ctx.motion_model, weights=ctx.weights, device=ctx.device, **options)
 
 
 def generate(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -746,6 +749,8 @@ def _promote(src: Path, dst: Path, spec: MotionSpec, ctx: Context) -> dict[str, 
     from its joints. Returns {format or file stem: path}, the keys of `generate_motion`'s files."""
     from ikmo.tools.exports import ALL_FORMATS, FILE_NAMES, write_motion_files
 
+    write = ctx.tool_process.write_motion_files if ctx.tool_process is not None else write_motion_files
+
     files: dict[str, str] = {}
     by_name = {name: fmt for fmt, name in FILE_NAMES.items()}
     for f in sorted(src.iterdir()) if src.is_dir() else []:
@@ -757,7 +762,7 @@ def _promote(src: Path, dst: Path, spec: MotionSpec, ctx: Context) -> dict[str, 
     joints_path = src / FILE_NAMES["joints"]
     if wanted and joints_path.is_file():
         joints = np.load(joints_path)
-        files.update(write_motion_files(joints, dst, fps=spec.fps, spec=spec, formats=wanted,
+        files.update(write(joints, dst, fps=spec.fps, spec=spec, formats=wanted,
                                         smpl_model_path=(ctx.settings or {}).get("smpl_model")))
     return files
 

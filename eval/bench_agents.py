@@ -2,9 +2,12 @@
 
 Cases: a text-only request and a text + 2 photos request, both 6 s motions. For each case:
 - `cli`: wall time of the `ikmo generate` process (imports, model load, agents, pose tools,
-  sampling, exports) — the number a user waits; target ≤ 5 s median on 2 cores;
+  sampling, exports) as a user runs it, the torch-bound tools in their own process
+  (`ikmo.tools.worker`) — the number a user waits; target ≤ 5 s median on 2 cores;
+- `cli_inproc`: the same command with `IKMO_TOOL_PROCESS=false`, everything in one process: the
+  baseline of the tool process, in the same run (ratio `inproc/cli`);
 - `graph`: the agent graph in-process with the model already loaded;
-- `tool`: the baseline, `tools.generate_motion` alone on the same spec, in the same run.
+- `tool`: `tools.generate_motion` alone on the same spec, in the same run.
 Ratios graph/tool and cli/tool say what the agents and the process start cost. Stage timings
 come from the run's transcript (per node) and the model's report.json. Beside each wall time the
 CPU seconds (user + system; of the child process for `cli`, ffmpeg's encoder included) are
@@ -12,8 +15,9 @@ recorded, and the load average before and after: on a machine shared with other 
 inflates, CPU time much less, so the pair says how much was waiting.
 
 All three modes write the whole output contract (joints, features, BVH, SMPL, preview.mp4, spec,
-config, report). `critique_rounds` defaults to 0 (one generation: the latency of a request whose
-first motion is accepted); the critic's retries add one sampling each (~1 s, no exports).
+config, report). `critique_rounds` defaults to `ikmo generate`'s own default (2, what a user gets);
+0 gives the latency of a request whose first motion is accepted; each retry of the critic adds one
+sampling (~0.3-0.6 s, no exports).
 """
 
 from __future__ import annotations
@@ -72,20 +76,23 @@ def _stage_times(out: Path) -> dict[str, float]:
 
 
 def run(repeats: int = 3, weights: Path | None = None, out_json: Path | None = None, threads: int = 1,
-        critique_rounds: int = 0) -> dict[str, Any]:
+        critique_rounds: int | None = None) -> dict[str, Any]:
     """Time every case `repeats` times in each mode; return (and optionally write) the table.
 
     threads: torch intra-op threads in this process and in the `ikmo generate` child (`--threads`);
-    critique_rounds: the critic's retry budget in the cli and graph modes.
+    critique_rounds: the critic's retry budget in the cli and graph modes (None: the Settings default).
     """
     import torch
 
     from ikmo.agents.context import Context
     from ikmo.agents.run import parse_keyframe_arg, raise_if_failed, run_request
     from ikmo.agents.state import MotionRequest
+    from ikmo.config import Settings
     from ikmo.motion_model.sampling import load_model
     from ikmo.tools.generate import generate_motion
 
+    if critique_rounds is None:
+        critique_rounds = Settings.model_fields["critique_rounds"].default
     torch.set_num_threads(threads)
     tmp = Path(tempfile.mkdtemp(prefix="ikmo_bench_agents_"))
     photos = render_photos(tmp)
@@ -96,24 +103,29 @@ def run(repeats: int = 3, weights: Path | None = None, out_json: Path | None = N
                                "critique_rounds": critique_rounds, "load_average_before": _load(), "cases": {}}
     # The output contract includes preview.mp4: time it as a user gets it, whatever the caller's env says.
     env = {**os.environ, "IKMO_PREVIEW": "true"}
+    modes = {"cli": {**env, "IKMO_TOOL_PROCESS": "true"}, "cli_inproc": {**env, "IKMO_TOOL_PROCESS": "false"}}
+    keys = ("cli_s", "cli_inproc_s", "graph_s", "tool_s", "cli_cpu_s", "cli_inproc_cpu_s", "graph_cpu_s", "tool_cpu_s")
     for name, (text, n_img) in CASES.items():
-        row: dict[str, Any] = {"cli_s": [], "graph_s": [], "tool_s": [], "cli_cpu_s": [], "graph_cpu_s": [],
-                               "tool_cpu_s": []}
+        row: dict[str, Any] = {k: [] for k in keys}
         for r in range(repeats):
-            out = tmp / f"{name}_cli{r}"
-            cmd = [sys.executable, "-m", "ikmo.cli", "--log-level", "WARNING", "generate", "--text", text,
-                   "--out", str(out), "--no-progress", "--critique-rounds", str(critique_rounds),
-                   "--threads", str(threads)]
-            cmd += [a for p in photos[:n_img] for a in ("--keyframe", str(p))]
-            if weights is not None:
-                cmd += ["--weights", str(weights)]
-            t0, c0 = time.perf_counter(), _children_cpu()
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            row["cli_s"].append(time.perf_counter() - t0)
-            row["cli_cpu_s"].append(_children_cpu() - c0)
-            if proc.returncode != 0:
-                raise RuntimeError(f"ikmo generate failed: {proc.stderr[-2000:]}")
-            row["stages_cli"] = _stage_times(out)
+            for mode, mode_env in modes.items():
+                out = tmp / f"{name}_{mode}{r}"
+                cmd = [sys.executable, "-m", "ikmo.cli", "--log-level", "WARNING", "generate", "--text", text,
+                       "--out", str(out), "--no-progress", "--critique-rounds", str(critique_rounds),
+                       "--threads", str(threads)]
+                cmd += [a for p in photos[:n_img] for a in ("--keyframe", str(p))]
+                if weights is not None:
+                    cmd += ["--weights", str(weights)]
+                t0, c0 = time.perf_counter(), _children_cpu()
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=mode_env)
+                row[f"{mode}_s"].append(time.perf_counter() - t0)
+                row[f"{mode}_cpu_s"].append(_children_cpu() - c0)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"ikmo generate ({mode}) failed: {proc.stderr[-2000:]}")
+                row[f"stages_{mode}"] = _stage_times(out)
+            # Same seed, same motion, wherever the tools ran.
+            row["modes_identical"] = row.get("modes_identical", True) and bool(np.array_equal(
+                np.load(tmp / f"{name}_cli{r}" / "joints.npy"), np.load(tmp / f"{name}_cli_inproc{r}" / "joints.npy")))
 
             images = [parse_keyframe_arg(str(p)) for p in photos[:n_img]]
             req = MotionRequest(text=text, images=images, out_dir=str(tmp / f"{name}_graph{r}"), seed=0)
@@ -126,11 +138,11 @@ def run(repeats: int = 3, weights: Path | None = None, out_json: Path | None = N
             generate_motion(result.spec, tmp / f"{name}_tool{r}", model=model)
             row["tool_s"].append(time.perf_counter() - t0)
             row["tool_cpu_s"].append(time.process_time() - c0)
-        keys = ("cli_s", "graph_s", "tool_s", "cli_cpu_s", "graph_cpu_s", "tool_cpu_s")
         med = {k: statistics.median(row[k]) for k in keys}
         row.update({f"median_{k}": round(v, 3) for k, v in med.items()})
         row["graph_over_tool"] = round(med["graph_s"] / med["tool_s"], 2)
         row["cli_over_tool"] = round(med["cli_s"] / med["tool_s"], 2)
+        row["inproc_over_cli"] = round(med["cli_inproc_s"] / med["cli_s"], 2)
         for k in keys:
             row[k] = [round(x, 3) for x in row[k]]
         results["cases"][name] = row
@@ -157,11 +169,12 @@ def format_table(results: dict[str, Any]) -> str:
     lines = [f"model load {results['model_load_s']:.2f}s, {results['cpu_count']} CPUs, "
              f"{results.get('threads', '?')} torch thread(s), critique rounds {results.get('critique_rounds', 0)}; "
              f"load average {results.get('load_average_before')} before, {results.get('load_average_after')} after",
-             f"{'case':<10} {'cli med s':>9} {'(cpu)':>6} {'graph med s':>11} {'(cpu)':>6} {'tool med s':>10} "
-             f"{'(cpu)':>6} {'graph/tool':>10} {'cli/tool':>8}"]
+             f"{'case':<10} {'cli med s':>9} {'(cpu)':>6} {'in-proc s':>9} {'(cpu)':>6} {'inproc/cli':>10} "
+             f"{'graph s':>7} {'tool s':>6} {'graph/tool':>10} {'cli/tool':>8} {'same motion':>11}"]
     for name, r in results["cases"].items():
-        lines.append(f"{name:<10} {r['median_cli_s']:>9.2f} {r['median_cli_cpu_s']:>6.2f} {r['median_graph_s']:>11.2f} "
-                     f"{r['median_graph_cpu_s']:>6.2f} {r['median_tool_s']:>10.2f} {r['median_tool_cpu_s']:>6.2f} "
-                     f"{r['graph_over_tool']:>10.2f} {r['cli_over_tool']:>8.2f}")
+        lines.append(f"{name:<10} {r['median_cli_s']:>9.2f} {r['median_cli_cpu_s']:>6.2f} "
+                     f"{r['median_cli_inproc_s']:>9.2f} {r['median_cli_inproc_cpu_s']:>6.2f} "
+                     f"{r['inproc_over_cli']:>10.2f} {r['median_graph_s']:>7.2f} {r['median_tool_s']:>6.2f} "
+                     f"{r['graph_over_tool']:>10.2f} {r['cli_over_tool']:>8.2f} {str(r['modes_identical']):>11}")
         lines.append("  stages (cli run): " + ", ".join(f"{k}={v:.2f}" for k, v in r["stages_cli"].items()))
     return "\n".join(lines)

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     seed: int = 0
     diffusion_steps: int | None = None
     guidance_scale: float | None = None
+    tool_process: bool = Field(default=True, description="ikmo generate / chat run the torch-bound tools (motion "
+                               "model, photo fits, exports) in a child process that loads while the agents start "
+                               "(ikmo.tools.worker); false runs them in the same process")
 
     # Body model
     smpl_model: Path | None = Field(default=None, description="official SMPL .npz; default: bundled mannequin")

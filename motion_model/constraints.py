@@ -11,14 +11,16 @@ Constraints never encode "absent" as zeros: every constraint tensor comes with a
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .errors import ConstraintError
 from .skeleton import FPS, HUMANML3D_22, MAX_FRAMES
+
+if TYPE_CHECKING:  # the domain types stay importable without torch (the agents' process never loads it)
+    import torch
 
 N_JOINTS = HUMANML3D_22.n_joints
 MAX_DURATION_S = MAX_FRAMES / FPS  # 9.8 s
@@ -341,6 +343,8 @@ class MotionSpec(_Model):
 
     def to_control(self, device: torch.device | None = None) -> ControlSignals:
         """Dense tensor form with explicit masks; see `ControlSignals`."""
+        import torch
+
         self.check()
         T = self.n_frames
         traj = torch.zeros(T, 3)
@@ -394,6 +398,8 @@ class ControlSignals:
         return int(self.traj.shape[0])
 
     def keyframe_indices(self) -> list[int]:
+        import torch
+
         return torch.nonzero(self.pose_mask.any(-1)).flatten().tolist()
 
     def is_empty(self) -> bool:

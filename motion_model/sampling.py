@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from .bundled import weights_dir
 from .checkpoints import load_checkpoint
 from .constraints import ControlSignals, TimedText
 from .control_batch import ControlBatch
 from .diffusion import GaussianDiffusion, OnStep
-from .errors import ConfigError, ConstraintError
+from .errors import ConstraintError
 from .footlock import lock_feet
 from .guidance import JointsFn, MotionOptimizer
 from .model_config import DiffusionConfig, FootLockConfig, ModelConfig, OptimizationConfig
@@ -36,7 +37,6 @@ from .text_encoder import CachedTextEncoder, build_text_encoder
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights"
 SEGMENT_FADE_FRAMES = 10  # 0.5 s cross-fade between timed texts
 
 
@@ -120,13 +120,10 @@ def build_model(cfg: ModelConfig, diffusion: DiffusionConfig | None = None, devi
                        device)
 
 
-def load_model(weights_dir: str | Path | None = None, device: torch.device | str = "cpu") -> MotionModel:
+def load_model(weights: str | Path | None = None, device: torch.device | str = "cpu") -> MotionModel:
     """Load a model directory (model.safetensors + model.json); None = the bundled default weights."""
     device = torch.device(device)
-    wdir = Path(weights_dir) if weights_dir is not None else DEFAULT_WEIGHTS
-    if not (wdir / "model.safetensors").is_file():
-        hint = "the bundled weights are missing from this install" if weights_dir is None else "check the path"
-        raise ConfigError(f"no model weights at {wdir} ({hint}); train with `ikmo train base` or pass --weights")
+    wdir = weights_dir(weights)
     net, dcfg, meta = load_checkpoint(wdir, device)
     net.eval()
     log.info("loaded motion model from %s (%s, ControlNet: %s)", wdir, net.cfg.text_encoder, net.control is not None)

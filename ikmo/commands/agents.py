@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
@@ -62,21 +63,53 @@ def _resume_gc() -> None:
     gc.enable()
 
 
-def _context(settings: Any, load_model: bool = True, threads: int = 1) -> Any:
+def _start_tools(enabled: bool | None, threads: int, warm_pose: bool = False) -> Any:
+    """The tool process (`ikmo.tools.worker.ToolProcess`), started before the configuration is read
+    and the agents are imported: torch and the model load in the child on one core while the
+    settings, langgraph and the agents import here on the other. None when switched off (the
+    `--tool-process/--no-tool-process` flag or `IKMO_TOOL_PROCESS`; `tool_process` in a YAML config
+    is applied once the configuration is read, by `_load_tools`)."""
+    if enabled is None:
+        enabled = os.environ.get("IKMO_TOOL_PROCESS", "true").strip().lower() not in ("0", "false", "no", "off")
+    if not enabled:
+        return None
+    from ikmo.tools.worker import ToolProcess
+
+    return ToolProcess(threads, warm_pose=warm_pose)
+
+
+def _load_tools(tools: Any, settings: Any) -> Any:
+    """Tell the tool process which model to load, or stop it if the configuration turns it off. A
+    weights folder without weights fails now, before anything is written."""
+    if tools is None:
+        return None
+    if not settings.tool_process:
+        tools.close()
+        return None
+    from ikmo.motion_model.bundled import weights_dir
+
+    weights_dir(settings.weights)
+    tools.load(settings.weights, settings.device, with_images=settings.vision)
+    return tools
+
+
+def _context(settings: Any, threads: int = 1, tools: Any = None) -> Any:
+    """The graph's context; its tools run in `tools` (a ToolProcess), else here with the model loaded once."""
+    from ikmo.agents.context import Context
+
+    ctx = Context.from_settings(settings, settings=settings.dump())
+    if tools is not None:
+        ctx.tool_process = tools
+        return ctx
     import torch
 
-    from ikmo.agents.context import Context
+    from ikmo.motion_model.sampling import load_model as _load
 
     # The motion model's tensors are small (batch 2, 196 frames, d_model 128): intra-op threads
     # mostly spin-wait. Measured on 2 shared cores: sampling 0.8-1.9 s on 1 thread, 3-9 s on 2.
     torch.set_num_threads(threads)
-
-    ctx = Context.from_settings(settings, settings=settings.dump())
-    if load_model:
-        from ikmo.motion_model.sampling import load_model as _load
-
-        # Loaded once and reused by every attempt (critique retries, chat turns).
-        ctx.motion_model = _load(settings.weights, settings.device)
+    # Loaded once and reused by every attempt (critique retries, chat turns).
+    ctx.motion_model = _load(settings.weights, settings.device)
     return ctx
 
 
@@ -96,27 +129,36 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         critique_rounds: Annotated[int | None, typer.Option(min=0, max=10)] = None,
         progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
         threads: Annotated[int, typer.Option(min=1, help="torch CPU threads (1 is fastest for this model size)")] = 1,
+        tool_process: Annotated[bool | None, typer.Option(
+            help="run the motion model, photo fits and exports in a child process that loads while the agents "
+                 "start (env IKMO_TOOL_PROCESS) [default: on]")] = None,
     ) -> None:
         """Words (+ photos) → motion: BVH, SMPL, joints, preview, plus agent_spec.json and the transcript."""
         _pause_gc_for_imports()
+        tools = None
         try:
-            from ikmo.agents.run import parse_keyframe_arg, raise_if_failed, run_request
-            from ikmo.agents.state import MotionRequest
+            tools = _start_tools(tool_process, threads, warm_pose=bool(keyframe))
             from ikmo.config import load_settings
 
             settings = load_settings(provider=provider, model=model, base_url=base_url, seed=seed, weights=weights,
-                                     critique_rounds=critique_rounds)
+                                     critique_rounds=critique_rounds, tool_process=tool_process)
+            tools = _load_tools(tools, settings)
+            from ikmo.agents.run import parse_keyframe_arg, raise_if_failed, run_request
+            from ikmo.agents.state import MotionRequest
+
             images = [parse_keyframe_arg(k) for k in keyframe or []]
             req = MotionRequest(text=text, images=images, duration_s=duration, seed=settings.seed,
                                 out_dir=str(out.resolve()))
-            ctx = _context(settings, threads=threads)
-        finally:
+            ctx = _context(settings, threads=threads, tools=tools)
             _resume_gc()
-        bar = _Progress(progress)
-        try:
-            final = run_request(req, ctx, on_event=bar)
+            bar = _Progress(progress)
+            try:
+                final = run_request(req, ctx, on_event=bar)
+            finally:
+                bar.close()
         finally:
-            bar.close()
+            if tools is not None:
+                tools.close()
             _resume_gc()  # the process ends after this command: spare its last collection the run's objects
         for note in final.get("notes") or []:
             if isinstance(note, str) and note != "__reset__":
@@ -131,8 +173,9 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         weights: Annotated[Path | None, typer.Option(help="motion model folder; default the bundled weights")] = None,
         out: Annotated[Path, typer.Option(help="JSON result")] = Path("runs/bench_agents.json"),
         threads: Annotated[int, typer.Option(min=1, help="torch CPU threads (as `ikmo generate --threads`)")] = 1,
-        critique_rounds: Annotated[int, typer.Option(
-            min=0, max=10, help="the critic's retry budget (0: one generation per request)")] = 0,
+        critique_rounds: Annotated[int | None, typer.Option(
+            min=0, max=10, help="the critic's retry budget (0: one generation per request) [default: ikmo "
+                                "generate's]")] = None,
     ) -> None:
         """End-to-end `ikmo generate` time (offline provider, model load included): text, text + 2 photos."""
         from ikmo.eval.bench_agents import format_table, run
@@ -150,19 +193,30 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         model: Annotated[str | None, typer.Option()] = None,
         base_url: Annotated[str | None, typer.Option()] = None,
         weights: Annotated[Path | None, typer.Option()] = None,
+        tool_process: Annotated[bool | None, typer.Option(
+            help="run the torch-bound tools in a child process (env IKMO_TOOL_PROCESS) [default: on]")] = None,
     ) -> None:
         """Talk to IKMo: describe a motion, then refine it ("make it slower", "add a wave at the end",
         "use pose.jpg for the last pose"). Type /quit to leave; --thread ID resumes after a restart."""
         _pause_gc_for_imports()
+        tools = None
         try:
-            from ikmo.agents.run import Conversation
+            tools = _start_tools(tool_process, threads=1)
             from ikmo.config import load_settings
+
+            settings = load_settings(provider=provider, model=model, base_url=base_url, weights=weights,
+                                     tool_process=tool_process)
+            tools = _load_tools(tools, settings)
+            from ikmo.agents.run import Conversation
             from ikmo.motion_model.errors import IKMoError
 
-            settings = load_settings(provider=provider, model=model, base_url=base_url, weights=weights)
             tid = thread or uuid.uuid4().hex[:12]
             db = db or Path.home() / ".ikmo" / "chat.sqlite"
-            conv = Conversation(db, tid, _context(settings), out / tid)
+            conv = Conversation(db, tid, _context(settings, tools=tools), out / tid)
+        except BaseException:
+            if tools is not None:
+                tools.close()
+            raise
         finally:
             _resume_gc()
         typer.echo(f"thread {tid} (resume with --thread {tid}); /quit to leave")
@@ -192,3 +246,5 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
                     typer.echo(f"ikmo> {final.get('answer')}")
         finally:
             conv.close()
+            if tools is not None:
+                tools.close()

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_graph_offline import model, weights_dir  # noqa: F401  (fixtures)
 
 from ikmo.agents.context import Context
 from ikmo.agents.providers import make_chat_model

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_graph_offline import cached_pose_fn, model, photos, weights_dir  # noqa: F401  (fixtures)
+from test_graph_offline import cached_pose_fn
 
 from ikmo.agents.context import Context
 from ikmo.agents.providers import make_chat_model, parse_provider
