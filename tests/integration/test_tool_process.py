@@ -155,3 +155,20 @@ def test_cli_chat_through_the_tool_process(weights_dir: Path, tmp_path: Path) ->
     durations = [json.loads((tmp_path / "runs" / "t1" / f"turn{i:03d}" / "agent_spec.json").read_text())
                  ["description"]["duration_s"] for i in range(2)]
     assert durations[1] > durations[0] * 1.2
+
+
+def test_bench_agents_times_both_modes(weights_dir: Path, tmp_path: Path) -> None:
+    """`ikmo bench agents` on the tiny model, one repeat: every mode timed, the ratios and the
+    same-motion check filled from the run itself."""
+    from ikmo.eval.bench_agents import format_table, run
+
+    res = run(repeats=1, weights=weights_dir, out_json=tmp_path / "b.json", critique_rounds=0)
+    assert json.loads((tmp_path / "b.json").read_text()) == res
+    for case in ("text", "text+2img"):
+        row = res["cases"][case]
+        assert row["modes_identical"] is True
+        for mode in ("cli", "cli_inproc", "graph", "tool"):
+            assert row[f"median_{mode}_s"] > 0 and row[f"median_{mode}_cpu_s"] > 0
+        assert row["inproc_over_cli"] == pytest.approx(row["median_cli_inproc_s"] / row["median_cli_s"], abs=0.01)
+        assert row["stages_cli"]["generate"] > 0
+    assert "inproc/cli" in format_table(res)
