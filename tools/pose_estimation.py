@@ -23,6 +23,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import re
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -243,6 +244,13 @@ class LandmarkDetector:
         log.debug("%s: %d people, picked box area %.0f px²", source, len(found), best.box_area())
         return best
 
+
+# What mediapipe's C++ side (TFLite, absl logging) writes straight to file descriptor 2 while its
+# graph starts its models, from its own threads and at moments of its choosing: notes about its
+# internals ("Created TensorFlow Lite XNNPACK delegate", "Feedback manager requires a model with a
+# single signature", ...) that tell a user nothing they can act on. The tool process
+# (`ikmo.tools.worker`) sends such lines to its DEBUG log; errors (absl's E/F lines) pass.
+NATIVE_CHATTER = re.compile(r"^(INFO: |WARNING: All log messages before absl::InitializeLog|[IW]\d{4} )")
 
 _shared: dict[int, LandmarkDetector] = {}
 _shared_lock = threading.Lock()

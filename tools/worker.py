@@ -363,16 +363,50 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warm-pose", action="store_true")
     p.add_argument("--log-level", type=int, default=logging.INFO)
     args = p.parse_args(argv)
-    setup_logging(args.log_level)
     out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # stray prints of any library go to stderr, never into the reply stream
-    sys.stdout = sys.stderr
+    stderr_filter = _filter_native_stderr()  # fd 1 and 2 now lead through the filter, never into the replies
+    setup_logging(args.log_level)
     try:
         serve(sys.stdin.buffer, out, args.threads, args.warm_pose)
     finally:
         out.flush()
+        stderr_filter()
     # Skip the interpreter's teardown: it walks every torch object once more (~0.4 s) for nothing.
     os._exit(0)
+
+
+def _filter_native_stderr() -> Callable[[], None]:
+    """Lead this process's file descriptors 1 and 2 through a thread that drops mediapipe's native
+    start-up chatter (`pose_estimation.NATIVE_CHATTER`, to the DEBUG log) and passes every other line
+    to the real stderr; Python's own `sys.stdout` / `sys.stderr` write to the real stderr directly.
+    Returns the function that flushes and stops the filter."""
+    from ikmo.tools.pose_estimation import NATIVE_CHATTER
+
+    real = os.dup(2)
+    sys.stdout = sys.stderr = os.fdopen(os.dup(real), "w", buffering=1, errors="replace")
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 1)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb") as pipe, os.fdopen(real, "wb", buffering=0) as dest:
+            for line in pipe:
+                if NATIVE_CHATTER.match(line.decode(errors="replace")):
+                    log.debug("native: %s", line.decode(errors="replace").rstrip())
+                else:
+                    dest.write(line)
+
+    thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        sys.stderr.flush()
+        os.close(1)
+        os.close(2)
+        thread.join(timeout=2.0)
+
+    return stop
 
 
 if __name__ == "__main__":

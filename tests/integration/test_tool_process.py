@@ -125,6 +125,8 @@ def test_cli_keeps_torch_out_of_the_agents_process(weights_dir: Path, photos: li
     split = _cli([*args, "--out", str(tmp_path / "split")])
     assert split.returncode == 0, split.stderr[-2000:]
     assert json.loads(split.stdout.strip().splitlines()[-1]) == {"torch_in_parent": False}
+    # mediapipe's native start-up notes go to the tool process's DEBUG log, not to the user
+    assert "TensorFlow Lite" not in split.stderr and "inference_feedback_manager" not in split.stderr
     one = _cli([*args, "--out", str(tmp_path / "one")], IKMO_TOOL_PROCESS="false")
     assert one.returncode == 0, one.stderr[-2000:]
     assert json.loads(one.stdout.strip().splitlines()[-1]) == {"torch_in_parent": True}
@@ -172,3 +174,26 @@ def test_bench_agents_times_both_modes(weights_dir: Path, tmp_path: Path) -> Non
         assert row["inproc_over_cli"] == pytest.approx(row["median_cli_inproc_s"] / row["median_cli_s"], abs=0.01)
         assert row["stages_cli"]["generate"] > 0
     assert "inproc/cli" in format_table(res)
+
+
+def test_native_stderr_filter_drops_only_the_chatter() -> None:
+    """What native code writes to fd 2 in the tool process: mediapipe's notes are dropped (to DEBUG),
+    errors and anything else pass, and so does Python's own stderr."""
+    script = """
+import os, sys
+from ikmo.tools.worker import _filter_native_stderr
+stop = _filter_native_stderr()
+os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n")
+os.write(2, b"W0000 00:00:1.2 99 inference_feedback_manager.cc:114] Feedback manager requires a model\\n")
+os.write(2, b"E0000 00:00:1.3 99 calculator_graph.cc:12] a real native error\\n")
+os.write(1, b"a stray print from a library\\n")
+print("python stderr", file=sys.stderr)
+stop()
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""  # fd 1 leads to the filter, never to the reply stream
+    lines = proc.stderr.splitlines()
+    assert "python stderr" in lines and "a stray print from a library" in lines
+    assert any("a real native error" in line for line in lines)
+    assert not any("XNNPACK" in line or "Feedback manager" in line for line in lines)
