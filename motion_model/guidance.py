@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -51,8 +52,15 @@ from .skeleton import HUMANML3D_22
 
 log = logging.getLogger(__name__)
 
-# features (B, L, F) denormalised → global joints (B, T_j, 22, 3), differentiable.
-JointsFn = Callable[[torch.Tensor], torch.Tensor]
+class JointsFn(Protocol):
+    """R(·): denormalised features (B, L, F) → global joints (B, L + 1, 22, 3), differentiable.
+
+    n_rows: (B,) valid feature rows of each motion of a padded batch (default: all L); motion b's
+    pose frames are then 0..n_rows[b], its last one recovered from its own last row, not from the
+    padding after it.
+    """
+
+    def __call__(self, features: torch.Tensor, n_rows: torch.Tensor | None = None) -> torch.Tensor: ...
 
 
 def facing_yaw(joints: torch.Tensor) -> torch.Tensor:
@@ -122,7 +130,8 @@ class MotionOptimizer:
 
     def loss(self, x0: torch.Tensor) -> torch.Tensor:
         """Per-motion weighted loss (B,) of normalised features x0 (B, L, F)."""
-        joints = self.joints_fn(self.denormalize(x0))
+        n_rows = None if self.lengths is None else torch.as_tensor(self.lengths, device=x0.device) - 1
+        joints = self.joints_fn(self.denormalize(x0), n_rows=n_rows)
         l_traj, l_pose = constraint_losses(joints, self.control, self.cfg.align_yaw)
         return self.cfg.w_traj * l_traj + self.cfg.w_pose * l_pose
 

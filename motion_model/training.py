@@ -136,7 +136,7 @@ def control_adherence_loss(pred: torch.Tensor, valid: torch.Tensor, net: IKMoNet
     does at inference, gives the branch a direct signal. Padded rows are zeroed first so that they
     cannot move the integrated root of the valid frames (they come after them anyway).
     """
-    joints = joints_fn(net.denormalize(pred) * valid[..., None])
+    joints = joints_fn(net.denormalize(pred) * valid[..., None], n_rows=valid.sum(-1))
     l_traj, l_pose = constraint_losses(joints, control)
     return (l_traj + l_pose).mean()
 
@@ -329,7 +329,7 @@ def train(
         if train_cfg.stage == "control":
             with torch.no_grad():
                 raw = net.denormalize(x0)
-                joints = joints_fn(raw)
+                joints = joints_fn(raw, n_rows=valid.sum(-1))
             control = sample_controls(joints, [len(c) + 1 for c in crops], g)
             if train_cfg.control_loss_weight > 0:
                 def extra(pred: torch.Tensor, _c: ControlBatch = control, _v: torch.Tensor = valid) -> torch.Tensor:

@@ -135,3 +135,41 @@ def _signals(cb: ControlBatch):
     from ikmo.motion_model.constraints import ControlSignals
 
     return ControlSignals(*(t[0] for t in cb.tensors()))
+
+
+def test_pose_frames_of_a_padded_batch_end_at_each_motions_own_last_row(turning_walk) -> None:
+    """R(·) with n_rows: a short motion's last pose frame comes from its own last row, exactly as
+    when it is decoded alone; without n_rows it came from the padding (the bug this guards)."""
+    feats = torch.cat([turning_walk, turning_walk.clone()])
+    feats[1, 50:] = torch.randn(19, 263, dtype=torch.float64)  # motion 1: 50 rows, then junk padding
+    alone = features_to_pose_frames(feats[1:2, :50])[0]  # (51, 22, 3)
+    batched = features_to_pose_frames(feats, n_rows=torch.tensor([69, 50]))
+    assert batched.shape == (2, 70, 22, 3)
+    torch.testing.assert_close(batched[1, :51], alone, atol=1e-12, rtol=0)
+    torch.testing.assert_close(batched[0], features_to_pose_frames(turning_walk)[0], atol=0, rtol=0)
+    unaware = features_to_pose_frames(feats)
+    assert float((unaware[1, 50] - alone[50]).norm(dim=-1).max()) > 1e-3  # what the padding made of it
+    x = feats.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(features_to_pose_frames(x, n_rows=torch.tensor([69, 50]))[1, 50].sum(), x)
+    assert float(g[1, 50:].abs().sum()) == 0.0 and float(g[1, :50].abs().sum()) > 0  # no gradient into padding
+
+
+def test_stage1_loss_of_a_short_motion_is_its_loss_alone(turning_walk) -> None:
+    """A keyframe on the last frame of the shorter motion of a batch is measured on that motion's
+    own last frame: the batched loss equals the loss of the motion optimised alone."""
+    feats = torch.cat([turning_walk, turning_walk.clone()])
+    feats[1, 50:] = 0.0
+    lengths = [70, 51]
+    cb = ControlBatch.empty(2, 70)
+    cb.traj, cb.pose, cb.pose_weight = cb.traj.double(), cb.pose.double(), cb.pose_weight.double()
+    alone_cbs = []
+    for b, T in enumerate(lengths):
+        j = features_to_pose_frames(feats[b:b + 1, :T - 1])
+        one = _control(j, [0, T // 2], {T - 1: slice(0, 22)})
+        alone_cbs.append(one)
+        for dst, src in zip(cb.tensors(), one.tensors(), strict=True):
+            dst[b, :T] = src[0]
+    cfg = OptimizationConfig()
+    batched = MotionOptimizer(cb, cfg, lambda x: x, features_to_pose_frames, lengths=lengths).loss(feats)
+    alone = MotionOptimizer(alone_cbs[1], cfg, lambda x: x, features_to_pose_frames).loss(feats[1:2, :50])
+    torch.testing.assert_close(batched[1], alone[0], atol=1e-10, rtol=0)

@@ -1,0 +1,44 @@
+"""The ControlNet's constraint loss on a padded training batch (motion_model/training.py): the
+ground truth meets constraints taken from itself, the last frame of a shorter crop included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ikmo.motion_model.control_batch import ControlBatch
+from ikmo.motion_model.guidance import facing_yaw, rotate_y
+from ikmo.motion_model.model_config import ControlConfig, DenoiserConfig, ModelConfig
+from ikmo.motion_model.networks import IKMoNet
+from ikmo.motion_model.representation import joints_to_features
+from ikmo.motion_model.sampling import features_to_pose_frames
+from ikmo.motion_model.synthetic import synthetic_walk
+from ikmo.motion_model.training import control_adherence_loss
+
+pytestmark = pytest.mark.unit
+
+
+def test_ground_truth_meets_its_own_constraints_in_a_padded_batch() -> None:
+    feats = torch.from_numpy(np.asarray(joints_to_features(synthetic_walk(60, 1.2, 0.5)), dtype=np.float32))
+    crops = [feats[:59], feats[5:35]]  # 59 and 30 rows: the second is padded in the batch
+    net = IKMoNet(ModelConfig(denoiser=DenoiserConfig(d_model=16, n_layers=1, n_heads=2, ff_dim=32, text_dim=8),
+                              control=ControlConfig(hidden=8), text_encoder="hash:8"))
+    net.mean.copy_(feats.mean(0))
+    net.std.copy_(feats.std(0).clamp(min=1e-3))
+    x0 = torch.zeros(2, 59, feats.shape[1])
+    valid = torch.zeros(2, 59, dtype=torch.bool)
+    cb = ControlBatch.empty(2, 60)
+    for b, c in enumerate(crops):
+        x0[b, : len(c)] = net.normalize(c)
+        valid[b, : len(c)] = True
+        own = features_to_pose_frames(c[None].double())[0].float()  # (len + 1, 22, 3), decoded alone
+        T = len(c) + 1
+        cb.traj[b, :T] = own[:, 0]
+        cb.traj_mask[b, :T, 0] = cb.traj_mask[b, :T, 2] = True
+        last = own[T - 1]  # a full-body keyframe on the crop's last frame
+        cb.pose[b, T - 1] = rotate_y(last - last[:1], -facing_yaw(last))
+        cb.pose_mask[b, T - 1] = True
+        cb.pose_weight[b, T - 1] = 1.0
+    loss = control_adherence_loss(x0, valid, net, cb, features_to_pose_frames)
+    assert float(loss) < 1e-8
