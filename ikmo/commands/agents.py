@@ -184,6 +184,40 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         typer.echo(format_table(results))
         log.info("written %s", out)
 
+    @app.command("serve")
+    def serve(
+        host: Annotated[str, typer.Option(help="address to listen on; keyframe paths are read only on loopback")]
+        = "127.0.0.1",
+        port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free one)")] = 8765,
+        out: Annotated[Path, typer.Option(help="each request writes into OUT/<run id>")] = Path("runs/serve"),
+        provider: Annotated[str | None, typer.Option(help=PROVIDER_HELP)] = None,
+        model: Annotated[str | None, typer.Option(help="model name for openai-compatible")] = None,
+        base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server URL")] = None,
+        weights: Annotated[Path | None, typer.Option(help="motion model folder; default the bundled weights")] = None,
+        threads: Annotated[int, typer.Option(min=1, help="torch CPU threads")] = 1,
+    ) -> None:
+        """Serve the agents over HTTP with the model loaded once: POST /v1/generate, GET /v1/runs/ID/FILE,
+        GET /v1/health (docs/agents.md). Ctrl-C stops it."""
+        from ikmo.config import load_settings
+        from ikmo.server import LOOPBACK_HOSTS, MotionService, make_server
+
+        _pause_gc_for_imports()
+        try:
+            settings = load_settings(provider=provider, model=model, base_url=base_url, weights=weights)
+            ctx = _context(settings, threads=threads)
+        finally:
+            _resume_gc()
+        service = MotionService(ctx, out, allow_paths=host in LOOPBACK_HOSTS)
+        server = make_server(service, host, port)
+        bound = server.server_address
+        log.info("IKMo serving on http://%s:%d/v1 (outputs in %s; Ctrl-C stops)", bound[0], bound[1], out)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            log.info("stopped after %d request(s)", service.requests)
+        finally:
+            server.server_close()
+
     @app.command("chat")
     def chat(
         thread: Annotated[str | None, typer.Option(help="resume this conversation thread")] = None,

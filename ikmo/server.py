@@ -1,0 +1,238 @@
+"""`ikmo serve`: the agent graph behind a local HTTP API, with the model loaded once.
+
+For a game engine, a DCC plug-in or a script that asks for many motions: each request pays the
+agents and the sampling (about a second on 2 cores), not the imports and the model load of a new
+`ikmo generate` process. Standard library only (`http.server`): JSON in, JSON out, files by URL.
+
+    POST /v1/generate   {"text": "...", "keyframes": [{"image_base64": "...", "time_s": 2.0}],
+                         "duration_s": 6, "seed": 0}
+                        → 200 {"id", "status": "ok", "answer", "files": {name: url}, "dir", "metrics",
+                               "notes", "seconds"}
+                        → 400 a request that cannot be read, 422 one that cannot be made (the answer
+                          says why; the run's transcript is still written), 500 a bug
+    GET  /v1/runs/ID/FILE   a file of a finished run (motion.bvh, joints.npy, preview.mp4, ...)
+    GET  /v1/health         {"status": "ok", "provider", "weights", "requests"}
+
+A keyframe is an image sent inline (`image_base64`) or, when the server listens on a loopback
+address only, a `path` on this machine. Requests are served one at a time (the model runs on the
+CPU cores anyway); every run writes into its own folder under the output root, and nothing else.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+import socket
+import threading
+import time
+import uuid
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ikmo.agents.context import Context
+from ikmo.agents.run import run_request
+from ikmo.agents.state import ImageRef, MotionRequest
+from ikmo.motion_model.constraints import MAX_DURATION_S
+from ikmo.motion_model.errors import IKMoError, InputFileError
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024 * 1024  # 8 photos of a few MB each, base64-encoded
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+_RUN_ID = re.compile(r"^[0-9]{4}-[0-9a-f]{6}$")
+_IMAGE_MAGIC = {b"\x89PNG": ".png", b"\xff\xd8\xff": ".jpg", b"RIFF": ".webp", b"GIF8": ".gif", b"BM": ".bmp"}
+
+
+class KeyframeIn(BaseModel):
+    """One keyframe photo of a request: inline (base64) or a path on the server's machine."""
+
+    model_config = ConfigDict(extra="forbid")
+    image_base64: str | None = None
+    path: str | None = None
+    time_s: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> KeyframeIn:
+        if (self.image_base64 is None) == (self.path is None):
+            raise ValueError("give exactly one of image_base64 or path")
+        return self
+
+
+class GenerateIn(BaseModel):
+    """The body of POST /v1/generate."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=4000)
+    keyframes: list[KeyframeIn] = Field(default_factory=list, max_length=8)
+    duration_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
+    seed: int | None = None
+
+
+class BadRequestError(Exception):
+    """A request that cannot be read: 400 with this message."""
+
+
+class MotionService:
+    """Runs requests through the graph with one loaded context; thread-safe (one run at a time).
+
+    ctx: the graph's context, its motion model loaded; out_root: each run writes into out_root/ID;
+    allow_paths: keyframes may name files on this machine (only for a loopback-only server).
+    """
+
+    def __init__(self, ctx: Context, out_root: Path, allow_paths: bool = True) -> None:
+        self.ctx, self.out_root, self.allow_paths = ctx, Path(out_root).resolve(), allow_paths
+        self.out_root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self.requests = 0
+
+    def generate(self, body: dict[str, Any]) -> tuple[HTTPStatus, dict[str, Any]]:
+        """One request → (status, JSON reply). Raises BadRequestError for a body that cannot be read."""
+        try:
+            req_in = GenerateIn.model_validate(body)
+        except ValidationError as e:
+            raise BadRequestError(_validation_message(e)) from e
+        with self._lock:
+            self.requests += 1
+            run_id = f"{self.requests:04d}-{uuid.uuid4().hex[:6]}"
+            out = self.out_root / run_id
+            out.mkdir(parents=True)
+            images = [self._image(k, out, i) for i, k in enumerate(req_in.keyframes)]
+            req = MotionRequest(text=req_in.text, images=images, duration_s=req_in.duration_s, seed=req_in.seed,
+                                out_dir=str(out))
+            t0 = time.perf_counter()
+            final = run_request(req, self.ctx)
+            seconds = round(time.perf_counter() - t0, 3)
+        result = final.get("result")
+        reply: dict[str, Any] = {"id": run_id, "status": final.get("status"), "answer": final.get("answer"),
+                                 "dir": str(out), "notes": [n for n in final.get("notes") or [] if n != "__reset__"],
+                                 "seconds": seconds}
+        files = {p.name: p for p in out.iterdir() if p.is_file()}
+        reply["files"] = {name: f"/v1/runs/{run_id}/{name}" for name in sorted(files)}
+        if final.get("status") != "ok" or result is None:
+            reply["error"] = str(final.get("error") or final.get("answer") or "the run did not finish")
+            log.info("run %s failed in %.2fs: %s", run_id, seconds, reply["error"])
+            return HTTPStatus.UNPROCESSABLE_ENTITY, reply
+        reply["metrics"] = {k: v for k, v in result.metrics.items() if v == v}  # JSON has no NaN
+        log.info("run %s: %s (%.2fs)", run_id, result.spec.description.text, seconds)
+        return HTTPStatus.OK, reply
+
+    def run_file(self, run_id: str, name: str) -> Path:
+        """A file of a finished run; InputFileError when there is none (never a path outside the run)."""
+        path = self.out_root / run_id / name
+        if not _RUN_ID.match(run_id) or "/" in name or name.startswith(".") or not path.is_file():
+            raise InputFileError(f"no file {name!r} in run {run_id!r}")
+        return path
+
+    def _image(self, k: KeyframeIn, out: Path, i: int) -> ImageRef:
+        if k.path is not None:
+            if not self.allow_paths:
+                raise BadRequestError("this server does not read paths (it listens beyond this machine); send the "
+                                 "photo as image_base64")
+            return ImageRef(path=str(Path(k.path).expanduser().resolve()), time_s=k.time_s)
+        assert k.image_base64 is not None
+        try:
+            data = base64.b64decode(k.image_base64, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise BadRequestError(f"keyframe {i + 1}: image_base64 is not valid base64 ({e})") from e
+        ext = next((e for magic, e in _IMAGE_MAGIC.items() if data.startswith(magic)), ".img")
+        path = out / "inputs" / f"keyframe_{i + 1:02d}{ext}"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(data)
+        return ImageRef(path=str(path), time_s=k.time_s)
+
+    def health(self) -> dict[str, Any]:
+        model = self.ctx.motion_model
+        weights = model.meta.get("weights_dir") if model is not None else self.ctx.weights
+        return {"status": "ok", "provider": self.ctx.provider, "weights": weights, "requests": self.requests}
+
+
+def _validation_message(e: ValidationError) -> str:
+    parts = [f"{'.'.join(str(x) for x in err['loc']) or 'body'}: {err['msg']}" for err in e.errors()]
+    return "invalid request: " + "; ".join(parts)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802  (http.server's name)
+        parts = self.path.split("?")[0].strip("/").split("/")
+        if parts == ["v1", "health"]:
+            self._json(HTTPStatus.OK, self.server.service.health())
+        elif len(parts) == 4 and parts[:2] == ["v1", "runs"]:
+            try:
+                path = self.server.service.run_file(parts[2], parts[3])
+            except InputFileError as e:
+                self._json(HTTPStatus.NOT_FOUND, {"error": str(e)})
+                return
+            data = path.read_bytes()
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        else:
+            self._json(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: GET {self.path}"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        if self.path.split("?")[0].rstrip("/") != "/v1/generate":
+            self._json(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: POST {self.path}"})
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 < length <= MAX_BODY_BYTES:
+            self._json(HTTPStatus.BAD_REQUEST, {"error": f"send a JSON body of 1 byte to {MAX_BODY_BYTES} bytes "
+                                                         "with its Content-Length"})
+            self.close_connection = True
+            return
+        try:
+            body = json.loads(self.rfile.read(length))
+            if not isinstance(body, dict):
+                raise BadRequestError("the body must be a JSON object")
+            status, reply = self.server.service.generate(body)
+        except json.JSONDecodeError as e:
+            self._json(HTTPStatus.BAD_REQUEST, {"error": f"the body is not JSON: {e}"})
+        except BadRequestError as e:
+            self._json(HTTPStatus.BAD_REQUEST, {"error": str(e)})
+        except IKMoError as e:
+            self._json(HTTPStatus.UNPROCESSABLE_ENTITY, {"error": str(e)})
+        except Exception as e:  # a bug: say so, keep serving
+            log.exception("request failed")
+            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {type(e).__name__}: {e}"})
+        else:
+            self._json(status, reply)
+
+    def _json(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (http.server's signature)
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], service: MotionService) -> None:
+        self.service = service
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+
+def make_server(service: MotionService, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
+    """The HTTP server (not started: call `serve_forever`, `shutdown` to stop); port 0 picks a free one."""
+    return _Server((host, port), service)
