@@ -6,9 +6,10 @@ Cases: a text-only request and a text + 2 photos request, both 6 s motions. For 
   (`ikmo.tools.worker`) — the number a user waits; target ≤ 5 s median on 2 cores;
 - `cli_inproc`: the same command with `IKMO_TOOL_PROCESS=false`, everything in one process: the
   baseline of the tool process, in the same run (ratio `inproc/cli`);
-- `graph`: the agent graph in-process with the model already loaded;
+- `serve`: a POST /v1/generate to `ikmo serve`'s service (started in this process, model loaded
+  once): the agent graph warm, plus HTTP and JSON — what a game engine or script waits per request;
 - `tool`: `tools.generate_motion` alone on the same spec, in the same run.
-Ratios graph/tool and cli/tool say what the agents and the process start cost. Stage timings
+Ratios serve/tool and cli/tool say what the agents and the process start cost. Stage timings
 come from the run's transcript (per node) and the model's report.json. Beside each wall time the
 CPU seconds (user + system; of the child process for `cli`, ffmpeg's encoder included) are
 recorded, and the load average before and after: on a machine shared with other jobs wall time
@@ -80,15 +81,18 @@ def run(repeats: int = 3, weights: Path | None = None, out_json: Path | None = N
     """Time every case `repeats` times in each mode; return (and optionally write) the table.
 
     threads: torch intra-op threads in this process and in the `ikmo generate` child (`--threads`);
-    critique_rounds: the critic's retry budget in the cli and graph modes (None: the Settings default).
+    critique_rounds: the critic's retry budget in every mode (None: the Settings default).
     """
+    import threading
+
+    import httpx
     import torch
 
     from ikmo.agents.context import Context
-    from ikmo.agents.run import parse_keyframe_arg, raise_if_failed, run_request
-    from ikmo.agents.state import MotionRequest
     from ikmo.config import Settings
+    from ikmo.motion_model.constraints import MotionSpec
     from ikmo.motion_model.sampling import load_model
+    from ikmo.server import MotionService, make_server
     from ikmo.tools.generate import generate_motion
 
     if critique_rounds is None:
@@ -104,7 +108,11 @@ def run(repeats: int = 3, weights: Path | None = None, out_json: Path | None = N
     # The output contract includes preview.mp4: time it as a user gets it, whatever the caller's env says.
     env = {**os.environ, "IKMO_PREVIEW": "true"}
     modes = {"cli": {**env, "IKMO_TOOL_PROCESS": "true"}, "cli_inproc": {**env, "IKMO_TOOL_PROCESS": "false"}}
-    keys = ("cli_s", "cli_inproc_s", "graph_s", "tool_s", "cli_cpu_s", "cli_inproc_cpu_s", "graph_cpu_s", "tool_cpu_s")
+    keys = ("cli_s", "cli_inproc_s", "serve_s", "tool_s", "cli_cpu_s", "cli_inproc_cpu_s", "serve_cpu_s", "tool_cpu_s")
+    service = MotionService(Context(motion_model=model, critique_rounds=critique_rounds), tmp / "serve")
+    server = make_server(service, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1/generate"
     for name, (text, n_img) in CASES.items():
         row: dict[str, Any] = {k: [] for k in keys}
         for r in range(repeats):
@@ -127,25 +135,29 @@ def run(repeats: int = 3, weights: Path | None = None, out_json: Path | None = N
             row["modes_identical"] = row.get("modes_identical", True) and bool(np.array_equal(
                 np.load(tmp / f"{name}_cli{r}" / "joints.npy"), np.load(tmp / f"{name}_cli_inproc{r}" / "joints.npy")))
 
-            images = [parse_keyframe_arg(str(p)) for p in photos[:n_img]]
-            req = MotionRequest(text=text, images=images, out_dir=str(tmp / f"{name}_graph{r}"), seed=0)
+            body = {"text": text, "seed": 0, "keyframes": [{"path": str(p)} for p in photos[:n_img]]}
             t0, c0 = time.perf_counter(), time.process_time()
-            result = raise_if_failed(run_request(req, Context(motion_model=model, critique_rounds=critique_rounds)))
-            row["graph_s"].append(time.perf_counter() - t0)
-            row["graph_cpu_s"].append(time.process_time() - c0)
+            reply = httpx.post(url, json=body, timeout=600)
+            row["serve_s"].append(time.perf_counter() - t0)
+            row["serve_cpu_s"].append(time.process_time() - c0)
+            if reply.status_code != 200:
+                raise RuntimeError(f"ikmo serve answered {reply.status_code}: {reply.text[-2000:]}")
+            spec = MotionSpec.model_validate_json((Path(reply.json()["dir"]) / "spec.json").read_text())
 
             t0, c0 = time.perf_counter(), time.process_time()
-            generate_motion(result.spec, tmp / f"{name}_tool{r}", model=model)
+            generate_motion(spec, tmp / f"{name}_tool{r}", model=model)
             row["tool_s"].append(time.perf_counter() - t0)
             row["tool_cpu_s"].append(time.process_time() - c0)
         med = {k: statistics.median(row[k]) for k in keys}
         row.update({f"median_{k}": round(v, 3) for k, v in med.items()})
-        row["graph_over_tool"] = round(med["graph_s"] / med["tool_s"], 2)
+        row["serve_over_tool"] = round(med["serve_s"] / med["tool_s"], 2)
         row["cli_over_tool"] = round(med["cli_s"] / med["tool_s"], 2)
         row["inproc_over_cli"] = round(med["cli_inproc_s"] / med["cli_s"], 2)
         for k in keys:
             row[k] = [round(x, 3) for x in row[k]]
         results["cases"][name] = row
+    server.shutdown()
+    server.server_close()
     results["load_average_after"] = _load()
     if out_json is not None:
         from ikmo.motion_model.fileio import write_json
@@ -170,11 +182,11 @@ def format_table(results: dict[str, Any]) -> str:
              f"{results.get('threads', '?')} torch thread(s), critique rounds {results.get('critique_rounds', 0)}; "
              f"load average {results.get('load_average_before')} before, {results.get('load_average_after')} after",
              f"{'case':<10} {'cli med s':>9} {'(cpu)':>6} {'in-proc s':>9} {'(cpu)':>6} {'inproc/cli':>10} "
-             f"{'graph s':>7} {'tool s':>6} {'graph/tool':>10} {'cli/tool':>8} {'same motion':>11}"]
+             f"{'serve s':>7} {'tool s':>6} {'serve/tool':>10} {'cli/tool':>8} {'same motion':>11}"]
     for name, r in results["cases"].items():
         lines.append(f"{name:<10} {r['median_cli_s']:>9.2f} {r['median_cli_cpu_s']:>6.2f} "
                      f"{r['median_cli_inproc_s']:>9.2f} {r['median_cli_inproc_cpu_s']:>6.2f} "
-                     f"{r['inproc_over_cli']:>10.2f} {r['median_graph_s']:>7.2f} {r['median_tool_s']:>6.2f} "
-                     f"{r['graph_over_tool']:>10.2f} {r['cli_over_tool']:>8.2f} {str(r['modes_identical']):>11}")
+                     f"{r['inproc_over_cli']:>10.2f} {r['median_serve_s']:>7.2f} {r['median_tool_s']:>6.2f} "
+                     f"{r['serve_over_tool']:>10.2f} {r['cli_over_tool']:>8.2f} {str(r['modes_identical']):>11}")
         lines.append("  stages (cli run): " + ", ".join(f"{k}={v:.2f}" for k, v in r["stages_cli"].items()))
     return "\n".join(lines)

@@ -169,7 +169,7 @@ def test_bench_agents_times_both_modes(weights_dir: Path, tmp_path: Path) -> Non
     for case in ("text", "text+2img"):
         row = res["cases"][case]
         assert row["modes_identical"] is True
-        for mode in ("cli", "cli_inproc", "graph", "tool"):
+        for mode in ("cli", "cli_inproc", "serve", "tool"):
             assert row[f"median_{mode}_s"] > 0 and row[f"median_{mode}_cpu_s"] > 0
         assert row["inproc_over_cli"] == pytest.approx(row["median_cli_inproc_s"] / row["median_cli_s"], abs=0.01)
         assert row["stages_cli"]["generate"] > 0
