@@ -23,7 +23,9 @@ class _Progress:
     def __init__(self, enabled: bool = True) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=1, disable=not enabled, leave=False, bar_format="{desc} {bar} {n_fmt}/{total_fmt}")
+        # disable=None: tqdm draws only on a terminal; piped or redirected stderr gets no bar updates.
+        self.bar = tqdm(total=1, disable=None if enabled else True, leave=False,
+                        bar_format="{desc} {bar} {n_fmt}/{total_fmt}")
 
     def __call__(self, ev: dict[str, Any]) -> None:
         stage = ev.get("stage", "")
