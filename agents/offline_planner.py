@@ -58,7 +58,10 @@ def natural_duration(a: ParsedAction) -> float:
     length = a.distance_m if a.distance_m is not None else _shape_length(a)
     if voc["kind"] != "gesture" and length is not None and speed > 0:
         return max(MIN_SEGMENT_S, length / speed)
-    base = float(voc["default_s"]) * (a.repeat or 1) ** 0.5
+    reps = a.repeat or 1
+    # A single stroke ("kick", "jump") repeated n times takes n strokes' time; a cyclic action
+    # ("wave", "dance") asked for n times is a longer cycle, not n separate ones.
+    base = float(voc["default_s"]) * (reps if voc.get("repeatable") else reps**0.5)
     # Slower gestures take longer too; a fast one less.
     return max(MIN_SEGMENT_S, base / a.speed_factor)
 
@@ -138,7 +141,12 @@ def _phrase(a: ParsedAction) -> str:
         phrase = phrase.replace("walks", "walks slowly").replace("runs", "jogs")
     elif a.speed_factor > 1 and a.action == "walk":
         phrase = phrase.replace("walks", "walks quickly")
+    if a.repeat is not None and a.repeat > 1:
+        phrase += " " + _COUNTS.get(a.repeat, f"{a.repeat} times")
     return phrase
+
+
+_COUNTS = {2: "twice", 3: "three times", 4: "four times", 5: "five times"}
 
 
 def describe(req: ParsedRequest, duration_override: float | None = None, n_images: int = 0) -> MotionDescription:

@@ -51,6 +51,22 @@ def test_run_distance_then_kick() -> None:
     assert tr.plan_length(plan) == pytest.approx(5.0)
 
 
+def test_counts_repeat_strokes_and_lengthen_cycles() -> None:
+    """'kick twice' takes two kicks' time and says so; a cyclic action asked for twice is a longer
+    cycle, not two of them."""
+    req, desc, plan = _plan("jump three times then kick twice")
+    assert [(a.action, a.repeat) for a in req.actions] == [("jump", 3), ("kick", 2)]
+    assert desc.text == "a person jumps forward three times, then kicks twice."
+    assert [(s.start_s, s.end_s) for s in desc.segments] == [(0.0, 4.5), (4.5, 7.5)]  # 3 × 1.5 s, 2 × 1.5 s
+    assert [s.text for s in desc.segments] == ["jumps forward three times", "kicks twice"]
+    assert tr.plan_length(plan) == pytest.approx(4.5)  # jumping forward at ~1 m/s, then kicking in place
+    _, wave, _ = _plan("wave twice")
+    assert wave.duration_s == pytest.approx(2.5 * math.sqrt(2), rel=1e-3)
+    assert wave.text == "a person waves the right hand twice."
+    _, once, _ = _plan("kick once")
+    assert once.text == "a person kicks." and once.duration_s == pytest.approx(1.5)
+
+
 def test_style_and_circle() -> None:
     req, desc, plan = _plan("a tired old man walks in a circle")
     assert req.style == "tired"
