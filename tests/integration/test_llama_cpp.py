@@ -90,7 +90,7 @@ def test_structured_call_returns_valid_or_fails_cleanly(llama_url: str) -> None:
         assert isinstance(out, MotionDescription) and 0 < out.duration_s <= 9.8
 
 
-def test_graph_with_a_weak_real_model_never_crashes(llama_url: str, model, tmp_path: Path) -> None:  # noqa: F811
+def test_graph_with_a_weak_real_model_never_crashes(llama_url: str, model, tmp_path: Path) -> None:
     req = MotionRequest(text="walk forward 3 meters then wave", out_dir=str(tmp_path / "o"))
     # No retries here (the stub-server tests prove them): one describe and one trajectory call keep it short.
     final = run_request(req, _ctx(llama_url, max_retries=0, motion_model=model))

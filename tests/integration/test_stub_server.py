@@ -141,7 +141,7 @@ def test_server_errors_and_dead_server_are_clear(stub: StubServer) -> None:
         make_chat_model(Context(provider="openai:gpt-4o-mini", api_key=None))
 
 
-def test_graph_uses_the_llm_and_generates(stub: StubServer, model, tmp_path: Path) -> None:  # noqa: F811
+def test_graph_uses_the_llm_and_generates(stub: StubServer, model, tmp_path: Path) -> None:
     stub.script = [("content", json.dumps(GOOD_DESC)), ("content", json.dumps(GOOD_PLAN))]
     req = MotionRequest(text="do a happy little dance", out_dir=str(tmp_path / "o"))
     final = run_request(req, chat(stub, motion_model=model, critique_rounds=0, preview=False))
@@ -153,7 +153,7 @@ def test_graph_uses_the_llm_and_generates(stub: StubServer, model, tmp_path: Pat
     assert "wave-right-hand" in system and '"duration_s"' in system and "{schema}" not in system
 
 
-def test_a_field_the_model_keeps_getting_wrong_falls_back_to_offline(stub: StubServer, model, tmp_path: Path  # noqa: F811
+def test_a_field_the_model_keeps_getting_wrong_falls_back_to_offline(stub: StubServer, model, tmp_path: Path
                                                                      ) -> None:
     bad = {**GOOD_DESC, "style": "happy", "segments": "dance!"}  # segments never valid
     stub.script = [("content", json.dumps(bad))] * 3 + [("content", json.dumps({"primitives": []}))] * 3
@@ -167,7 +167,7 @@ def test_a_field_the_model_keeps_getting_wrong_falls_back_to_offline(stub: StubS
     assert [p.kind for p in result.spec.trajectory.plan.primitives] == ["line", "stand"]  # offline plan
 
 
-def test_provider_down_falls_back_or_fails_clearly(model, tmp_path: Path) -> None:  # noqa: F811
+def test_provider_down_falls_back_or_fails_clearly(model, tmp_path: Path) -> None:
     dead = dict(provider="openai-compatible", base_url="http://127.0.0.1:9/v1", request_timeout_s=2,
                 motion_model=model, critique_rounds=0, preview=False)
     final = run_request(MotionRequest(text="walk 2 m", out_dir=str(tmp_path / "a")), Context(**dead))
@@ -203,7 +203,7 @@ def test_vision_critic_sees_a_contact_sheet(stub: StubServer, tmp_path: Path) ->
 FLIP = {"ok": False, "problem": "left_right_flip", "note": "the person raises the right arm, the fit its left"}
 
 
-def _photo_run(stub: StubServer, model, photo: Path, out: Path, checks: list[tuple[str, Any]],  # noqa: F811
+def _photo_run(stub: StubServer, model, photo: Path, out: Path, checks: list[tuple[str, Any]],
                **kw: Any) -> dict[str, Any]:
     """One photo (the right arm raised) through the real pose tools, the LLM path and a vision check."""
     stub.routes = {"pose checker": checks}
@@ -217,7 +217,27 @@ def _check_requests(stub: StubServer) -> list[dict[str, Any]]:
     return [r for r in stub.requests if "pose checker" in r["messages"][0]["content"]]
 
 
-def test_vision_check_of_a_flipped_fit_mirrors_it(stub: StubServer, model, photos, tmp_path: Path) -> None:  # noqa: F811
+def test_vision_check_through_the_tool_process(stub: StubServer, model, weights_dir: Path, photos,
+                                               tmp_path: Path) -> None:
+    """`ikmo generate`'s tool process reads the photo: the provider still sees the photo and the fit's
+    check image (rendered in the child), and its flip verdict still mirrors the pose."""
+    from ikmo.tools.worker import ToolProcess
+
+    out = tmp_path / "o"
+    with ToolProcess(threads=1) as tp:
+        tp.load(weights_dir, with_images=True)
+        final = _photo_run(stub, model, photos[1], out, [("content", json.dumps(FLIP))], tool_process=tp)
+    result = raise_if_failed(final)
+    kf = result.spec.keyframes[0].joints  # mirrored: the left wrist is up
+    assert kf[20][1] > kf[16][1] and kf[21][1] < kf[17][1]
+    (req,) = _check_requests(stub)
+    parts = req["messages"][-1]["content"]
+    assert [p["type"] for p in parts] == ["text", "image_url", "image_url"]
+    assert (out / "keyframes" / "image_01_check.png").is_file()
+    assert Path(result.files["bvh"]).is_file()  # generated and exported in the child
+
+
+def test_vision_check_of_a_flipped_fit_mirrors_it(stub: StubServer, model, photos, tmp_path: Path) -> None:
     out = tmp_path / "o"
     final = _photo_run(stub, model, photos[1], out, [("content", json.dumps(FLIP))])
     result = raise_if_failed(final)
@@ -241,7 +261,7 @@ def test_vision_check_of_a_flipped_fit_mirrors_it(stub: StubServer, model, photo
     assert "left_right_flip (mirrored)" in events[0]["message"]
 
 
-def test_vision_check_answering_garbage_keeps_the_fit(stub: StubServer, model, photos, tmp_path: Path  # noqa: F811
+def test_vision_check_answering_garbage_keeps_the_fit(stub: StubServer, model, photos, tmp_path: Path
                                                       ) -> None:
     garbage = [("content", "Looks great to me!"),
                ("content", json.dumps({"ok": True, "problem": "left_right_flip"})),
@@ -259,7 +279,7 @@ def test_vision_check_answering_garbage_keeps_the_fit(stub: StubServer, model, p
     assert "gave no valid verdict" in check["vision_error"]
 
 
-def test_vision_check_with_a_failing_server_keeps_the_fit(stub: StubServer, model, photos,  # noqa: F811
+def test_vision_check_with_a_failing_server_keeps_the_fit(stub: StubServer, model, photos,
                                                          tmp_path: Path) -> None:
     final = _photo_run(stub, model, photos[1], tmp_path / "o", [("status", 500)] * 2)
     result = raise_if_failed(final)
@@ -268,7 +288,7 @@ def test_vision_check_with_a_failing_server_keeps_the_fit(stub: StubServer, mode
                and n.endswith("the fit is kept as read") for n in result.notes)
 
 
-def test_a_replan_reuses_the_photo_check_instead_of_asking_again(stub: StubServer, photos, tmp_path: Path  # noqa: F811
+def test_a_replan_reuses_the_photo_check_instead_of_asking_again(stub: StubServer, photos, tmp_path: Path
                                                                  ) -> None:
     import os
     import shutil
