@@ -8,24 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from ikmo.motion_model.checkpoints import save_checkpoint
 from ikmo.motion_model.constraints import KeyframePose, MotionDescription, MotionSpec, Trajectory
-from ikmo.motion_model.model_config import ControlConfig, DenoiserConfig, DiffusionConfig, ModelConfig
-from ikmo.motion_model.networks import IKMoNet
 from ikmo.motion_model.sampling import features_to_pose_frames, load_model
 from ikmo.motion_model.synthetic import synthetic_walk
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def weights_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    net = IKMoNet(ModelConfig(denoiser=DenoiserConfig(d_model=32, n_layers=2, n_heads=2, ff_dim=64, text_dim=16),
-                              control=ControlConfig(hidden=16), text_encoder="hash:16"))
-    save_checkpoint(d, net, DiffusionConfig(sample_steps=4), {"train": {"stage": "control", "step": 0}})
-    return d
 
 
 def _spec(n: int = 40) -> MotionSpec:
