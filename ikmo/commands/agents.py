@@ -280,6 +280,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
                     typer.echo(f"ikmo> {conv.pending_question()}")
                 else:
                     typer.echo(f"ikmo> {final.get('answer')}")
+                    if final.get("request") is not None:  # where this turn's BVH, SMPL, joints, preview are
+                        typer.echo(f"      files in {final['request'].out_dir}")
         finally:
             conv.close()
             if tools is not None:

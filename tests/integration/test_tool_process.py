@@ -154,6 +154,7 @@ def test_cli_chat_through_the_tool_process(weights_dir: Path, tmp_path: Path) ->
     assert chat.returncode == 0, chat.stderr[-2000:]
     answers = [line for line in chat.stdout.splitlines() if "ikmo> Made a" in line]
     assert len(answers) == 2 and "slowly" in answers[1]
+    assert f"files in {tmp_path / 'runs' / 't1' / 'turn001'}" in chat.stdout  # each answer says where its files are
     durations = [json.loads((tmp_path / "runs" / "t1" / f"turn{i:03d}" / "agent_spec.json").read_text())
                  ["description"]["duration_s"] for i in range(2)]
     assert durations[1] > durations[0] * 1.2
