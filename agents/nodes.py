@@ -194,12 +194,9 @@ def keyframe_times(state: GraphState) -> list[float]:
 def read_pose(path: Path, time_s: float) -> PoseReading:
     """The local pose tools' whole reading of a photo: mediapipe landmarks (the process's shared
     detector) → SMPL fit → canonical KeyframePose, with the landmarks, the fit and the image."""
-    from ikmo.tools.pose_estimation import detect_landmarks
-    from ikmo.tools.smpl_fit import ImagePose, pose_from_landmarks
+    from ikmo.tools.smpl_fit import read_photo
 
-    lm, image = detect_landmarks(path)
-    kf, fit, targets = pose_from_landmarks(lm, time_s=time_s, source=str(path))
-    return ImagePose(keyframe=kf, fit=fit, targets=targets, landmarks=lm, image=image, seconds={})
+    return read_photo(path, time_s)
 
 
 def default_pose_fn(path: Path, time_s: float) -> KeyframePose:

@@ -719,6 +719,17 @@ class ImagePose:
                             project_fit_to_image(self.fit, self.targets, self.landmarks), caption)
 
 
+def read_photo(path: str | os.PathLike[str], time_s: float) -> ImagePose:
+    """A photo's whole reading with the process's shared BlazePose detector: landmarks → SMPL fit →
+    canonical KeyframePose at `time_s`, with the fit, its targets, the landmarks and the image.
+    (`image_to_pose` is the same path with a detector and body model of the caller's choosing.)"""
+    from .pose_estimation import detect_landmarks
+
+    lm, image = detect_landmarks(path)
+    kf, fit, targets = pose_from_landmarks(lm, time_s=time_s, source=str(path))
+    return ImagePose(keyframe=kf, fit=fit, targets=targets, landmarks=lm, image=image, seconds={})
+
+
 def image_to_pose(image: np.ndarray | str | os.PathLike[str], time_s: float = 0.0, model_complexity: int = 1,
                   detector: LandmarkDetector | None = None, model: BodyModel | None = None,
                   source: str | None = None, iters: int = 15,

@@ -246,16 +246,12 @@ class ToolProcess:
 
 
 def _reading(path: str, time_s: float, with_images: bool) -> PhotoReading:
-    from ikmo.tools.pose_estimation import detect_landmarks
-    from ikmo.tools.smpl_fit import ImagePose, pose_from_landmarks
+    from ikmo.tools.smpl_fit import read_photo
 
-    lm, image = detect_landmarks(path)
-    kf, fit, targets = pose_from_landmarks(lm, time_s=time_s, source=str(path))
-    check = None
-    if with_images:
-        check = ImagePose(keyframe=kf, fit=fit, targets=targets, landmarks=lm, image=image, seconds={}).overlay()
-    return PhotoReading(keyframe=kf, landmarks=lm, fit=FitSummary(float(fit.error_m)),
-                        image=image if with_images else None, check_image=check)
+    read = read_photo(path, time_s)
+    return PhotoReading(keyframe=read.keyframe, landmarks=read.landmarks, fit=FitSummary(float(read.fit.error_m)),
+                        image=read.image if with_images else None,
+                        check_image=read.overlay() if with_images else None)
 
 
 class _Server:
