@@ -162,12 +162,8 @@ class ToolProcess:
         if self._proc.poll() is None and not self._loading:
             self._proc.kill()
         elif self._proc.poll() is None:
-            try:
-                with self._lock:
-                    pickle.dump(("close", {}), self._to)
-                    self._to.flush()
-            except (BrokenPipeError, OSError):
-                pass
+            with self._lock, contextlib.suppress(ToolProcessError):  # it died meanwhile: nothing to ask
+                self._send("close", {})
         try:
             self._proc.wait(timeout=CLOSE_TIMEOUT_S)
         except subprocess.TimeoutExpired:
