@@ -32,7 +32,7 @@ from ikmo.motion_model.constraints import (
 )
 from ikmo.motion_model.errors import ConstraintError, IKMoError, ProviderError
 from ikmo.motion_model.fileio import write_json, write_text
-from ikmo.motion_model.skeleton import FPS
+from ikmo.motion_model.representation.skeleton import FPS
 from ikmo.tools import trajectory as traj_tools
 
 from . import offline_planner

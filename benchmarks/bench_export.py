@@ -51,7 +51,7 @@ def load_motion(n_frames: int) -> tuple[np.ndarray, str]:
         clip = np.load(FIXTURE).astype(np.float64)
         name = "HumanML3D fixture 012314"
     else:
-        from ikmo.motion_model.skeleton import HUMANML3D_22
+        from ikmo.motion_model.representation.skeleton import HUMANML3D_22
         from ikmo.tools.rig_rotations import T_POSE_DIRECTIONS_22, rig_forward
 
         T = n_frames

@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 import torch
 
-from ikmo.motion_model.representation import features_to_joints, joints_to_features
-from ikmo.motion_model.skeleton import HUMANML3D_22
+from ikmo.motion_model.representation.features import features_to_joints, joints_to_features
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22
 
 
 def _time(fn: Callable[[], object], repeats: int) -> float:

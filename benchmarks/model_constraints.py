@@ -6,7 +6,7 @@ no conditioning, stage 1 only (optimization), stage 2 only (ControlNet), both. P
 trajectory error, keyframe MPJPE (metres), foot skating and seconds per motion, with ratios to the
 unconditioned baseline measured in the same run.
 
-    python benchmarks/model_constraints.py --weights motion_model/weights --corpus data/corpus --n 8
+    python benchmarks/model_constraints.py --weights motion_model/model/weights --corpus data/corpus --n 8
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ import torch
 
 from ikmo.eval.metrics import foot_skating_ratio
 from ikmo.motion_model.constraints import ControlSignals
-from ikmo.motion_model.guidance import facing_yaw, measured_errors, rotate_y
-from ikmo.motion_model.model_config import OptimizationConfig
+from ikmo.motion_model.control.align import facing_yaw, rotate_y
+from ikmo.motion_model.control.guidance import measured_errors
+from ikmo.motion_model.model.model_config import OptimizationConfig
+from ikmo.motion_model.model.training import load_corpus
 from ikmo.motion_model.sampling import features_to_pose_frames, load_model, sample
-from ikmo.motion_model.training import load_corpus
 
 
 def constraints_from(joints: torch.Tensor, g: torch.Generator) -> ControlSignals:

@@ -3,7 +3,7 @@ R-precision are computed on (Guo et al., CVPR 2022; TMR, Petrovich et al., ICCV 
 
 Motion side: a 2-layer transformer over normalised HumanML3D features (foot contacts dropped, as
 Guo et al.'s evaluator does), masked mean pooling, a linear projection. Text side: the frozen
-sentence embedding of `ikmo.motion_model.text_encoder` (MiniLM, 384-d) through a trainable MLP.
+sentence embedding of `ikmo.motion_model.model.text_encoder` (MiniLM, 384-d) through a trainable MLP.
 Both land on the unit sphere; training is symmetric InfoNCE with temperature τ, where in-batch
 negatives whose caption is nearly the same sentence (cosine > `dup_threshold` of the frozen text
 embeddings) are masked out, as TMR does, since "a person walks" twice is no negative pair.
@@ -32,10 +32,10 @@ from torch import nn
 
 from ikmo.motion_model.errors import ConfigError, InputFileError, MotionDataError
 from ikmo.motion_model.fileio import atomic_path
-from ikmo.motion_model.networks import sinusoid
-from ikmo.motion_model.skeleton import HUMANML3D_22, MAX_FRAMES
-from ikmo.motion_model.text_encoder import CachedTextEncoder, build_text_encoder
-from ikmo.motion_model.training import Clip
+from ikmo.motion_model.model.networks import sinusoid
+from ikmo.motion_model.model.text_encoder import CachedTextEncoder, build_text_encoder
+from ikmo.motion_model.model.training import Clip
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22, MAX_FRAMES
 
 from . import metrics
 

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .errors import ConstraintError
-from .skeleton import FPS, HUMANML3D_22, MAX_FRAMES
+from ikmo.motion_model.errors import ConstraintError
+from ikmo.motion_model.representation.skeleton import FPS, HUMANML3D_22, MAX_FRAMES
 
 if TYPE_CHECKING:  # the domain types stay importable without torch (the agents' process never loads it)
     import torch

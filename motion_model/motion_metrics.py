@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import MotionDataError
-from .skeleton import FPS, HUMANML3D_22
+from ikmo.motion_model.errors import MotionDataError
+from ikmo.motion_model.representation.skeleton import FPS, HUMANML3D_22
 
 # Thresholds of OmniControl / GMD: feet within 5 cm of the floor are in contact; a contact foot
 # moving faster than 0.5 m/s (2.5 cm per frame at 20 fps) in the ground plane, both in the frame and

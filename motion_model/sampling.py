@@ -21,19 +21,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from .bundled import weights_dir
-from .checkpoints import load_checkpoint
-from .constraints import ControlSignals, TimedText
-from .control_batch import ControlBatch
-from .diffusion import GaussianDiffusion, OnStep
-from .errors import ConstraintError
-from .footlock import lock_feet
-from .guidance import JointsFn, MotionOptimizer
-from .model_config import DiffusionConfig, FootLockConfig, ModelConfig, OptimizationConfig
-from .networks import IKMoNet
-from .representation import joints_to_features
-from .skeleton import FPS
-from .text_encoder import CachedTextEncoder, build_text_encoder
+from ikmo.motion_model.constraints import ControlSignals, TimedText
+from ikmo.motion_model.control.align import JointsFn
+from ikmo.motion_model.control.control_batch import ControlBatch
+from ikmo.motion_model.control.footlock import lock_feet
+from ikmo.motion_model.control.guidance import MotionOptimizer
+from ikmo.motion_model.errors import ConstraintError
+from ikmo.motion_model.model.bundled import weights_dir
+from ikmo.motion_model.model.checkpoints import load_checkpoint
+from ikmo.motion_model.model.diffusion import GaussianDiffusion, OnStep
+from ikmo.motion_model.model.model_config import DiffusionConfig, FootLockConfig, ModelConfig, OptimizationConfig
+from ikmo.motion_model.model.networks import IKMoNet
+from ikmo.motion_model.model.text_encoder import CachedTextEncoder, build_text_encoder
+from ikmo.motion_model.representation.features import joints_to_features
+from ikmo.motion_model.representation.skeleton import FPS
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,8 @@ def features_to_pose_frames(features: torch.Tensor, n_rows: torch.Tensor | None 
     last pose frame, n_rows[b], then comes from its own last row n_rows[b] − 1 instead of from
     the padding after it; frames after it stay whatever the padding decodes to (masked by callers).
     """
-    from .representation import feature_layout, features_to_joints, features_to_root
-    from .rotations import quat_conj, quat_rotate
+    from ikmo.motion_model.representation.features import feature_layout, features_to_joints, features_to_root
+    from ikmo.motion_model.representation.rotations import quat_conj, quat_rotate
 
     joints = features_to_joints(features)
     r_rot, _ = features_to_root(features)

@@ -24,7 +24,7 @@ H = math.pi / 2
 
 
 def _pose(**joints: tuple[float, float, float]) -> np.ndarray:
-    from ikmo.motion_model.skeleton import HUMANML3D_22
+    from ikmo.motion_model.representation.skeleton import HUMANML3D_22
 
     bp = np.zeros((21, 3))
     for name, aa in joints.items():

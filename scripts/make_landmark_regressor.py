@@ -79,7 +79,7 @@ def render(split: str, n_poses: int, views_per_pose: int, seed: int, corpus: Pat
 def _mirror(z: dict) -> dict:
     """The cache seen in a mirror: image x flipped, left/right landmarks and joints swapped (doubles the
     training set; BlazePose's errors are left/right symmetric on average)."""
-    from ikmo.motion_model.skeleton import HUMANML3D_22
+    from ikmo.motion_model.representation.skeleton import HUMANML3D_22
     from ikmo.tools.pose_estimation import LANDMARK_NAMES, LM
 
     def other(n: str) -> str:

@@ -1,7 +1,7 @@
 """Build IKMo's SMPL-format mannequin procedurally: `tools/assets/mannequin_smpl.npz`.
 
 No licensed data goes in: a T-pose skeleton with the HumanML3D target bone lengths
-(`motion_model/skeleton.py`) and hand-chosen, anatomically plausible bone directions; around it
+(`motion_model/representation/skeleton.py`) and hand-chosen, anatomically plausible bone directions; around it
 tubes (torso, limbs, neck) and ellipsoids (head, hands, feet, face features) with realistic adult
 proportions so that BlazePose takes the rendering for a person. Skinning weights blend the bones of
 each part by distance to the bone segments; shapedirs give height, girth and leg length; posedirs
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ikmo.motion_model.fileio import atomic_path
-from ikmo.motion_model.skeleton import HUMANML3D_22
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22
 from ikmo.tools.body_model import MANNEQUIN_PATH, PART, SMPL_PARENTS
 
 log = logging.getLogger("make_mannequin")

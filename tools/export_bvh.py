@@ -26,8 +26,8 @@ from typing import Literal
 import numpy as np
 
 from ikmo.motion_model.errors import MotionDataError
-from ikmo.motion_model.rotations import matrix_to_euler
-from ikmo.motion_model.skeleton import FPS, HUMANML3D_22, Skeleton
+from ikmo.motion_model.representation.rotations import matrix_to_euler
+from ikmo.motion_model.representation.skeleton import FPS, HUMANML3D_22, Skeleton
 
 from .export_common import check_joints, output_file
 from .rig_rotations import RigPose, motion_rest_offsets, solve_rig_rotations

@@ -11,7 +11,7 @@ import numpy as np
 
 from ikmo.motion_model.errors import InputFileError, MotionDataError, OutputFileError
 from ikmo.motion_model.fileio import atomic_path
-from ikmo.motion_model.skeleton import HUMANML3D_22, Skeleton
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22, Skeleton
 
 
 def check_joints(joints: np.ndarray, skeleton: Skeleton = HUMANML3D_22, what: str = "joints") -> np.ndarray:

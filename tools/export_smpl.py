@@ -33,8 +33,8 @@ from typing import Literal
 import numpy as np
 
 from ikmo.motion_model.errors import InputFileError, MotionDataError
-from ikmo.motion_model.rotations import matrix_to_axis_angle
-from ikmo.motion_model.skeleton import FPS, HUMANML3D_22
+from ikmo.motion_model.representation.rotations import matrix_to_axis_angle
+from ikmo.motion_model.representation.skeleton import FPS, HUMANML3D_22
 
 from .export_common import check_joints, output_file
 from .rig_rotations import solve_rig_rotations

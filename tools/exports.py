@@ -4,7 +4,7 @@ Files (names are the contract with tools/generate.py and the README):
 
 - ``joints.npy``: (T, 22, 3) float32 metres, y up (the motion as given);
 - ``features.npy``: (T-1, 263) float32 HumanML3D features of the motion after HumanML3D's
-  canonicalisation (`motion_model.representation.joints_to_features`); unnormalised;
+  canonicalisation (`motion_model.representation.features.joints_to_features`); unnormalised;
 - ``motion.bvh``: `tools.export_bvh`;
 - ``motion_smpl.npz``: `tools.export_smpl` (AMASS-style SMPL parameters);
 - ``preview.mp4``: `tools.preview` (skeleton, floor grid, pelvis trace, targets and keyframes of
@@ -24,7 +24,7 @@ import numpy as np
 
 from ikmo.motion_model.constraints import MotionSpec
 from ikmo.motion_model.errors import MotionDataError
-from ikmo.motion_model.skeleton import FPS
+from ikmo.motion_model.representation.skeleton import FPS
 
 from .export_common import check_joints, output_file
 
@@ -52,7 +52,7 @@ def save_array(path: str | os.PathLike[str], array: np.ndarray) -> Path:
 
 def motion_features(joints: np.ndarray) -> np.ndarray:
     """(T, 22, 3) metres → (T-1, 263) float32 HumanML3D features (canonicalised first)."""
-    from ikmo.motion_model.representation import joints_to_features
+    from ikmo.motion_model.representation.features import joints_to_features
 
     joints = check_joints(joints)
     if joints.shape[0] < 2:

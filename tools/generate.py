@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from ikmo.motion_model.constraints import MotionResult, MotionSpec
-from ikmo.motion_model.diffusion import OnStep
 from ikmo.motion_model.fileio import write_json
+from ikmo.motion_model.model.diffusion import OnStep
 from ikmo.motion_model.sampling import MotionModel
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def generate_motion(
     timings["sample_s"] = time.perf_counter() - t0
     timings.update({f"sample_{k}": v for k, v in motion.timings.items()})
 
-    from ikmo.motion_model.guidance import measured_errors
+    from ikmo.motion_model.control.guidance import measured_errors
     from ikmo.motion_model.motion_metrics import foot_skating_ratio
 
     from .rig_rotations import project_to_rig

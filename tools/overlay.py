@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ikmo.motion_model.fileio import atomic_path
-from ikmo.motion_model.skeleton import HUMANML3D_22
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22
 
 from .pose_estimation import LANDMARK_EDGES, Landmarks
 

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ikmo.motion_model.errors import InputFileError, MotionDataError
-from ikmo.motion_model.skeleton import FPS, HUMANML3D_22, Skeleton
+from ikmo.motion_model.representation.skeleton import FPS, HUMANML3D_22, Skeleton
 
 from .export_common import check_joints, output_file
 
@@ -208,7 +208,7 @@ def _side_colours(skeleton: Skeleton) -> list[Colour]:
 def _ghost_poses(joints: np.ndarray, overlay: Overlay, skeleton: Skeleton) -> dict[int, np.ndarray]:
     """World-space ghosts {keyframe frame: (J, 3)}: the motion model's Align of each keyframe pose.
 
-    That is `motion_model.guidance.align_keyframes` for one frame: the root-relative pose turned to
+    That is `motion_model.control.guidance.align_keyframes` for one frame: the root-relative pose turned to
     the motion's facing yaw at that frame and placed on its pelvis, whose x/z are replaced by the
     target trajectory where the target constrains that frame; so the ghost is exactly what the
     pose loss compared the motion with.
@@ -219,7 +219,7 @@ def _ghost_poses(joints: np.ndarray, overlay: Overlay, skeleton: Skeleton) -> di
         return out
     import torch
 
-    from ikmo.motion_model.guidance import facing_yaw, rotate_y
+    from ikmo.motion_model.control.align import facing_yaw, rotate_y
 
     T = joints.shape[0]
     for f, pose in todo:

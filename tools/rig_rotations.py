@@ -1,6 +1,6 @@
 """Joint positions → per-joint rotations of a rig (BVH, SMPL), where a joint turns all its children.
 
-Why this is not `motion_model.representation.inverse_kinematics`: HumanML3D's IK stores a swing
+Why this is not `motion_model.representation.features.inverse_kinematics`: HumanML3D's IK stores a swing
 per *bone* (on the child joint), so the three bones leaving the pelvis (hips, spine1) and the three
 leaving spine3 (neck, collars) turn independently. A BVH or SMPL rig has one rotation per *joint*
 that moves every child together. Re-importing per-bone rotations into such a rig puts those
@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ikmo.motion_model.rotations import quat_between, quat_to_matrix
-from ikmo.motion_model.skeleton import HUMANML3D_22, Skeleton
+from ikmo.motion_model.representation.rotations import quat_between, quat_to_matrix
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22, Skeleton
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ T_POSE_DIRECTIONS_22 /= np.maximum(np.linalg.norm(T_POSE_DIRECTIONS_22, axis=1, 
 def rotation_between(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Smallest rotation turning direction `u` onto direction `v`: (..., 3) each → (..., 3, 3).
 
-    A matrix view of `motion_model.rotations.quat_between` (antiparallel vectors: a half turn).
+    A matrix view of `motion_model.representation.rotations.quat_between` (antiparallel vectors: a half turn).
     """
     u, v = np.broadcast_arrays(np.asarray(u, dtype=np.float64), np.asarray(v, dtype=np.float64))
     return quat_to_matrix(quat_between(u, v))

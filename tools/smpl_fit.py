@@ -37,8 +37,8 @@ import torch
 
 from ikmo.motion_model.constraints import KeyframePose
 from ikmo.motion_model.errors import PoseEstimationError
-from ikmo.motion_model.rotations import axis_angle_to_matrix, cont6d_to_matrix, matrix_to_axis_angle
-from ikmo.motion_model.skeleton import HUMANML3D_22
+from ikmo.motion_model.representation.rotations import axis_angle_to_matrix, cont6d_to_matrix, matrix_to_axis_angle
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22
 
 from .body_model import BodyModel, load_body_model
 from .pose_estimation import LM, LandmarkDetector, Landmarks, check_image_array, load_image
@@ -662,7 +662,7 @@ def mirror_keyframe(kf: KeyframePose, note: str = "mirrored: left and right swap
     each joint taking its mirror joint's rotation; mask and confidence follow their joints. The facing
     (+Z) is kept, and so is `root_position`: where the pelvis must be does not change.
     """
-    from ikmo.motion_model.representation import mirror_joints
+    from ikmo.motion_model.representation.features import mirror_joints
 
     mm = list(HUMANML3D_22.mirror_map)
     flip = np.array([1.0, -1.0, -1.0])

@@ -38,7 +38,7 @@ from ikmo.motion_model.constraints import (
     Zigzag,
 )
 from ikmo.motion_model.errors import ConstraintError
-from ikmo.motion_model.skeleton import FPS, HUMANML3D_22, Skeleton
+from ikmo.motion_model.representation.skeleton import FPS, HUMANML3D_22, Skeleton
 
 # Height of the ankle joint above the floor in a standing pose (HumanML3D puts the floor at the
 # lowest joint; measured ~0.09 m on the HumanML3D fixture clip 012314).

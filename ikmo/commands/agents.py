@@ -88,7 +88,7 @@ def _load_tools(tools: Any, settings: Any) -> Any:
     if not settings.tool_process:
         tools.close()
         return None
-    from ikmo.motion_model.bundled import weights_dir
+    from ikmo.motion_model.model.bundled import weights_dir
 
     weights_dir(settings.weights)
     tools.load(settings.weights, settings.device, with_images=settings.vision)

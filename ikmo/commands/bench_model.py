@@ -48,8 +48,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         from ikmo.eval.bench_control import BenchConfig, build_runs, format_table, run_control_benchmark
         from ikmo.eval.cases import sample_cases
         from ikmo.eval.evaluator import load_evaluator
+        from ikmo.motion_model.model.training import load_corpus
         from ikmo.motion_model.sampling import load_model
-        from ikmo.motion_model.training import load_corpus
 
         torch.set_num_threads(threads)
         if quick:
@@ -115,7 +115,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     ) -> None:
         """Train the contrastive text-motion evaluator used by `bench control`."""
         from ikmo.eval.evaluator import EvaluatorConfig, EvaluatorTrainConfig, train_evaluator
-        from ikmo.motion_model.training import load_corpus
+        from ikmo.motion_model.model.training import load_corpus
 
         tr = load_corpus(corpus, "train")
         val = load_corpus(corpus, "val").clips

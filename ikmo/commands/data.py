@@ -1,4 +1,4 @@
-"""`ikmo data build` and `ikmo data info`: thin wrappers over ikmo.motion_model.corpus."""
+"""`ikmo data build` and `ikmo data info`: thin wrappers over ikmo.motion_model.data.corpus."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         """Build a HumanML3D-layout corpus from BVH motion capture (Bandai Namco, CMU, ReActIdle, own BVH)."""
         from tqdm import tqdm
 
-        from ikmo.motion_model.corpus import build_corpus, discover_sources, unpack_archives
+        from ikmo.motion_model.data.corpus import build_corpus, discover_sources, unpack_archives
         from ikmo.motion_model.errors import InputFileError
 
         t0 = time.perf_counter()
@@ -81,6 +81,6 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     @data.command("info")
     def info(path: Annotated[Path, typer.Argument(help="corpus folder")]) -> None:
         """Print a corpus's dataset card."""
-        from ikmo.motion_model.corpus import card_markdown, read_card
+        from ikmo.motion_model.data.corpus import card_markdown, read_card
 
         typer.echo(card_markdown(read_card(path)))

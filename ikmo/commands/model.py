@@ -44,9 +44,9 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         export_to: Annotated[Path | None, typer.Option(help="also write inference weights here at the end")] = None,
     ) -> None:
         """Train the base text-to-motion denoiser (resumable, time-boxed)."""
-        from ikmo.motion_model.model_config import DenoiserConfig, ModelConfig, TrainConfig
-        from ikmo.motion_model.text_encoder import build_text_encoder
-        from ikmo.motion_model.training import resolve_device, train
+        from ikmo.motion_model.model.model_config import DenoiserConfig, ModelConfig, TrainConfig
+        from ikmo.motion_model.model.text_encoder import build_text_encoder
+        from ikmo.motion_model.model.training import resolve_device, train
 
         text_dim = build_text_encoder(text_encoder).dim if text_encoder.startswith("hash:") else 384
         mcfg = ModelConfig(denoiser=DenoiserConfig(d_model=d_model, n_layers=layers, ff_dim=2 * d_model,
@@ -80,8 +80,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     ) -> None:
         """Train the Motion ControlNet + control encoders on a frozen base (resumable, time-boxed)."""
         from ikmo.motion_model.errors import ConfigError
-        from ikmo.motion_model.model_config import ControlConfig, TrainConfig
-        from ikmo.motion_model.training import resolve_device, train
+        from ikmo.motion_model.model.model_config import ControlConfig, TrainConfig
+        from ikmo.motion_model.model.training import resolve_device, train
 
         if mode not in ("decoupled", "joint"):
             raise ConfigError(f"--mode {mode!r}: choose decoupled or joint")

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ikmo.motion_model.corpus import build_corpus, discover_sources
-from ikmo.motion_model.dataset import MotionTextDataset, collate_motion
-from ikmo.motion_model.representation import features_to_joints
+from ikmo.motion_model.data.corpus import build_corpus, discover_sources
+from ikmo.motion_model.data.dataset import MotionTextDataset, collate_motion
+from ikmo.motion_model.representation.features import features_to_joints
 
 pytestmark = pytest.mark.integration
 

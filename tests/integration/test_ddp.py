@@ -26,7 +26,7 @@ def _run(args: list[str], cwd) -> subprocess.CompletedProcess:
 
 
 def test_ddp_train_resume_and_control(tmp_path) -> None:
-    from ikmo.motion_model.synthetic import write_synthetic_corpus
+    from ikmo.motion_model.data.synthetic import write_synthetic_corpus
 
     corpus = write_synthetic_corpus(tmp_path / "corpus", n_clips=12, n_frames=50)
     run = tmp_path / "run"
@@ -36,8 +36,8 @@ def test_ddp_train_resume_and_control(tmp_path) -> None:
     assert (run / "last" / "optim.safetensors").is_file()
 
     # Resume (in-process, one rank: a chunk may run on another machine) and train a control stage.
-    from ikmo.motion_model.model_config import ControlConfig, TrainConfig
-    from ikmo.motion_model.training import train
+    from ikmo.motion_model.model.model_config import ControlConfig, TrainConfig
+    from ikmo.motion_model.model.training import train
 
     small = {"batch_size": 4, "num_threads": 1, "log_every": 1}
     train(corpus, run, TrainConfig(max_steps=5, **small), resume=True)

@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from ikmo.commands.export import register
-from ikmo.motion_model.bvh import read_bvh
+from ikmo.motion_model.data.bvh import read_bvh
 from ikmo.motion_model.errors import InputFileError, MotionDataError
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from ikmo.motion_model.constraints import KeyframePose, MotionDescription, MotionSpec, Trajectory
+from ikmo.motion_model.data.synthetic import synthetic_walk
 from ikmo.motion_model.sampling import features_to_pose_frames, load_model
-from ikmo.motion_model.synthetic import synthetic_walk
 
 pytestmark = pytest.mark.integration
 
@@ -58,8 +58,8 @@ def test_generate_motion_writes_every_file_and_a_report(weights_dir, tmp_path) -
     rec = features_to_pose_frames(torch.from_numpy(feats)).numpy()
     assert rec.shape == joints.shape
     # The written joints are a rigid skeleton's, so the BVH plays exactly the same motion.
-    from ikmo.motion_model.bvh import bvh_world_positions, read_bvh
-    from ikmo.motion_model.skeleton import HUMANML3D_22
+    from ikmo.motion_model.data.bvh import bvh_world_positions, read_bvh
+    from ikmo.motion_model.representation.skeleton import HUMANML3D_22
 
     parents = np.array(HUMANML3D_22.parents)
     lengths = np.linalg.norm(joints[:, 1:] - joints[:, parents[1:]], axis=-1)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from ikmo.motion_model.representation import (
+from ikmo.motion_model.representation.features import (
     Normalizer,
     bone_lengths,
     feature_layout,
@@ -23,7 +23,7 @@ from ikmo.motion_model.representation import (
     mirror_features,
     mirror_joints,
 )
-from ikmo.motion_model.skeleton import HUMANML3D_22
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from ikmo.motion_model.errors import InputFileError, MotionDataError, OutputFileError
-from ikmo.motion_model.skeleton import HUMANML3D_22
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22
 from ikmo.tools.exports import write_motion_files
 from ikmo.tools.preview import (
     LEFT,
@@ -150,7 +150,7 @@ def test_bad_input(tmp_path: Path, joints: np.ndarray) -> None:
 
 
 def test_write_motion_files(tmp_path: Path, joints: np.ndarray) -> None:
-    from ikmo.motion_model.representation import joints_to_features
+    from ikmo.motion_model.representation.features import joints_to_features
 
     files = write_motion_files(joints[:40], tmp_path / "out", formats=["joints", "features", "bvh", "preview"])
     assert sorted(Path(p).name for p in files.values()) == ["features.npy", "joints.npy", "motion.bvh",

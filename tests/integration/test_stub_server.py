@@ -184,7 +184,7 @@ def test_vision_critic_sees_a_contact_sheet(stub: StubServer, tmp_path: Path) ->
 
     from ikmo.agents import nodes
     from ikmo.motion_model.constraints import GenerationOptions
-    from ikmo.motion_model.synthetic import synthetic_walk
+    from ikmo.motion_model.data.synthetic import synthetic_walk
 
     attempt = tmp_path / "attempts" / "00"
     attempt.mkdir(parents=True)

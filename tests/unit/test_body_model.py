@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ikmo.motion_model.errors import ConfigError, InputFileError
-from ikmo.motion_model.skeleton import HUMANML3D_22
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22
 from ikmo.tools.body_model import MANNEQUIN_PATH, PART, SMPL_PARENTS, load_body_model, parts_from_weights
 from ikmo.tools.smpl_fit import axis_angle_to_matrix, fk_numpy
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from ikmo.motion_model.bvh import bvh_world_positions, euler_to_matrix, read_bvh
+from ikmo.motion_model.data.bvh import bvh_world_positions, euler_to_matrix, read_bvh
 from ikmo.motion_model.errors import InputFileError, MotionDataError
 
 pytestmark = pytest.mark.unit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ikmo.motion_model.captions import (
+from ikmo.motion_model.data.captions import (
     CONTENT_PHRASES,
     STYLE_PHRASES,
     bandai_captions,

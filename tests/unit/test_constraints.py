@@ -18,7 +18,7 @@ from ikmo.motion_model.constraints import (
     duration_to_frames,
 )
 from ikmo.motion_model.errors import ConstraintError
-from ikmo.motion_model.skeleton import HUMANML3D_22
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22
 
 pytestmark = pytest.mark.unit
 

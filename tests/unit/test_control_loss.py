@@ -1,4 +1,4 @@
-"""The ControlNet's constraint loss on a padded training batch (motion_model/training.py): the
+"""The ControlNet's constraint loss on a padded training batch (motion_model/model/training.py): the
 ground truth meets constraints taken from itself, the last frame of a shorter crop included."""
 
 from __future__ import annotations
@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from ikmo.motion_model.control_batch import ControlBatch
-from ikmo.motion_model.guidance import facing_yaw, rotate_y
-from ikmo.motion_model.model_config import ControlConfig, DenoiserConfig, ModelConfig
-from ikmo.motion_model.networks import IKMoNet
-from ikmo.motion_model.representation import joints_to_features
+from ikmo.motion_model.control.align import facing_yaw, rotate_y
+from ikmo.motion_model.control.control_batch import ControlBatch
+from ikmo.motion_model.data.synthetic import synthetic_walk
+from ikmo.motion_model.model.model_config import ControlConfig, DenoiserConfig, ModelConfig
+from ikmo.motion_model.model.networks import IKMoNet
+from ikmo.motion_model.model.training import control_adherence_loss
+from ikmo.motion_model.representation.features import joints_to_features
 from ikmo.motion_model.sampling import features_to_pose_frames
-from ikmo.motion_model.synthetic import synthetic_walk
-from ikmo.motion_model.training import control_adherence_loss
 
 pytestmark = pytest.mark.unit
 

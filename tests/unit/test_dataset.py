@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from ikmo.motion_model.captions import text_line
-from ikmo.motion_model.dataset import MotionTextDataset, collate_motion
+from ikmo.motion_model.data.captions import text_line
+from ikmo.motion_model.data.dataset import MotionTextDataset, collate_motion
 from ikmo.motion_model.errors import InputFileError, MotionDataError
 
 pytestmark = pytest.mark.unit

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from ikmo.motion_model.bvh import bvh_world_positions, euler_to_matrix, read_bvh
+from ikmo.motion_model.data.bvh import bvh_world_positions, euler_to_matrix, read_bvh
 from ikmo.motion_model.errors import MotionDataError, OutputFileError
-from ikmo.motion_model.skeleton import HUMANML3D_22
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22
 from ikmo.tools.export_bvh import ROTATION_ORDER, bvh_text, continuous_euler, hierarchy_order, write_bvh
 from ikmo.tools.rig_rotations import T_POSE_DIRECTIONS_22, kabsch, rig_forward, rotation_between
 

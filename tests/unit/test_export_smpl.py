@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ikmo.motion_model.errors import MotionDataError, OutputFileError
-from ikmo.motion_model.skeleton import HUMANML3D_22
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22
 from ikmo.tools.export_smpl import smpl_params, write_smpl
 from ikmo.tools.rig_rotations import T_POSE_DIRECTIONS_22, motion_rest_offsets, rig_forward
 

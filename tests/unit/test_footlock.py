@@ -1,12 +1,12 @@
-"""Foot locking (motion_model/footlock.py): skating removed, bones and pelvis kept, keyframes kept."""
+"""Foot locking (motion_model/control/footlock.py): skating removed, bones and pelvis kept, keyframes kept."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ikmo.motion_model.footlock import LEGS, contact_locks, lock_feet, two_bone_ik
-from ikmo.motion_model.model_config import FootLockConfig
+from ikmo.motion_model.control.footlock import LEGS, contact_locks, lock_feet, two_bone_ik
+from ikmo.motion_model.model.model_config import FootLockConfig
 from ikmo.motion_model.motion_metrics import foot_skating_ratio
 
 pytestmark = pytest.mark.unit

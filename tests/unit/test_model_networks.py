@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ikmo.motion_model.checkpoints import load_checkpoint, save_checkpoint
-from ikmo.motion_model.control_batch import ControlBatch
+from ikmo.motion_model.control.control_batch import ControlBatch
 from ikmo.motion_model.errors import ConfigError
-from ikmo.motion_model.model_config import ControlConfig, DenoiserConfig, DiffusionConfig, ModelConfig
-from ikmo.motion_model.networks import IKMoNet, control_inputs
-from ikmo.motion_model.text_encoder import CachedTextEncoder, HashTextEncoder, build_text_encoder
+from ikmo.motion_model.model.checkpoints import load_checkpoint, save_checkpoint
+from ikmo.motion_model.model.model_config import ControlConfig, DenoiserConfig, DiffusionConfig, ModelConfig
+from ikmo.motion_model.model.networks import IKMoNet, control_inputs
+from ikmo.motion_model.model.text_encoder import CachedTextEncoder, HashTextEncoder, build_text_encoder
 
 pytestmark = pytest.mark.unit
 

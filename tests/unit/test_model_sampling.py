@@ -7,27 +7,21 @@ import pytest
 import torch
 
 from ikmo.motion_model.constraints import ControlSignals, KeyframePose, MotionDescription, MotionSpec, Trajectory
-from ikmo.motion_model.control_batch import ControlBatch
-from ikmo.motion_model.diffusion import GaussianDiffusion, cosine_alphas_cumprod
+from ikmo.motion_model.control.align import align_keyframes, facing_yaw, rotate_y
+from ikmo.motion_model.control.control_batch import ControlBatch
+from ikmo.motion_model.control.guidance import MotionOptimizer, constraint_losses, measured_errors
+from ikmo.motion_model.data.synthetic import synthetic_walk
 from ikmo.motion_model.errors import ConstraintError
-from ikmo.motion_model.guidance import (
-    MotionOptimizer,
-    align_keyframes,
-    constraint_losses,
-    facing_yaw,
-    measured_errors,
-    rotate_y,
-)
-from ikmo.motion_model.model_config import (
+from ikmo.motion_model.model.diffusion import GaussianDiffusion, cosine_alphas_cumprod
+from ikmo.motion_model.model.model_config import (
     ControlConfig,
     DenoiserConfig,
     DiffusionConfig,
     ModelConfig,
     OptimizationConfig,
 )
-from ikmo.motion_model.representation import Normalizer, joints_to_features
+from ikmo.motion_model.representation.features import Normalizer, joints_to_features
 from ikmo.motion_model.sampling import build_model, features_to_pose_frames, sample
-from ikmo.motion_model.synthetic import synthetic_walk
 
 pytestmark = pytest.mark.unit
 

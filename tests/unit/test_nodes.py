@@ -22,7 +22,7 @@ from ikmo.motion_model.constraints import (
     MotionSpec,
 )
 from ikmo.motion_model.errors import PoseEstimationError
-from ikmo.motion_model.skeleton import HUMANML3D_22
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22
 
 pytestmark = pytest.mark.unit
 

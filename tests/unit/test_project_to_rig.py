@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ikmo.motion_model.bvh import bvh_world_positions, read_bvh
-from ikmo.motion_model.skeleton import HUMANML3D_22
+from ikmo.motion_model.data.bvh import bvh_world_positions, read_bvh
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22
 from ikmo.tools.export_bvh import write_bvh
 from ikmo.tools.rig_rotations import project_to_rig
 

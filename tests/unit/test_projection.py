@@ -1,4 +1,4 @@
-"""Exact constraint projection (motion_model/projection.py): constraints met, nothing else moved."""
+"""Exact constraint projection (motion_model/control/projection.py): constraints met, nothing else moved."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from ikmo.motion_model.control_batch import ControlBatch
-from ikmo.motion_model.guidance import MotionOptimizer, constraint_losses, facing_yaw, measured_errors, rotate_y
-from ikmo.motion_model.model_config import OptimizationConfig
-from ikmo.motion_model.projection import blend_offsets, project, project_trajectory, segment_steps
-from ikmo.motion_model.representation import feature_layout, joints_to_features
+from ikmo.motion_model.control.align import facing_yaw, rotate_y
+from ikmo.motion_model.control.control_batch import ControlBatch
+from ikmo.motion_model.control.guidance import MotionOptimizer, constraint_losses, measured_errors
+from ikmo.motion_model.control.projection import blend_offsets, project, project_trajectory, segment_steps
+from ikmo.motion_model.data.synthetic import synthetic_walk
+from ikmo.motion_model.model.model_config import OptimizationConfig
+from ikmo.motion_model.representation.features import feature_layout, joints_to_features
 from ikmo.motion_model.sampling import features_to_pose_frames
-from ikmo.motion_model.synthetic import synthetic_walk
 
 pytestmark = pytest.mark.unit
 LAY = feature_layout()

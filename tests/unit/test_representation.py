@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from ikmo.motion_model import rotations as R
 from ikmo.motion_model.errors import MotionDataError
-from ikmo.motion_model.representation import (
+from ikmo.motion_model.representation import rotations as R
+from ikmo.motion_model.representation.features import (
     Normalizer,
     bone_lengths,
     canonicalize,
@@ -30,7 +30,7 @@ from ikmo.motion_model.representation import (
     rotation_parents,
     uniform_skeleton,
 )
-from ikmo.motion_model.skeleton import HUMANML3D_22, KIT_21, Skeleton
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22, KIT_21, Skeleton
 
 pytestmark = pytest.mark.unit
 

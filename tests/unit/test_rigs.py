@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ikmo.motion_model.errors import MotionDataError, RigMappingError
-from ikmo.motion_model.rigs import (
+from ikmo.motion_model.data.rigs import (
     RIGS,
     Along,
     RigMap,
@@ -21,7 +20,8 @@ from ikmo.motion_model.rigs import (
     to_metres_y_up,
     up_rotation,
 )
-from ikmo.motion_model.skeleton import HUMANML3D_22
+from ikmo.motion_model.errors import MotionDataError, RigMappingError
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22
 
 pytestmark = pytest.mark.unit
 

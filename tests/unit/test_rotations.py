@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ikmo.motion_model import rotations as R
+from ikmo.motion_model.representation import rotations as R
 
 pytestmark = pytest.mark.unit
 

@@ -259,7 +259,7 @@ def test_mirror_keyframe_swaps_left_and_right_in_joints_and_smpl() -> None:
     the mirrored SMPL rotations pose the body into the mirrored joints (up to the mannequin's own
     left/right asymmetry), and mirroring twice gives the keyframe back."""
     from ikmo.motion_model.constraints import KeyframePose
-    from ikmo.motion_model.skeleton import HUMANML3D_22
+    from ikmo.motion_model.representation.skeleton import HUMANML3D_22
     from ikmo.tools.smpl_fit import mirror_keyframe
 
     bm = load_body_model()

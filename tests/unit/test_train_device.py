@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ikmo.motion_model.training import resolve_device
+from ikmo.motion_model.model.training import resolve_device
 
 pytestmark = pytest.mark.unit
 

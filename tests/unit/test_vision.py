@@ -18,7 +18,7 @@ from ikmo.agents.vision import (
     vision_content,
 )
 from ikmo.motion_model.constraints import KeyframePose
-from ikmo.motion_model.skeleton import HUMANML3D_22
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22
 
 pytestmark = pytest.mark.unit
 

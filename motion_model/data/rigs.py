@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import MotionDataError, RigMappingError
-from .skeleton import HUMANML3D_22
+from ikmo.motion_model.errors import MotionDataError, RigMappingError
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +301,7 @@ def name_based_map(names: Sequence[str], parents: Sequence[int] | None = None) -
         raise RigMappingError(
             f"cannot map this rig onto the 22 HumanML3D joints: no source joint for {sorted(set(missing))}. "
             f"The file's joints are {real}. Rename the joints to SMPL or Mixamo names, or add an explicit "
-            "RigMap in ikmo.motion_model.rigs."
+            "RigMap in ikmo.motion_model.data.rigs."
         )
     return _make("name_based", m)
 
@@ -438,7 +438,7 @@ def bvh_to_joints(path: str, rig: str | None = None, unit: str | None = None, sr
     Raises:
         InputFileError, RigMappingError, MotionDataError (each naming the file).
     """
-    from .bvh import bvh_world_positions, read_bvh
+    from ikmo.motion_model.data.bvh import bvh_world_positions, read_bvh
 
     motion = read_bvh(path)
     names = motion.names + motion.end_site_names

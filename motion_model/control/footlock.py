@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .model_config import FootLockConfig
-from .skeleton import HUMANML3D_22
+from ikmo.motion_model.model.model_config import FootLockConfig
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22
 
 
 def _leg(ankle: int, toe: int) -> tuple[int, int, int, int]:

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .captions import parse_text_line
-from .errors import InputFileError, MotionDataError
-from .representation import Normalizer
-from .skeleton import FPS, MAX_FRAMES
+from ikmo.motion_model.data.captions import parse_text_line
+from ikmo.motion_model.errors import InputFileError, MotionDataError
+from ikmo.motion_model.representation.features import Normalizer
+from ikmo.motion_model.representation.skeleton import FPS, MAX_FRAMES
 
 log = logging.getLogger(__name__)
 

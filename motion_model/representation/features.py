@@ -40,8 +40,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import MotionDataError
-from .rotations import (
+from ikmo.motion_model.errors import MotionDataError
+from ikmo.motion_model.representation.rotations import (
     cont6d_to_quat,
     numpy_compatible,
     quat_between,
@@ -51,7 +51,7 @@ from .rotations import (
     quat_rotate,
     quat_to_cont6d,
 )
-from .skeleton import HUMANML3D_22, Skeleton
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22, Skeleton
 
 # HumanML3D smooths the forward direction with a Gaussian of σ = 20 frames (truncated at 4σ, as
 # scipy's gaussian_filter1d does) before deriving the root rotation of the features.
@@ -542,7 +542,7 @@ class Normalizer:
         """Write ``Mean.npy`` and ``Std.npy`` into directory ``path`` (atomically)."""
         from pathlib import Path
 
-        from .fileio import save_npy
+        from ikmo.motion_model.fileio import save_npy
 
         d = Path(path)
         save_npy(d / "Mean.npy", self.mean)

@@ -40,10 +40,10 @@ from typing import Any, cast
 
 import numpy as np
 
-from .captions import bandai_captions, cmu_captions, idle_captions, mirror_caption, text_line
-from .errors import IKMoError, InputFileError, MotionDataError
-from .fileio import save_npy, write_json, write_text
-from .skeleton import FPS, HUMANML3D_22, MAX_FRAMES
+from ikmo.motion_model.data.captions import bandai_captions, cmu_captions, idle_captions, mirror_caption, text_line
+from ikmo.motion_model.errors import IKMoError, InputFileError, MotionDataError
+from ikmo.motion_model.fileio import save_npy, write_json, write_text
+from ikmo.motion_model.representation.skeleton import FPS, HUMANML3D_22, MAX_FRAMES
 
 log = logging.getLogger(__name__)
 
@@ -247,8 +247,8 @@ def captions_for(job: ClipJob, key: str) -> list[str]:
 def process_clip(job: ClipJob, out: Path) -> ClipResult:
     """Import one clip and write its windows and mirrors into `out`. Never raises: a failure comes
     back as ``ClipResult.error`` so one bad file does not stop the build."""
-    from .representation import canonicalize, features_to_joints, joints_to_features, mirror_joints
-    from .rigs import bvh_to_joints
+    from ikmo.motion_model.representation.features import canonicalize, features_to_joints, joints_to_features, mirror_joints
+    from ikmo.motion_model.data.rigs import bvh_to_joints
 
     res = ClipResult(job=job, split=split_of(job.clip_id))
     try:
@@ -397,7 +397,7 @@ def _size(path: str) -> int:
 
 
 def _write_stats(root: Path, ids: Sequence[str]) -> None:
-    from .representation import Normalizer
+    from ikmo.motion_model.representation.features import Normalizer
 
     feats = np.concatenate([np.load(root / "new_joint_vecs" / f"{i}.npy") for i in ids], axis=0)
     Normalizer.fit(feats, HUMANML3D_22).save(root)

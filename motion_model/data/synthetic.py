@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .fileio import save_npy, write_text
-from .representation import Normalizer, forward_kinematics, joints_to_features
-from .rotations import axis_angle_to_quat, quat_identity
-from .skeleton import FPS, HUMANML3D_22
+from ikmo.motion_model.fileio import save_npy, write_text
+from ikmo.motion_model.representation.features import Normalizer, forward_kinematics, joints_to_features
+from ikmo.motion_model.representation.rotations import axis_angle_to_quat, quat_identity
+from ikmo.motion_model.representation.skeleton import FPS, HUMANML3D_22
 
 
 def synthetic_walk(n_frames: int, speed: float, turn: float, swing: float = 0.5, phase: float = 0.0,

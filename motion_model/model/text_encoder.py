@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError
+from ikmo.motion_model.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

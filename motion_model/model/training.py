@@ -28,15 +28,16 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoints import load_checkpoint, load_optimizer, read_meta, save_checkpoint
-from .control_batch import ControlBatch
-from .diffusion import GaussianDiffusion
-from .errors import ConfigError
-from .fileio import atomic_path, write_json
-from .guidance import JointsFn, constraint_losses, facing_yaw, rotate_y
-from .model_config import ControlConfig, DiffusionConfig, ModelConfig, TrainConfig
-from .networks import IKMoNet
-from .text_encoder import build_text_encoder
+from ikmo.motion_model.control.align import JointsFn, facing_yaw, rotate_y
+from ikmo.motion_model.control.control_batch import ControlBatch
+from ikmo.motion_model.control.guidance import constraint_losses
+from ikmo.motion_model.errors import ConfigError
+from ikmo.motion_model.fileio import atomic_path, write_json
+from ikmo.motion_model.model.checkpoints import load_checkpoint, load_optimizer, read_meta, save_checkpoint
+from ikmo.motion_model.model.diffusion import GaussianDiffusion
+from ikmo.motion_model.model.model_config import ControlConfig, DiffusionConfig, ModelConfig, TrainConfig
+from ikmo.motion_model.model.networks import IKMoNet
+from ikmo.motion_model.model.text_encoder import build_text_encoder
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class Corpus:
 def load_corpus(corpus_dir: Path, split: str = "train", min_rows: int = 8) -> Corpus:
     """One split of a HumanML3D-layout folder, read by `dataset.MotionTextDataset` (the one loader):
     every clip or captioned segment whole (raw features), with all captions sharing it."""
-    from .dataset import MotionTextDataset
+    from ikmo.motion_model.data.dataset import MotionTextDataset
 
     ds = MotionTextDataset(corpus_dir, split, train=False, min_frames=min_rows, max_frames=10**9)
     clips = []
@@ -241,7 +242,7 @@ def train(
     last = run_dir / "last"
     corpus = load_corpus(corpus_dir, "train")
     if joints_fn is None:
-        from .sampling import features_to_pose_frames
+        from ikmo.motion_model.sampling import features_to_pose_frames
 
         joints_fn = features_to_pose_frames
 

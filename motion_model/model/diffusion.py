@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import torch
 
-from .control_batch import ControlBatch
-from .model_config import DiffusionConfig
-from .networks import IKMoNet
+from ikmo.motion_model.control.control_batch import ControlBatch
+from ikmo.motion_model.model.model_config import DiffusionConfig
+from ikmo.motion_model.model.networks import IKMoNet
 
 log = logging.getLogger(__name__)
 

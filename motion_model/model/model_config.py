@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .skeleton import HUMANML3D_22, MAX_FRAMES
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22, MAX_FRAMES
 
 
 class _Cfg(BaseModel):

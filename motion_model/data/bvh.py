@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputFileError, MotionDataError
+from ikmo.motion_model.errors import InputFileError, MotionDataError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .constraints import N_JOINTS, ControlSignals
+from ikmo.motion_model.constraints import N_JOINTS, ControlSignals
 
 
 @dataclass

@@ -33,9 +33,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .control_batch import ControlBatch
-from .guidance import JointsFn, align_keyframes
-from .representation import feature_layout
+from ikmo.motion_model.control.align import JointsFn, align_keyframes
+from ikmo.motion_model.control.control_batch import ControlBatch
+from ikmo.motion_model.representation.features import feature_layout
 
 _LAY = feature_layout()
 _J = _LAY.n_joints

@@ -40,56 +40,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol
 
 import numpy as np
 import torch
 
-from .constraints import ControlSignals
-from .control_batch import ControlBatch
-from .model_config import OptimizationConfig
-from .skeleton import HUMANML3D_22
+from ikmo.motion_model.constraints import ControlSignals
+from ikmo.motion_model.control.align import JointsFn, align_keyframes, facing_yaw, rotate_y
+from ikmo.motion_model.control.control_batch import ControlBatch
+from ikmo.motion_model.control.projection import project
+from ikmo.motion_model.model.model_config import OptimizationConfig
 
 log = logging.getLogger(__name__)
-
-class JointsFn(Protocol):
-    """R(·): denormalised features (B, L, F) → global joints (B, L + 1, 22, 3), differentiable.
-
-    n_rows: (B,) valid feature rows of each motion of a padded batch (default: all L); motion b's
-    pose frames are then 0..n_rows[b], its last one recovered from its own last row, not from the
-    padding after it.
-    """
-
-    def __call__(self, features: torch.Tensor, n_rows: torch.Tensor | None = None) -> torch.Tensor: ...
-
-
-def facing_yaw(joints: torch.Tensor) -> torch.Tensor:
-    """Facing yaw ψ (radians, 0 = +Z, +π/2 = +X) of each pose. joints: (..., 22, 3) → (...,)."""
-    r_hip, l_hip, r_sho, l_sho = HUMANML3D_22.face_joints
-    across = (joints[..., r_hip, :] - joints[..., l_hip, :]) + (joints[..., r_sho, :] - joints[..., l_sho, :])
-    # forward = up × across, with up = +y: (across_z, 0, -across_x)
-    return torch.atan2(across[..., 2], -across[..., 0])
-
-
-def rotate_y(points: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
-    """Rotate (..., J, 3) points about +y by yaw (...,) radians, taking +Z to (sin ψ, 0, cos ψ)."""
-    c, s = torch.cos(yaw)[..., None], torch.sin(yaw)[..., None]
-    x, y, z = points.unbind(-1)
-    return torch.stack([c * x + s * z, y, -s * x + c * z], dim=-1)
-
-
-def align_keyframes(joints: torch.Tensor, control: ControlBatch, align_yaw: bool = True) -> torch.Tensor:
-    """Align: the keyframe poses placed on the generated motion, (B, T, 22, 3).
-
-    joints: (B, T, 22, 3) generated global joints (T ≤ control.n_frames).
-    """
-    T = joints.shape[1]
-    root = torch.where(control.traj_mask[:, :T], control.traj[:, :T], joints[:, :, 0])
-    pose = control.pose[:, :T]
-    if align_yaw:
-        pose = rotate_y(pose, facing_yaw(joints.detach()))
-    return pose + root[:, :, None]
-
 
 def constraint_losses(joints: torch.Tensor, control: ControlBatch, align_yaw: bool = True
                       ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,7 +141,6 @@ class MotionOptimizer:
 
     def project(self, x0: torch.Tensor) -> torch.Tensor:
         """Exact projection of each motion of x0 (B, L, F), normalised, onto its constraints."""
-        from .projection import project  # projection builds on this module's Align
 
         assert self.normalize is not None
         out = x0.detach().clone()

@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import ConfigError
-from .fileio import atomic_path, write_json
-from .model_config import DiffusionConfig, ModelConfig
-from .networks import IKMoNet
+from ikmo.motion_model.errors import ConfigError
+from ikmo.motion_model.fileio import atomic_path, write_json
+from ikmo.motion_model.model.model_config import DiffusionConfig, ModelConfig
+from ikmo.motion_model.model.networks import IKMoNet
 
 log = logging.getLogger(__name__)
 

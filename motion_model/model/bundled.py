@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import ConfigError
+from ikmo.motion_model.errors import ConfigError
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights"
 

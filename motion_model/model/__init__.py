@@ -1,0 +1,2 @@
+"""The model: configuration, networks (denoiser, ControlNet, control encoders), diffusion, the text
+encoder, checkpoints and bundled weights, and training."""
