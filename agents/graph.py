@@ -20,11 +20,11 @@ from langgraph.graph import END, START, StateGraph
 
 from ikmo.agents import nodes
 from ikmo.agents.context import Context
-from ikmo.agents.state import GraphState
+from ikmo.agents.state import GraphState, InputState
 
 
 def make_builder() -> StateGraph:
-    b = StateGraph(GraphState, context_schema=Context)
+    b = StateGraph(GraphState, context_schema=Context, input_schema=InputState)
     b.add_node("begin", nodes.begin)
     b.add_node("describe", nodes.describe)
     b.add_node("keyframe_pose", nodes.keyframe_pose)

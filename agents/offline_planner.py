@@ -9,6 +9,7 @@ arc, circle, zigzag or waypoint pieces timed like their segments; gestures becom
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from ikmo.motion_model.constraints import (
     MAX_DURATION_S,
@@ -22,10 +23,13 @@ from ikmo.motion_model.constraints import (
     TrajectoryPlan,
     Waypoints,
     Zigzag,
+    duration_to_frames,
 )
 from ikmo.motion_model.errors import ConstraintError
+from ikmo.motion_model.representation.skeleton import FPS
 
 from .offline_parser import ParsedAction, ParsedRequest, vocabulary
+from .state import MotionRequest
 
 DEFAULT_ARC = (2.0, 90.0)  # radius m, angle deg
 DEFAULT_CIRCLE_RADIUS_M = 1.0
@@ -229,3 +233,21 @@ def plan_trajectory(req: ParsedRequest, description: MotionDescription) -> Traje
     for a, s in zip(actions, segs, strict=True):
         prims.extend(_primitives_for(a, s.end_s - s.start_s))
     return TrajectoryPlan(primitives=prims)
+
+
+def keyframe_times(request: MotionRequest, description: MotionDescription, parsed: dict[str, Any] | None
+                   ) -> list[float]:
+    """Time (s) of each image: given with the image, else the text's hints in order ("at 3 s", "at the end"),
+    else spread in image order over the motion (one image → the end)."""
+    req, desc = request, description
+    hints = list((parsed or {}).get("keyframe_hints", []))
+    end = (duration_to_frames(desc.duration_s) - 1) / FPS  # the time of the last frame
+    free = [i for i, im in enumerate(req.images) if im.time_s is None]
+    times = [im.time_s for im in req.images]
+    for j, i in enumerate(free):
+        if hints:
+            h = hints.pop(0)
+            times[i] = {"start": 0.0, "middle": end / 2, "end": end}[h] if isinstance(h, str) else float(h)
+        else:
+            times[i] = end * (j + 1) / len(free)
+    return [float(t) for t in times if t is not None]

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ikmo.motion_model.errors import ProviderError
+from ikmo.agents.errors import ProviderError
 
 from .context import Context
 
@@ -49,7 +49,7 @@ def parse_provider(provider: str, model: str | None = None) -> ProviderSpec:
 
 
 def is_offline(ctx: Context) -> bool:
-    return ctx.chat_model is None and parse_provider(ctx.provider, ctx.model).kind == "offline"
+    return ctx.chat_model is None and parse_provider(ctx.settings.provider, ctx.settings.model).kind == "offline"
 
 
 def supports_json_mode(model: Any) -> bool:
@@ -58,59 +58,62 @@ def supports_json_mode(model: Any) -> bool:
 
 
 def make_chat_model(ctx: Context) -> Any | None:
-    """The chat model for `ctx.provider`, or None for offline. Raises ProviderError with what to do."""
+    """The chat model for `ctx.settings.provider`, or None for offline. Raises ProviderError with what to do.
+
+    OpenAI, Anthropic and Ollama go through langchain's `init_chat_model`; an OpenAI-compatible
+    server (and Ollama without langchain-ollama) through `ChatOpenAI` with a base URL, which also
+    sends the classic `max_tokens` (see `_chat_openai`).
+    """
     if ctx.chat_model is not None:
         return ctx.chat_model
-    spec = parse_provider(ctx.provider, ctx.model)
+    cfg = ctx.settings
+    spec = parse_provider(cfg.provider, cfg.model)
     if spec.kind == "offline":
         return None
-    timeout = ctx.request_timeout_s
-    if spec.kind == "openai":
-        key = ctx.api_key or os.environ.get("OPENAI_API_KEY")
-        if not key:
-            raise ProviderError("provider openai needs an API key: set OPENAI_API_KEY or IKMO_API_KEY "
-                                "(or use --provider offline)")
-        return _chat_openai(model=spec.model, api_key=key, base_url=None, timeout=timeout,
-                            max_tokens=ctx.max_output_tokens)
+    key = cfg.api_key.get_secret_value() if cfg.api_key is not None else None
+    common: dict[str, Any] = {"timeout": cfg.request_timeout_s, "max_tokens": cfg.max_output_tokens}
     if spec.kind == "openai-compatible":
-        if not ctx.base_url:
+        if not cfg.base_url:
             raise ProviderError("provider openai-compatible needs a server URL: set IKMO_BASE_URL or --base-url, "
                                 "e.g. http://127.0.0.1:8000/v1")
-        return _chat_openai(model=spec.model or "default", api_key=ctx.api_key or "not-needed",
-                            base_url=ctx.base_url, timeout=timeout, max_tokens=ctx.max_output_tokens)
-    if spec.kind == "anthropic":
-        if importlib.util.find_spec("langchain_anthropic") is None:
-            raise ProviderError("provider anthropic needs the extra: pip install 'ikmo[anthropic]'")
-        key = ctx.api_key or os.environ.get("ANTHROPIC_API_KEY")
+        return _chat_openai(model=spec.model or "default", api_key=key or "not-needed", base_url=cfg.base_url,
+                            timeout=cfg.request_timeout_s, max_tokens=cfg.max_output_tokens)
+    if spec.kind == "ollama" and importlib.util.find_spec("langchain_ollama") is None:
+        return _chat_openai(model=spec.model, api_key="ollama", base_url=cfg.base_url or OLLAMA_OPENAI_URL,
+                            timeout=cfg.request_timeout_s, max_tokens=cfg.max_output_tokens)
+    if spec.kind in ("openai", "anthropic"):
+        env = "OPENAI_API_KEY" if spec.kind == "openai" else "ANTHROPIC_API_KEY"
+        key = key or os.environ.get(env)
         if not key:
-            raise ProviderError("provider anthropic needs an API key: set ANTHROPIC_API_KEY or IKMO_API_KEY")
-        from langchain_anthropic import ChatAnthropic
+            raise ProviderError(f"provider {spec.kind} needs an API key: set {env} or IKMO_API_KEY "
+                                "(or use --provider offline)")
+        if spec.kind == "anthropic" and importlib.util.find_spec("langchain_anthropic") is None:
+            raise ProviderError("provider anthropic needs the extra: pip install 'ikmo[anthropic]'")
+        # Our own bounded loop retries invalid output; the client retries only transport errors once.
+        common.update(api_key=key, max_retries=1)
+        if spec.kind == "openai":
+            common["temperature"] = 0.0
+    else:  # ollama, with langchain-ollama
+        common = {"base_url": (cfg.base_url or OLLAMA_OPENAI_URL).removesuffix("/v1"), "format": "json"}
+    from langchain.chat_models import init_chat_model
 
-        return ChatAnthropic(model=spec.model, api_key=key, timeout=timeout, max_retries=1,
-                             max_tokens=ctx.max_output_tokens)  # type: ignore[call-arg]
-    # ollama
-    if importlib.util.find_spec("langchain_ollama") is not None:
-        from langchain_ollama import ChatOllama
-
-        return ChatOllama(model=spec.model, base_url=(ctx.base_url or OLLAMA_OPENAI_URL).removesuffix("/v1"),
-                          format="json")
-    return _chat_openai(model=spec.model, api_key="ollama", base_url=ctx.base_url or OLLAMA_OPENAI_URL,
-                        timeout=timeout, max_tokens=ctx.max_output_tokens)
+    try:
+        return init_chat_model(spec.model, model_provider=spec.kind, **common)
+    except (ImportError, ValueError) as e:
+        raise ProviderError(f"provider {spec.label} cannot be set up: {e}") from e
 
 
-def _chat_openai(*, model: str | None, api_key: str, base_url: str | None, timeout: float, max_tokens: int
-                 ) -> Any:
+def _chat_openai(*, model: str | None, api_key: str, base_url: str, timeout: float, max_tokens: int) -> Any:
+    """ChatOpenAI for a server that speaks the OpenAI API at `base_url`.
+
+    langchain-openai sends the token limit as `max_completion_tokens`, which llama.cpp's and other
+    OpenAI-compatible servers ignore (a weak model then pads JSON until its context is full, measured
+    with SmolLM2 on llama.cpp): send the classic `max_tokens` too.
+    """
     from langchain_openai import ChatOpenAI
     from pydantic import SecretStr
 
     # parse_provider guarantees a model name for every kind that reaches here.
     assert model is not None
-
-    # Our own bounded retry loop handles invalid output; the client retries only transport errors once.
-    # langchain-openai sends the limit as `max_completion_tokens`, which llama.cpp's and other
-    # OpenAI-compatible servers ignore (a weak model then pads JSON until its context is full): for a
-    # custom base URL send the classic `max_tokens` too.
-    # `max_completion_tokens` is the constructor alias of the `max_tokens` field (the typed spelling).
     return ChatOpenAI(model=model, api_key=SecretStr(api_key), base_url=base_url, timeout=timeout, max_retries=1,
-                      temperature=0.0, max_completion_tokens=max_tokens,
-                      extra_body={"max_tokens": max_tokens} if base_url else None)
+                      temperature=0.0, max_completion_tokens=max_tokens, extra_body={"max_tokens": max_tokens})

@@ -15,10 +15,11 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
 from ikmo.motion_model import constraints as C
-from ikmo.motion_model.errors import ConstraintError, InputFileError
+from ikmo.motion_model.errors import InputFileError
 
 from . import state as S
 from .context import Context
+from .errors import RunFailed
 from .graph import builder, graph
 
 log = logging.getLogger(__name__)
@@ -73,9 +74,10 @@ def run_request(request: S.MotionRequest, context: Context, on_event: OnEvent | 
 
 
 def raise_if_failed(final: dict[str, Any]) -> C.MotionResult:
-    """The result of a finished run, or a ConstraintError with the run's clear message."""
+    """The result of a finished run, or `RunFailed` with the run's status and clear message."""
     if final.get("status") != "ok" or final.get("result") is None:
-        raise ConstraintError(str(final.get("error") or final.get("answer") or "the run did not finish"))
+        raise RunFailed(str(final.get("error") or final.get("answer") or "the run did not finish"),
+                        status=str(final.get("status") or "failed"), state=final)
     return final["result"]
 
 
@@ -86,7 +88,7 @@ def checkpoint_serializer() -> Any:
     """msgpack serializer that may rebuild exactly our state types (and nothing else) from a checkpoint."""
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-    allowed = [("ikmo.agents.state", n) for n in ("MotionRequest", "ImageRef", "Validation")]
+    allowed = [("ikmo.agents.state", n) for n in ("MotionRequest", "ImageRef", "Validation", "Attempt", "Event")]
     allowed += [("ikmo.motion_model.constraints", n) for n in (
         "MotionDescription", "Segment", "KeyframePose", "Trajectory", "TrajectoryPlan", "Line", "Arc", "Circle",
         "Zigzag", "Waypoints", "Stand", "MotionSpec", "GenerationOptions", "MotionResult")]
@@ -137,7 +139,7 @@ class Conversation:
         images = [parse_keyframe_arg(tok) for tok in _image_tokens(text)]
         out_dir = str(self.out_root / f"turn{self.turns():03d}")
         if not prev.get("request"):
-            req = S.MotionRequest(text=text, images=images, out_dir=out_dir)
+            req = S.MotionRequest(text=text, images=images, seed=self.context.settings.seed, out_dir=out_dir)
             return _stream(self.app, {"request": req}, self.config, self.context, on_event)
         old: S.MotionRequest = prev["request"]
         pinned = _pin_times(old, prev)

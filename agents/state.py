@@ -1,17 +1,20 @@
 """Graph state: a TypedDict of the pydantic domain objects (artefacts as file paths, never tensors).
 
 Reducers say how parallel branches merge: each keyframe branch writes its own image index into
-`keyframes`; lists of events (`transcript`, `attempts`, `notes`) accumulate.
+`keyframes`; lists (`transcript`, `attempts`, `notes`) accumulate, and `restart(...)` starts one
+anew at a conversation's next turn (the only place that knows how: `accumulate`).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ikmo.motion_model.constraints import (
     MAX_DURATION_S,
+    MAX_SEED,
     GenerationOptions,
     KeyframePose,
     MotionDescription,
@@ -39,8 +42,53 @@ class MotionRequest(BaseModel):
     text: str = Field(max_length=4000)
     images: list[ImageRef] = Field(default_factory=list, max_length=8)
     duration_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
-    seed: int | None = None
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     out_dir: str
+
+
+class InputState(TypedDict):
+    """What a caller gives the graph: a request, and in a conversation the follow-up it edits with."""
+
+    request: MotionRequest
+    followup: NotRequired[str | None]
+
+
+class Event(BaseModel):
+    """One line of the transcript: what a node did, when (Unix seconds), with optional details."""
+
+    model_config = ConfigDict(extra="forbid")
+    t: float
+    node: str
+    message: str
+    data: dict[str, Any] | None = None
+
+    @classmethod
+    def now(cls, node: str, message: str, **data: Any) -> Event:
+        return cls(t=round(time.time(), 3), node=node, message=message, data=data or None)
+
+
+class Attempt(BaseModel):
+    """One generation attempt: what it was asked (options, the critic's change), where its files
+    are, what it measured, and the critic's view of it (problems, score: lower is better)."""
+
+    model_config = ConfigDict(extra="forbid")
+    attempt: int
+    dir: str
+    options: GenerationOptions
+    change: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    problems: list[str] = Field(default_factory=list)
+    score: tuple[int, float] | None = None
+    seconds: float | None = None
+    # What the sampler actually used (the model's defaults where the options say None): the critic's
+    # stronger guidance multiplies these, not a copy of the defaults.
+    guidance_scale: float | None = None
+    optimization_steps: int | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 class Validation(BaseModel):
@@ -63,12 +111,17 @@ def merge_keyframes(old: dict[str, KeyframePose] | None, new: dict[str, Keyframe
     return out
 
 
-RESET = "__reset__"
+_RESET = "__reset__"
+
+
+def restart(*items: Any) -> list[Any]:
+    """An update that replaces an accumulated list with `items` (a new conversation turn starts clean)."""
+    return [_RESET, *items]
 
 
 def accumulate(old: list[Any] | None, new: list[Any] | None) -> list[Any]:
-    """Append; an update starting with `RESET` replaces the list (a new conversation turn starts clean)."""
-    if new and isinstance(new[0], str) and new[0] == RESET:
+    """Append; an update made by `restart` replaces the list."""
+    if new and isinstance(new[0], str) and new[0] == _RESET:
         return list(new[1:])
     return list(old or []) + list(new or [])
 
@@ -113,9 +166,9 @@ class GraphState(TypedDict, total=False):
     result: MotionResult | None
     best_attempt: int | None
     decision: Literal["accept", "reseed", "stronger_guidance", "replan"] | None
-    attempts: Annotated[list[Any], accumulate]
-    transcript: Annotated[list[Any], accumulate]
-    notes: Annotated[list[Any], accumulate]
+    attempts: Annotated[list[Attempt], accumulate]
+    transcript: Annotated[list[Event], accumulate]
+    notes: Annotated[list[str], accumulate]
     status: Literal["running", "ok", "failed", "needs_input"]
     error: str | None
     answer: str | None

@@ -18,7 +18,7 @@ from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
-from ikmo.motion_model.errors import ProviderError
+from ikmo.agents.errors import ProviderError
 from ikmo.prompts import load_prompt
 
 from .providers import supports_json_mode

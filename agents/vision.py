@@ -19,8 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ikmo.motion_model.constraints import KeyframePose
-
-from .context import PoseReading
+from ikmo.tools.toolbox import PhotoReading
 
 if TYPE_CHECKING:  # PIL loads only when an image is actually read
     from PIL.Image import Image
@@ -80,10 +79,10 @@ class PoseFitCheck(BaseModel):
         return self
 
 
-def offline_fit_check(kf: KeyframePose, reading: PoseReading | None = None) -> PoseFitCheck:
+def offline_fit_check(kf: KeyframePose, reading: PhotoReading | None = None) -> PoseFitCheck:
     """The pose tools' own evidence about a fit (deterministic, no provider).
 
-    With the tools' full reading (`PoseReading`): mean visibility of the body landmarks, the fit's
+    With the tools' reading of the photo (`PhotoReading`): mean visibility of the body landmarks, the fit's
     RMS residual, how many people were found; with a keyframe alone: the mean confidence of its
     seen joints. Flags (ok False, problem "other") a body mostly not seen or a fit that cannot
     match its landmarks; notes partial bodies and several people.

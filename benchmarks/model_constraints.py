@@ -22,9 +22,10 @@ from ikmo.eval.metrics import foot_skating_ratio
 from ikmo.motion_model.constraints import ControlSignals
 from ikmo.motion_model.control.align import facing_yaw, rotate_y
 from ikmo.motion_model.control.guidance import measured_errors
-from ikmo.motion_model.model.model_config import OptimizationConfig
 from ikmo.motion_model.model.training import load_corpus
-from ikmo.motion_model.sampling import features_to_pose_frames, load_model, sample
+from ikmo.motion_model.model_config import OptimizationConfig
+from ikmo.motion_model.representation.features import features_to_pose_frames
+from ikmo.motion_model.sampling import load_model, sample
 
 
 def constraints_from(joints: torch.Tensor, g: torch.Generator) -> ControlSignals:

@@ -6,8 +6,9 @@ Cases: a text-only request and a text + 2 photos request, both 6 s motions. For 
   (`ikmo.tools.worker`) — the number a user waits; target ≤ 5 s median on 2 cores;
 - `cli_inproc`: the same command with `IKMO_TOOL_PROCESS=false`, everything in one process: the
   baseline of the tool process, in the same run (ratio `inproc/cli`);
-- `serve`: a POST /v1/generate to `ikmo serve`'s service (started in this process, model loaded
-  once): the agent graph warm, plus HTTP and JSON — what a game engine or script waits per request;
+- `serve`: a POST /v1/generate to a running `ikmo serve` (started once by the benchmark on a free
+  loopback port, model loaded once): the agent graph warm, plus HTTP and JSON — what a game engine
+  or script waits per request; its CPU seconds are the server process's;
 - `tool`: `tools.generate_motion` alone on the same spec, in the same run.
 Ratios serve/tool and cli/tool say what the agents and the process start cost. Stage timings
 come from the run's transcript (per node) and the model's report.json. Beside each wall time the
@@ -83,20 +84,17 @@ def run(repeats: int = 3, weights: Path | None = None, out_json: Path | None = N
     threads: torch intra-op threads in this process and in the `ikmo generate` child (`--threads`);
     critique_rounds: the critic's retry budget in every mode (None: the Settings default).
     """
-    import threading
-
     import httpx
     import torch
 
-    from ikmo.agents.context import Context
-    from ikmo.config import Settings
+    from ikmo.agents.settings import AgentSettings
     from ikmo.motion_model.constraints import MotionSpec
     from ikmo.motion_model.sampling import load_model
-    from ikmo.server import MotionService, make_server
     from ikmo.tools.generate import generate_motion
+    from ikmo.tools.toolbox import ToolSettings
 
     if critique_rounds is None:
-        critique_rounds = Settings.model_fields["critique_rounds"].default
+        critique_rounds = AgentSettings.model_fields["critique_rounds"].default
     torch.set_num_threads(threads)
     tmp = Path(tempfile.mkdtemp(prefix="ikmo_bench_agents_"))
     photos = render_photos(tmp)
@@ -109,10 +107,8 @@ def run(repeats: int = 3, weights: Path | None = None, out_json: Path | None = N
     env = {**os.environ, "IKMO_PREVIEW": "true"}
     modes = {"cli": {**env, "IKMO_TOOL_PROCESS": "true"}, "cli_inproc": {**env, "IKMO_TOOL_PROCESS": "false"}}
     keys = ("cli_s", "cli_inproc_s", "serve_s", "tool_s", "cli_cpu_s", "cli_inproc_cpu_s", "serve_cpu_s", "tool_cpu_s")
-    service = MotionService(Context(motion_model=model, critique_rounds=critique_rounds), tmp / "serve")
-    server = make_server(service, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1/generate"
+    server, base = _start_server(tmp / "serve", weights, threads, {**env, "IKMO_CRITIQUE_ROUNDS": str(critique_rounds)})
+    url = f"{base}/v1/generate"
     for name, (text, n_img) in CASES.items():
         row: dict[str, Any] = {k: [] for k in keys}
         for r in range(repeats):
@@ -136,16 +132,16 @@ def run(repeats: int = 3, weights: Path | None = None, out_json: Path | None = N
                 np.load(tmp / f"{name}_cli{r}" / "joints.npy"), np.load(tmp / f"{name}_cli_inproc{r}" / "joints.npy")))
 
             body = {"text": text, "seed": 0, "keyframes": [{"path": str(p)} for p in photos[:n_img]]}
-            t0, c0 = time.perf_counter(), time.process_time()
+            t0, c0 = time.perf_counter(), _process_cpu(server.pid)
             reply = httpx.post(url, json=body, timeout=600)
             row["serve_s"].append(time.perf_counter() - t0)
-            row["serve_cpu_s"].append(time.process_time() - c0)
+            row["serve_cpu_s"].append(_process_cpu(server.pid) - c0)
             if reply.status_code != 200:
                 raise RuntimeError(f"ikmo serve answered {reply.status_code}: {reply.text[-2000:]}")
             spec = MotionSpec.model_validate_json((Path(reply.json()["dir"]) / "spec.json").read_text())
 
             t0, c0 = time.perf_counter(), time.process_time()
-            generate_motion(spec, tmp / f"{name}_tool{r}", model=model)
+            generate_motion(spec, tmp / f"{name}_tool{r}", model=model, settings=ToolSettings(weights=weights))
             row["tool_s"].append(time.perf_counter() - t0)
             row["tool_cpu_s"].append(time.process_time() - c0)
         med = {k: statistics.median(row[k]) for k in keys}
@@ -156,14 +152,48 @@ def run(repeats: int = 3, weights: Path | None = None, out_json: Path | None = N
         for k in keys:
             row[k] = [round(x, 3) for x in row[k]]
         results["cases"][name] = row
-    server.shutdown()
-    server.server_close()
+    server.terminate()
+    server.wait(timeout=30)
     results["load_average_after"] = _load()
     if out_json is not None:
         from ikmo.motion_model.fileio import write_json
 
         write_json(out_json, results)
     return results
+
+
+def _start_server(out: Path, weights: Path | None, threads: int, env: dict[str, str]
+                  ) -> tuple[subprocess.Popen[bytes], str]:
+    """`ikmo serve` on a free loopback port, as a user starts it; returns the process and its URL once
+    /v1/health answers."""
+    import socket
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "ikmo.cli", "--log-level", "WARNING", "serve", "--port", str(port), "--out", str(out),
+           "--threads", str(threads)] + (["--weights", str(weights)] if weights is not None else [])
+    proc = subprocess.Popen(cmd, env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ikmo serve exited with {proc.returncode} before answering")
+        try:
+            if httpx.get(f"{base}/v1/health", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("ikmo serve did not answer /v1/health within 120 s")
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _load() -> list[float]:

@@ -38,7 +38,7 @@ import torch
 from ikmo.motion_model.control.align import facing_yaw, rotate_y
 from ikmo.motion_model.errors import ConfigError
 from ikmo.motion_model.fileio import write_json
-from ikmo.motion_model.model.model_config import FootLockConfig, OptimizationConfig
+from ikmo.motion_model.model_config import FootLockConfig, OptimizationConfig
 from ikmo.motion_model.sampling import MotionModel, sample
 
 from . import metrics

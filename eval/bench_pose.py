@@ -116,7 +116,8 @@ def run_bench(corpus: Path | None = None, n_poses: int = 50, out: Path | None = 
                                      (size, size), app)
                 row: dict = {"pose": name, "view": view.name, "gt_fit_mm": gt_fit.error_m * 1000}
                 try:
-                    res = image_to_pose(img, detector=det, model=model, source=f"{name}/{view.name}")
+                    res = image_to_pose(img, detector=det, model=model, source=f"{name}/{view.name}",
+                                        with_images=save_images is not None)
                 except PoseEstimationError as e:
                     row.update(detected=False, error=str(e))
                     rows.append(row)

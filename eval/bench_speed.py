@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ikmo.motion_model.constraints import ControlSignals
-from ikmo.motion_model.model.model_config import OptimizationConfig
+from ikmo.motion_model.model_config import OptimizationConfig
 from ikmo.motion_model.representation.skeleton import HUMANML3D_22, MAX_FRAMES
 from ikmo.motion_model.sampling import MotionModel, load_model, sample
 

@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from ikmo.logging_setup import setup_logging
 from ikmo.motion_model.errors import IKMoError
+from ikmo.tools.logging_setup import setup_logging
 
 log = logging.getLogger("ikmo")
 
@@ -31,14 +31,25 @@ COMMAND_MODULES: list[str] = ["ikmo.commands.data", "ikmo.commands.bench_model",
 
 @app.callback()
 def _root(
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING, ERROR", envvar="IKMO_LOG_LEVEL")] = "INFO",
-    config: Annotated[Path | None, typer.Option(help="YAML config file", envvar="IKMO_CONFIG")] = None,
+    log_level: Annotated[str | None, typer.Option(
+        help="DEBUG, INFO, WARNING, ERROR (env IKMO_LOG_LEVEL, `log_level` in the config file) [default: INFO]",
+        envvar="IKMO_LOG_LEVEL")] = None,
+    config: Annotated[Path | None, typer.Option(
+        help="YAML file of settings (see README 'Configuration'); flags and IKMO_* env beat it", envvar="IKMO_CONFIG")]
+    = None,
 ) -> None:
+    """The root options reach every command's settings through the environment (`ikmo.config.resolve`
+    reads IKMO_CONFIG and IKMO_LOG_LEVEL), so the configuration is resolved in one place, once."""
+    import os
+
+    if log_level is not None:
+        os.environ["IKMO_LOG_LEVEL"] = log_level
     setup_logging(log_level)
     if config is not None:
-        import os
+        from ikmo.config import CONFIG_ENV, read_config_file
 
-        os.environ.setdefault("IKMO_CONFIG", str(config))
+        read_config_file(config)  # a missing or broken file is an error for every command, before any work
+        os.environ[CONFIG_ENV] = str(config)
 
 
 def _build() -> typer.Typer:

@@ -104,14 +104,15 @@ class MotionService:
             out = self.out_root / run_id
             out.mkdir(parents=True)
             images = [self._image(k, out, i) for i, k in enumerate(req_in.keyframes)]
-            req = MotionRequest(text=req_in.text, images=images, duration_s=req_in.duration_s, seed=req_in.seed,
+            seed = req_in.seed if req_in.seed is not None else self.ctx.settings.seed
+            req = MotionRequest(text=req_in.text, images=images, duration_s=req_in.duration_s, seed=seed,
                                 out_dir=str(out))
             t0 = time.perf_counter()
             final = run_request(req, self.ctx)
             seconds = round(time.perf_counter() - t0, 3)
         result = final.get("result")
         reply: dict[str, Any] = {"id": run_id, "status": final.get("status"), "answer": final.get("answer"),
-                                 "dir": str(out), "notes": [n for n in final.get("notes") or [] if n != "__reset__"],
+                                 "dir": str(out), "notes": list(final.get("notes") or []),
                                  "seconds": seconds}
         files = {p.name: p for p in out.iterdir() if p.is_file()}
         reply["files"] = {name: f"/v1/runs/{run_id}/{name}" for name in sorted(files)}
@@ -148,9 +149,8 @@ class MotionService:
         return ImageRef(path=str(path), time_s=k.time_s)
 
     def health(self) -> dict[str, Any]:
-        model = self.ctx.motion_model
-        weights = model.meta.get("weights_dir") if model is not None else self.ctx.weights
-        return {"status": "ok", "provider": self.ctx.provider, "weights": weights, "requests": self.requests}
+        return {"status": "ok", "provider": self.ctx.settings.provider, "weights": self.ctx.tools.describe()["weights"],
+                "requests": self.requests}
 
 
 def _validation_message(e: ValidationError) -> str:

@@ -26,6 +26,8 @@ N_JOINTS = HUMANML3D_22.n_joints
 MAX_DURATION_S = MAX_FRAMES / FPS  # 9.8 s
 MAX_PELVIS_SPEED = 8.0  # m/s, faster than a sprinter: a constraint asking for more is an error
 PELVIS_HEIGHT_RANGE = (0.2, 1.6)  # m, lying-ish to jumping
+# Seeds are bounded integers everywhere (numpy and torch generators take seeds below 2**32).
+MAX_SEED = 2**32 - 1
 
 
 def _finite(values: list[float] | list[list[float]], what: str) -> None:
@@ -274,7 +276,7 @@ class Trajectory(_Model):
 class GenerationOptions(_Model):
     """Knobs of one generation; None means the model's configured default."""
 
-    seed: int | None = None
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     guidance_scale: float | None = Field(default=None, ge=0, description="classifier-free guidance")
     optimization_steps: int | None = Field(default=None, ge=0)
     use_controlnet: bool = True

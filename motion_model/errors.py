@@ -28,10 +28,6 @@ class PoseEstimationError(IKMoError):
     """No usable person pose could be read from an image."""
 
 
-class ProviderError(IKMoError):
-    """An MLLM provider is unreachable, misconfigured or keeps answering invalid output."""
-
-
 class ConfigError(IKMoError):
     """The configuration is invalid or refers to something that does not exist."""
 

@@ -25,3 +25,4 @@ def hml3d_fixture_dir(shared_dir: Path) -> Path:
     if not d.is_dir():
         pytest.skip(f"{d} is absent")
     return d
+

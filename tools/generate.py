@@ -27,6 +27,8 @@ from ikmo.motion_model.fileio import write_json
 from ikmo.motion_model.model.diffusion import OnStep
 from ikmo.motion_model.sampling import MotionModel
 
+from .toolbox import ToolSettings
+
 log = logging.getLogger(__name__)
 
 
@@ -35,21 +37,20 @@ def generate_motion(
     out_dir: str | Path,
     *,
     model: MotionModel | None = None,
-    weights: str | Path | None = None,
-    device: str = "cpu",
-    steps: int | None = None,
-    guidance_scale: float | None = None,
+    settings: ToolSettings | None = None,
     formats: tuple[str, ...] | None = None,
-    settings: dict[str, Any] | None = None,
     on_step: OnStep | None = None,
 ) -> MotionResult:
     """Generate the motion of `spec` into `out_dir` and return the `MotionResult`.
 
-    model: a loaded `MotionModel` (else `load_model(weights, device)`); steps / guidance_scale
-    override the checkpoint's sampler defaults (the spec's `options.guidance_scale` wins over both);
-    formats: subset of `tools.exports.ALL_FORMATS` (default all); settings: the resolved application
-    configuration, saved into config.json. Raises ConstraintError for an invalid spec.
+    model: a loaded `MotionModel` (else `load_model(settings.weights, settings.device)`);
+    settings: the tools' settings (any subclass: the whole resolved configuration is saved into
+    config.json); its `diffusion_steps` / `guidance_scale` override the checkpoint's sampler
+    defaults, and the spec's `options.guidance_scale` wins over both; the seed is the spec's
+    `options.seed`. formats: subset of `tools.exports.ALL_FORMATS` (default all). Raises
+    ConstraintError for an invalid spec.
     """
+    settings = settings if settings is not None else ToolSettings()
     spec.check()  # before loading or sampling anything
     control = spec.to_control()
     timings: dict[str, float] = {}
@@ -60,16 +61,16 @@ def generate_motion(
 
     t0 = time.perf_counter()
     if model is None:
-        model = load_model(weights, device)
+        model = load_model(settings.weights, settings.device)
     timings["load_s"] = time.perf_counter() - t0
 
     opts = spec.options
     opt_cfg = model.optimization.model_copy(update={"enabled": opts.use_optimization and model.optimization.enabled})
     if opts.optimization_steps is not None:
         opt_cfg = opt_cfg.model_copy(update={"iterations": opts.optimization_steps})
-    seed = opts.seed if opts.seed is not None else int((settings or {}).get("seed", 0))
-    gs = opts.guidance_scale if opts.guidance_scale is not None else guidance_scale
-    steps = steps or model.diffusion.cfg.sample_steps
+    seed = opts.seed
+    gs = opts.guidance_scale if opts.guidance_scale is not None else settings.guidance_scale
+    steps = settings.diffusion_steps or model.diffusion.cfg.sample_steps
     gs_used = model.diffusion.cfg.guidance_scale if gs is None else gs
 
     t0 = time.perf_counter()
@@ -101,7 +102,7 @@ def generate_motion(
 
     t0 = time.perf_counter()
     files = write_motion_files(joints, out, fps=motion.fps, spec=spec, formats=formats or ALL_FORMATS,
-                               smpl_model_path=(settings or {}).get("smpl_model"))
+                               smpl_model_path=settings.smpl_model)
     timings["export_s"] = time.perf_counter() - t0
 
     sampler = {"seed": seed, "steps": steps, "guidance_scale": gs_used, "use_controlnet": opts.use_controlnet,
@@ -109,7 +110,7 @@ def generate_motion(
                "foot_lock": model.foot_lock.model_dump(),
                "timed_texts": [tt.model_dump() for tt in spec.description.timed_texts()],
                "weights": model.meta.get("weights_dir"), "train": _train_summary(model.meta)}
-    config = {"settings": settings or {}, "sampler": sampler}
+    config = {"settings": settings.dump(), "sampler": sampler}
     files["spec"] = str(write_json(out / "spec.json", spec.model_dump(mode="json")))
     files["config"] = str(write_json(out / "config.json", config))
     json_metrics = {k: (None if math.isnan(v) else v) for k, v in metrics.items()}  # JSON has no NaN

@@ -42,6 +42,7 @@ from ikmo.motion_model.representation.skeleton import HUMANML3D_22
 
 from .body_model import BodyModel, load_body_model
 from .pose_estimation import LM, LandmarkDetector, Landmarks, check_image_array, load_image
+from .toolbox import FitResult, PhotoReading
 
 log = logging.getLogger(__name__)
 
@@ -427,23 +428,6 @@ def landmarks_to_joints(lm: Landmarks, rest: np.ndarray, regressor: LandmarkRegr
 # --------------------------------------------------------------------------- fitting
 
 
-@dataclass
-class FitResult:
-    """A fitted pose.
-
-    global_orient: (3,) axis-angle in the frame of the targets (camera frame for images).
-    body_pose: (21, 3) axis-angle, SMPL joints 1..21 relative to the T-pose.
-    joints: (22, 3) float64 metres, FK of the fit, pelvis at the origin, same frame as the targets.
-    error_m: confidence-weighted RMS distance to the targets, metres.
-    """
-
-    global_orient: np.ndarray
-    body_pose: np.ndarray
-    joints: np.ndarray
-    error_m: float
-    notes: list[str] = field(default_factory=list)
-
-
 def _bend_ok(n: np.ndarray, ref: np.ndarray) -> bool:
     return float(n @ ref) > 0
 
@@ -697,45 +681,43 @@ def project_fit_to_image(fit: FitResult, targets: JointTargets, lm: Landmarks) -
     return s * J[:, :2] * np.array([1.0, -1.0]) + t
 
 
-@dataclass
-class ImagePose:
-    """Everything read from one image: the keyframe, the fit, the targets, the landmarks, the image."""
-
-    keyframe: KeyframePose
-    fit: FitResult
-    targets: JointTargets
-    landmarks: Landmarks
-    image: np.ndarray
-    seconds: dict[str, float]
-
-    def overlay(self) -> object:
-        """The check image (PIL) of `tools.overlay.draw_overlay`."""
+def _reading(lm: Landmarks, image: np.ndarray, kf: KeyframePose, fit: FitResult, targets: JointTargets,
+             seconds: dict[str, float], with_images: bool) -> PhotoReading:
+    """The one reading type; the photo and the fit's check image only when asked for."""
+    check = None
+    if with_images:
         from .overlay import draw_overlay
 
-        kf = self.keyframe
         # The file name only: this image may go to a remote vision provider, the local path must not.
-        caption = f"{Path(kf.source).name}  fit rms {self.fit.error_m * 1000:.0f} mm"
-        return draw_overlay(self.image, self.landmarks, kf.joints_array(), np.asarray(kf.joint_mask),
-                            project_fit_to_image(self.fit, self.targets, self.landmarks), caption)
+        caption = f"{Path(kf.source).name}  fit rms {fit.error_m * 1000:.0f} mm"
+        check = draw_overlay(image, lm, kf.joints_array(), np.asarray(kf.joint_mask),
+                             project_fit_to_image(fit, targets, lm), caption)
+    return PhotoReading(keyframe=kf, landmarks=lm, fit=fit, seconds=seconds,
+                        image=image if with_images else None, check_image=check)
 
 
-def read_photo(path: str | os.PathLike[str], time_s: float) -> ImagePose:
+def read_photo(path: str | os.PathLike[str], time_s: float, with_images: bool = False) -> PhotoReading:
     """A photo's whole reading with the process's shared BlazePose detector: landmarks → SMPL fit →
-    canonical KeyframePose at `time_s`, with the fit, its targets, the landmarks and the image.
-    (`image_to_pose` is the same path with a detector and body model of the caller's choosing.)"""
+    canonical KeyframePose at `time_s` (`image_to_pose` is the same path with a detector and body
+    model of the caller's choosing). with_images: keep the photo and render the fit's check image."""
     from .pose_estimation import detect_landmarks
 
+    t0 = time.perf_counter()
     lm, image = detect_landmarks(path)
+    t1 = time.perf_counter()
     kf, fit, targets = pose_from_landmarks(lm, time_s=time_s, source=str(path))
-    return ImagePose(keyframe=kf, fit=fit, targets=targets, landmarks=lm, image=image, seconds={})
+    secs = {"detect": t1 - t0, "fit": time.perf_counter() - t1}
+    return _reading(lm, image, kf, fit, targets, secs, with_images)
 
 
 def image_to_pose(image: np.ndarray | str | os.PathLike[str], time_s: float = 0.0, model_complexity: int = 1,
                   detector: LandmarkDetector | None = None, model: BodyModel | None = None,
                   source: str | None = None, iters: int = 15,
-                  regressor: LandmarkRegressor | None | str = "default") -> ImagePose:
+                  regressor: LandmarkRegressor | None | str = "default", with_images: bool = False
+                  ) -> PhotoReading:
     """The whole image → keyframe path: read (a path or an (H, W, 3) uint8 array), detect, map, fit.
 
+    with_images: keep the image and render the fit's check image (`PhotoReading.overlay`).
     Raises InputFileError for an unreadable image, PoseEstimationError when no usable person is found.
     """
     t_load = time.perf_counter()
@@ -758,4 +740,4 @@ def image_to_pose(image: np.ndarray | str | os.PathLike[str], time_s: float = 0.
                                            regressor=regressor)
     t3 = time.perf_counter()
     secs = {"load_model": t0 - t_load, "read": t1 - t0, "detect": t2 - t1, "fit": t3 - t2}
-    return ImagePose(keyframe=kf, fit=fit, targets=targets, landmarks=lm, image=arr, seconds=secs)
+    return _reading(lm, arr, kf, fit, targets, secs, with_images)

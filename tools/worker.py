@@ -10,7 +10,8 @@ Protocol: pickled tuples over the child's stdin (requests) and a private copy of
 (replies); the child points its fd 1 at stderr so that a library printing to stdout cannot corrupt
 the stream. The child imports torch as soon as it starts; the first request, ("load", {weights,
 device}), comes once the caller has resolved its configuration, and is answered ("ready", info)
-when the model is loaded. Then a request names one of `CALLS` (names, never code) with keyword
+when the model is loaded. Then a request names one of `CALLS` (the `Toolbox` calls: names, never
+code) with keyword
 arguments; the replies are ("event", progress) while a call runs, then ("ok", value) or ("error",
 exception). An error a user can cause arrives as the same `IKMoError` subclass
 that the in-process tools raise. If the child dies, the caller gets a `ToolProcessError` that says
@@ -29,18 +30,18 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from ikmo.motion_model.errors import IKMoError
+from ikmo.tools.local import LocalToolbox
+from ikmo.tools.toolbox import OnStep, PhotoReading, ToolSettings
 
 if TYPE_CHECKING:
-    from ikmo.motion_model.constraints import KeyframePose, MotionResult, MotionSpec
-    from ikmo.tools.pose_estimation import Landmarks
+    from ikmo.motion_model.constraints import MotionResult, MotionSpec
 
 log = logging.getLogger(__name__)
 
@@ -51,39 +52,9 @@ class ToolProcessError(IKMoError):
     """The tool process stopped or answered something that is not a reply."""
 
 
-@dataclass
-class FitSummary:
-    """What the agents read of an SMPL fit: its RMS distance to the landmarks, metres."""
-
-    error_m: float
-
-
-@dataclass
-class PhotoReading:
-    """A photo's reading as it crosses from the tool process (an `agents.context.PoseReading`).
-
-    keyframe: the canonical pose; landmarks: BlazePose's output (visibility (33,), n_people);
-    fit: the fit's residual; image: (H, W, 3) uint8 photo and check_image: the fit's overlay (PIL),
-    both only when asked for (a vision provider looks at them), else None.
-    """
-
-    keyframe: KeyframePose
-    landmarks: Landmarks
-    fit: FitSummary
-    image: np.ndarray | None = None
-    check_image: Any = None
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    def overlay(self) -> object:
-        """The photo with its landmarks and the fitted skeleton (PIL), rendered in the tool process."""
-        if self.check_image is None:
-            raise ToolProcessError("this photo was read without its check image; start the tool process "
-                                   "with with_images=True")
-        return self.check_image
-
-
 class ToolProcess:
-    """The tools of a run, in a child process that imports torch and loads the model once.
+    """The tools of a run (a `tools.toolbox.Toolbox`), in a child process that imports torch and
+    loads the model once.
 
     Start it as early as possible (it imports torch at once), then `load` the model when the
     configuration is known; every call blocks until the child answers (the model load included,
@@ -91,8 +62,8 @@ class ToolProcess:
     the calls are served one at a time.
 
         tools = ToolProcess(threads=1, warm_pose=True)
-        tools.load(weights=None, device="cpu")
-        reading = tools.read_pose(Path("a.jpg"), 2.0)
+        tools.load(ToolSettings())
+        reading = tools.read_photo(Path("a.jpg"), 2.0)
         result = tools.generate_motion(spec, out_dir, formats=("joints",), on_step=print)
         tools.close()
     """
@@ -100,7 +71,7 @@ class ToolProcess:
     def __init__(self, threads: int = 1, warm_pose: bool = False, log_level: int | None = None) -> None:
         """threads: torch intra-op threads in the child; warm_pose: also load BlazePose and the body
         model before they are asked for (the request has photos)."""
-        self.with_images = False
+        self.settings = ToolSettings()
         level = log_level if log_level is not None else logging.getLogger().getEffectiveLevel()
         cmd = [sys.executable, "-m", "ikmo.tools.worker", "--threads", str(threads), "--log-level", str(level)]
         if warm_pose:
@@ -114,38 +85,41 @@ class ToolProcess:
         self.ready_info: dict[str, Any] | None = None
         self._load_error: BaseException | None = None
 
-    def load(self, weights: str | Path | None = None, device: str = "cpu", with_images: bool = False) -> None:
-        """Tell the child which model to load (returns at once; calls wait for it). with_images: photo
-        readings carry the photo and the fit's check image (for a vision provider)."""
-        self.with_images = with_images
+    def load(self, settings: ToolSettings) -> None:
+        """Tell the child which model to load and how to sample and export (returns at once; calls
+        wait for it, and a load error reaches them)."""
+        self.settings = settings
         with self._lock:
-            self._send("load", {"weights": None if weights is None else str(weights), "device": device})
+            self._send("load", {"settings": settings})
             self._loading = True
 
     # ------------------------------------------------------------------------------------- the tools
 
-    def read_pose(self, path: Path, time_s: float) -> PhotoReading:
-        """Photo → its `PhotoReading` (BlazePose → SMPL fit → canonical keyframe at `time_s`)."""
-        result: PhotoReading = self._call("read_pose", path=str(path), time_s=time_s, with_images=self.with_images)
+    def read_photo(self, path: Path, time_s: float, *, with_images: bool = False) -> PhotoReading:
+        result: PhotoReading = self._call("read_photo", path=Path(path), time_s=time_s, with_images=with_images)
         return result
 
-    def generate_motion(self, spec: MotionSpec, out_dir: str | Path, *, on_step: Callable[[int, int], None] | None
-                        = None, **kwargs: Any) -> MotionResult:
-        """`ikmo.tools.generate.generate_motion` with the child's loaded model; `on_step(step, total)`
-        is called here as the child's diffusion advances."""
+    def generate_motion(self, spec: MotionSpec, out_dir: Path, *, formats: Sequence[str],
+                        on_step: OnStep | None = None) -> MotionResult:
+        """`on_step(step, total)` is called here as the child's diffusion advances."""
         def on_event(ev: dict[str, Any]) -> None:
             if on_step is not None:
                 on_step(int(ev["step"]), int(ev["total"]))
 
-        result: MotionResult = self._call("generate_motion", on_event=on_event, spec=spec, out_dir=str(out_dir),
-                                          **kwargs)
+        result: MotionResult = self._call("generate_motion", on_event=on_event, spec=spec, out_dir=Path(out_dir),
+                                          formats=tuple(formats))
         return result
 
-    def write_motion_files(self, joints: np.ndarray, out_dir: str | Path, **kwargs: Any) -> dict[str, str]:
-        """`ikmo.tools.exports.write_motion_files` in the child: joints (T, 22, 3) float32 metres."""
-        files: dict[str, str] = self._call("write_motion_files", joints=np.asarray(joints), out_dir=str(out_dir),
-                                           **kwargs)
+    def write_motion_files(self, joints: np.ndarray, out_dir: Path, *, spec: MotionSpec,
+                           formats: Sequence[str]) -> dict[str, str]:
+        files: dict[str, str] = self._call("write_motion_files", joints=np.asarray(joints), out_dir=Path(out_dir),
+                                           spec=spec, formats=tuple(formats))
         return files
+
+    def describe(self) -> dict[str, Any]:
+        weights = self.settings.weights
+        return {"weights": None if weights is None else str(weights), "process": "child",
+                "pid": self._proc.pid}
 
     def wait_ready(self) -> dict[str, Any]:
         """Block until the model is loaded; returns {"load_s": ..., "pid": ...} or raises its load error."""
@@ -241,40 +215,7 @@ class ToolProcess:
 # ----------------------------------------------------------------------------------------- the child
 
 
-def _reading(path: str, time_s: float, with_images: bool) -> PhotoReading:
-    from ikmo.tools.smpl_fit import read_photo
-
-    read = read_photo(path, time_s)
-    return PhotoReading(keyframe=read.keyframe, landmarks=read.landmarks, fit=FitSummary(float(read.fit.error_m)),
-                        image=read.image if with_images else None,
-                        check_image=read.overlay() if with_images else None)
-
-
-class _Server:
-    """The child's side: the loaded model and the table of calls it serves."""
-
-    def __init__(self, weights: str | None = None, device: str = "cpu") -> None:
-        from ikmo.motion_model.sampling import load_model
-
-        self.model = load_model(weights, device)
-
-    def read_pose(self, path: str, time_s: float, with_images: bool = False) -> PhotoReading:
-        return _reading(path, time_s, with_images)
-
-    def generate_motion(self, send_event: Callable[[dict[str, Any]], None], spec: MotionSpec, out_dir: str,
-                        **kwargs: Any) -> MotionResult:
-        from ikmo.tools.generate import generate_motion
-
-        return generate_motion(spec, out_dir, model=self.model,
-                               on_step=lambda step, total: send_event({"step": step, "total": total}), **kwargs)
-
-    def write_motion_files(self, joints: np.ndarray, out_dir: str, **kwargs: Any) -> dict[str, str]:
-        from ikmo.tools.exports import write_motion_files
-
-        return write_motion_files(joints, Path(out_dir), **kwargs)
-
-
-CALLS = ("read_pose", "generate_motion", "write_motion_files")
+CALLS = ("read_photo", "generate_motion", "write_motion_files")
 
 
 def _picklable_error(e: BaseException) -> BaseException:
@@ -312,7 +253,8 @@ def serve(inp: IO[bytes], out: IO[bytes], threads: int, warm_pose: bool) -> None
             return
         if name != "load":
             return  # "close" before anything was asked
-        server = _Server(**kwargs)
+        server = LocalToolbox(kwargs["settings"], threads=threads)
+        server.model  # noqa: B018  (load now: "ready" means the model is loaded)
     except Exception as e:  # noqa: BLE001  (every load failure must reach the caller)
         if not isinstance(e, IKMoError):
             log.error("tool process: loading failed:\n%s", traceback.format_exc())
@@ -334,7 +276,8 @@ def serve(inp: IO[bytes], out: IO[bytes], threads: int, warm_pose: bool) -> None
             continue
         try:
             if name == "generate_motion":
-                value = server.generate_motion(lambda ev: send("event", ev), **kwargs)
+                value = server.generate_motion(
+                    on_step=lambda step, total: send("event", {"step": step, "total": total}), **kwargs)
             else:
                 value = getattr(server, name)(**kwargs)
         except Exception as e:  # noqa: BLE001  (any failure is the caller's to report; the child stays up)
@@ -348,7 +291,7 @@ def serve(inp: IO[bytes], out: IO[bytes], threads: int, warm_pose: bool) -> None
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    from ikmo.logging_setup import setup_logging
+    from ikmo.tools.logging_setup import setup_logging
 
     p = argparse.ArgumentParser(prog="python -m ikmo.tools.worker", description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
@@ -65,54 +64,45 @@ def _resume_gc() -> None:
     gc.enable()
 
 
-def _start_tools(enabled: bool | None, threads: int, warm_pose: bool = False) -> Any:
-    """The tool process (`ikmo.tools.worker.ToolProcess`), started before the configuration is read
-    and the agents are imported: torch and the model load in the child on one core while the
-    settings, langgraph and the agents import here on the other. None when switched off (the
-    `--tool-process/--no-tool-process` flag or `IKMO_TOOL_PROCESS`; `tool_process` in a YAML config
-    is applied once the configuration is read, by `_load_tools`)."""
-    if enabled is None:
-        enabled = os.environ.get("IKMO_TOOL_PROCESS", "true").strip().lower() not in ("0", "false", "no", "off")
-    if not enabled:
+def _start_tool_process(flag: bool | None, threads: int, warm_pose: bool = False) -> Any:
+    """Start the tool process (`ikmo.tools.worker.ToolProcess`) before the configuration is read and
+    the agents are imported: torch and the model load in the child on one core while the settings,
+    langgraph and the agents import here on the other. Speculative: `_toolbox` keeps it only when the
+    resolved settings say `tool_process` (flag, IKMO_TOOL_PROCESS, config file); a child never told
+    to load is stopped at once. None when the flag itself says no."""
+    if flag is False:
         return None
     from ikmo.tools.worker import ToolProcess
 
     return ToolProcess(threads, warm_pose=warm_pose)
 
 
-def _load_tools(tools: Any, settings: Any) -> Any:
-    """Tell the tool process which model to load, or stop it if the configuration turns it off. A
-    weights folder without weights fails now, before anything is written."""
-    if tools is None:
-        return None
-    if not settings.tool_process:
-        tools.close()
-        return None
+def _toolbox(settings: Any, threads: int, early: Any = None, load_now: bool = False) -> Any:
+    """The run's toolbox: the early tool process told which model to load, or (`tool_process` off)
+    the tools in this process. A weights folder without weights fails now, before anything is
+    written. load_now: load the in-process model at once (a server's first request should not wait)."""
     from ikmo.motion_model.model.bundled import weights_dir
 
-    weights_dir(settings.weights)
-    tools.load(settings.weights, settings.device, with_images=settings.vision)
-    return tools
+    try:
+        weights_dir(settings.weights)
+        if settings.tool_process:
+            from ikmo.tools.worker import ToolProcess
 
+            tools = early if early is not None else ToolProcess(threads)
+            tools.load(settings)
+            return tools
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
+    if early is not None:
+        early.close()
+    from ikmo.tools.local import LocalToolbox
 
-def _context(settings: Any, threads: int = 1, tools: Any = None) -> Any:
-    """The graph's context; its tools run in `tools` (a ToolProcess), else here with the model loaded once."""
-    from ikmo.agents.context import Context
-
-    ctx = Context.from_settings(settings, settings=settings.dump())
-    if tools is not None:
-        ctx.tool_process = tools
-        return ctx
-    import torch
-
-    from ikmo.motion_model.sampling import load_model as _load
-
-    # The motion model's tensors are small (batch 2, 196 frames, d_model 128): intra-op threads
-    # mostly spin-wait. Measured on 2 shared cores: sampling 0.8-1.9 s on 1 thread, 3-9 s on 2.
-    torch.set_num_threads(threads)
-    # Loaded once and reused by every attempt (critique retries, chat turns).
-    ctx.motion_model = _load(settings.weights, settings.device)
-    return ctx
+    local = LocalToolbox(settings, threads=threads)
+    if load_now:
+        local.model  # noqa: B018
+    return local
 
 
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
@@ -139,19 +129,20 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         _pause_gc_for_imports()
         tools = None
         try:
-            tools = _start_tools(tool_process, threads, warm_pose=bool(keyframe))
-            from ikmo.config import load_settings
+            tools = _start_tool_process(tool_process, threads, warm_pose=bool(keyframe))
+            from ikmo.config import resolve
 
-            settings = load_settings(provider=provider, model=model, base_url=base_url, seed=seed, weights=weights,
-                                     critique_rounds=critique_rounds, tool_process=tool_process)
-            tools = _load_tools(tools, settings)
+            settings = resolve(provider=provider, model=model, base_url=base_url, seed=seed, weights=weights,
+                               critique_rounds=critique_rounds, tool_process=tool_process)
+            tools = _toolbox(settings, threads, tools)
+            from ikmo.agents.context import Context
             from ikmo.agents.run import parse_keyframe_arg, raise_if_failed, run_request
             from ikmo.agents.state import MotionRequest
 
             images = [parse_keyframe_arg(k) for k in keyframe or []]
             req = MotionRequest(text=text, images=images, duration_s=duration, seed=settings.seed,
                                 out_dir=str(out.resolve()))
-            ctx = _context(settings, threads=threads, tools=tools)
+            ctx = Context(settings=settings, toolbox=tools)
             _resume_gc()
             bar = _Progress(progress)
             try:
@@ -163,8 +154,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
                 tools.close()
             _resume_gc()  # the process ends after this command: spare its last collection the run's objects
         for note in final.get("notes") or []:
-            if isinstance(note, str) and note != "__reset__":
-                log.info("note: %s", note)
+            log.info("note: %s", note)
         result = raise_if_failed(final)
         log.info("%s", final.get("answer"))
         log.info("files in %s: %s", out, ", ".join(sorted(Path(p).name for p in result.files.values())))
@@ -200,13 +190,16 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     ) -> None:
         """Serve the agents over HTTP with the model loaded once: POST /v1/generate, GET /v1/runs/ID/FILE,
         GET /v1/health (docs/agents.md). Ctrl-C stops it."""
-        from ikmo.config import load_settings
+        from ikmo.agents.context import Context
+        from ikmo.config import resolve
         from ikmo.server import LOOPBACK_HOSTS, MotionService, make_server
 
         _pause_gc_for_imports()
         try:
-            settings = load_settings(provider=provider, model=model, base_url=base_url, weights=weights)
-            ctx = _context(settings, threads=threads)
+            # The server keeps its model in this process: requests come one at a time, and a warm
+            # in-process model answers without the pipe's round trips.
+            settings = resolve(provider=provider, model=model, base_url=base_url, weights=weights, tool_process=False)
+            ctx = Context(settings=settings, toolbox=_toolbox(settings, threads, load_now=True))
         finally:
             _resume_gc()
         service = MotionService(ctx, out, allow_paths=host in LOOPBACK_HOSTS)
@@ -237,18 +230,19 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         _pause_gc_for_imports()
         tools = None
         try:
-            tools = _start_tools(tool_process, threads=1)
-            from ikmo.config import load_settings
+            tools = _start_tool_process(tool_process, threads=1)
+            from ikmo.config import resolve
 
-            settings = load_settings(provider=provider, model=model, base_url=base_url, weights=weights,
-                                     tool_process=tool_process)
-            tools = _load_tools(tools, settings)
+            settings = resolve(provider=provider, model=model, base_url=base_url, weights=weights,
+                               tool_process=tool_process)
+            tools = _toolbox(settings, 1, tools)
+            from ikmo.agents.context import Context
             from ikmo.agents.run import Conversation
             from ikmo.motion_model.errors import IKMoError
 
             tid = thread or uuid.uuid4().hex[:12]
             db = db or Path.home() / ".ikmo" / "chat.sqlite"
-            conv = Conversation(db, tid, _context(settings, tools=tools), out / tid)
+            conv = Conversation(db, tid, Context(settings=settings, toolbox=tools), out / tid)
         except BaseException:
             if tools is not None:
                 tools.close()

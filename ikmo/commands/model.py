@@ -44,9 +44,9 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         export_to: Annotated[Path | None, typer.Option(help="also write inference weights here at the end")] = None,
     ) -> None:
         """Train the base text-to-motion denoiser (resumable, time-boxed)."""
-        from ikmo.motion_model.model.model_config import DenoiserConfig, ModelConfig, TrainConfig
         from ikmo.motion_model.model.text_encoder import build_text_encoder
         from ikmo.motion_model.model.training import resolve_device, train
+        from ikmo.motion_model.model_config import DenoiserConfig, ModelConfig, TrainConfig
 
         text_dim = build_text_encoder(text_encoder).dim if text_encoder.startswith("hash:") else 384
         mcfg = ModelConfig(denoiser=DenoiserConfig(d_model=d_model, n_layers=layers, ff_dim=2 * d_model,
@@ -80,8 +80,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     ) -> None:
         """Train the Motion ControlNet + control encoders on a frozen base (resumable, time-boxed)."""
         from ikmo.motion_model.errors import ConfigError
-        from ikmo.motion_model.model.model_config import ControlConfig, TrainConfig
         from ikmo.motion_model.model.training import resolve_device, train
+        from ikmo.motion_model.model_config import ControlConfig, TrainConfig
 
         if mode not in ("decoupled", "joint"):
             raise ConfigError(f"--mode {mode!r}: choose decoupled or joint")
@@ -108,7 +108,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         report)."""
         from pydantic import ValidationError
 
-        from ikmo.config import load_settings
+        from ikmo.config import resolve
         from ikmo.motion_model.constraints import MotionSpec
         from ikmo.motion_model.errors import ConstraintError, InputFileError
         from ikmo.tools.exports import ALL_FORMATS
@@ -120,9 +120,10 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             motion_spec = MotionSpec.model_validate_json(spec.read_text(encoding="utf-8"))
         except ValidationError as e:
             raise ConstraintError(f"{spec} is not a valid MotionSpec: {e}") from e
-        if seed is not None:
-            motion_spec.options.seed = seed
-        settings = load_settings(weights=weights)
+        settings = resolve(weights=weights, seed=seed, diffusion_steps=steps, guidance_scale=guidance_scale)
+        if seed is not None or "seed" not in motion_spec.options.model_fields_set:
+            # --seed beats the spec's own seed; a spec without one takes the configured seed
+            motion_spec.options.seed = settings.seed
         formats = tuple(f for f in ALL_FORMATS if not (no_preview or not settings.preview) or f != "preview")
         from tqdm import tqdm
 
@@ -131,8 +132,6 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
                 bar.total = n
                 bar.update(1)
 
-            result = generate_motion(motion_spec, out, weights=settings.weights, device=settings.device, steps=steps,
-                                     guidance_scale=guidance_scale, formats=formats, settings=settings.dump(),
-                                     on_step=on_step)
+            result = generate_motion(motion_spec, out, settings=settings, formats=formats, on_step=on_step)
         log.info("wrote %s", ", ".join(sorted(Path(p).name for p in result.files.values())))
         log.info("metrics: %s", json.dumps({k: round(v, 4) for k, v in result.metrics.items()}))

@@ -31,7 +31,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         # (measured: rendering 0.04-0.08 s/image on 1 thread, 0.1-1.7 s on 2 busy cores).
         torch.set_num_threads(1)
 
-        res = image_to_pose(image, time_s=time_s, model_complexity=complexity)
+        res = image_to_pose(image, time_s=time_s, model_complexity=complexity, with_images=overlay is not None)
         write_json(out, res.keyframe.model_dump(mode="json"))
         n = sum(res.keyframe.joint_mask)
         log.info("%s: %d/22 joints, fit rms %.0f mm, detect %.2f s, fit %.2f s → %s", image.name, n,

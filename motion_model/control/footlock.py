@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ikmo.motion_model.model.model_config import FootLockConfig
+from ikmo.motion_model.model_config import FootLockConfig
 from ikmo.motion_model.representation.skeleton import HUMANML3D_22
 
 

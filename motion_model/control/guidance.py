@@ -48,7 +48,7 @@ from ikmo.motion_model.constraints import ControlSignals
 from ikmo.motion_model.control.align import JointsFn, align_keyframes, facing_yaw, rotate_y
 from ikmo.motion_model.control.control_batch import ControlBatch
 from ikmo.motion_model.control.projection import project
-from ikmo.motion_model.model.model_config import OptimizationConfig
+from ikmo.motion_model.model_config import OptimizationConfig
 
 log = logging.getLogger(__name__)
 

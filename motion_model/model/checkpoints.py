@@ -20,8 +20,8 @@ from safetensors.torch import load_file, save_file
 
 from ikmo.motion_model.errors import ConfigError
 from ikmo.motion_model.fileio import atomic_path, write_json
-from ikmo.motion_model.model.model_config import DiffusionConfig, ModelConfig
 from ikmo.motion_model.model.networks import IKMoNet
+from ikmo.motion_model.model_config import DiffusionConfig, ModelConfig
 
 log = logging.getLogger(__name__)
 

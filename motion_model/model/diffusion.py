@@ -16,8 +16,8 @@ from collections.abc import Callable
 import torch
 
 from ikmo.motion_model.control.control_batch import ControlBatch
-from ikmo.motion_model.model.model_config import DiffusionConfig
 from ikmo.motion_model.model.networks import IKMoNet
+from ikmo.motion_model.model_config import DiffusionConfig
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ikmo.motion_model.control.control_batch import ControlBatch
-from ikmo.motion_model.model.model_config import ControlConfig, DenoiserConfig, ModelConfig
+from ikmo.motion_model.model_config import ControlConfig, DenoiserConfig, ModelConfig
 
 TRAJ_FRAME_DIM = 6  # xyz + xyz mask
 POSE_FRAME_DIM_PER_JOINT = 4  # xyz + mask

@@ -35,9 +35,9 @@ from ikmo.motion_model.errors import ConfigError
 from ikmo.motion_model.fileio import atomic_path, write_json
 from ikmo.motion_model.model.checkpoints import load_checkpoint, load_optimizer, read_meta, save_checkpoint
 from ikmo.motion_model.model.diffusion import GaussianDiffusion
-from ikmo.motion_model.model.model_config import ControlConfig, DiffusionConfig, ModelConfig, TrainConfig
 from ikmo.motion_model.model.networks import IKMoNet
 from ikmo.motion_model.model.text_encoder import build_text_encoder
+from ikmo.motion_model.model_config import ControlConfig, DiffusionConfig, ModelConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ def train(
     last = run_dir / "last"
     corpus = load_corpus(corpus_dir, "train")
     if joints_fn is None:
-        from ikmo.motion_model.sampling import features_to_pose_frames
+        from ikmo.motion_model.representation.features import features_to_pose_frames
 
         joints_fn = features_to_pose_frames
 

@@ -571,3 +571,33 @@ __all__ = [
     "forward_kinematics", "gaussian_smooth_time", "global_bone_rotations", "inverse_kinematics",
     "joints_to_features", "mirror_features", "mirror_joints", "rotation_parents", "uniform_skeleton",
 ]
+
+
+def features_to_pose_frames(features: torch.Tensor, n_rows: torch.Tensor | None = None) -> torch.Tensor:
+    """R(·): raw features (..., L, 263) → global joints of all T = L + 1 pose frames (..., L + 1, 22, 3).
+
+    HumanML3D's `recover_from_ric` returns one pose per feature row (frames 0..L-1); the last pose
+    frame is recovered from the last row's joint velocities (`local_vel`, root frame → world by
+    that row's root yaw). Differentiable.
+
+    n_rows: (B,) valid rows of each motion when features is a padded batch (B, L, 263). Motion b's
+    last pose frame, n_rows[b], then comes from its own last row n_rows[b] − 1 instead of from
+    the padding after it; frames after it stay whatever the padding decodes to (masked by callers).
+    """
+    joints = features_to_joints(features)
+    r_rot, _ = features_to_root(features)
+    lay = feature_layout()
+    L = features.shape[-2]
+    if n_rows is None:
+        vel = features[..., -1, lay.local_vel].reshape(features.shape[:-2] + (joints.shape[-2], 3))
+        last = joints[..., -1, :, :] + quat_rotate(quat_conj(r_rot[..., -1, None, :]), vel)
+        return torch.cat([joints, last[..., None, :, :]], dim=-3)
+    if features.dim() != 3 or n_rows.shape != features.shape[:1]:
+        raise ValueError(f"n_rows {tuple(n_rows.shape)} needs features (B, L, F), got {tuple(features.shape)}")
+    b = torch.arange(features.shape[0], device=features.device)
+    row = (n_rows.to(features.device).long() - 1).clamp(0, L - 1)
+    vel = features[b, row][:, lay.local_vel].reshape(-1, joints.shape[-2], 3)
+    last = joints[b, row] + quat_rotate(quat_conj(r_rot[b, row][:, None, :]), vel)  # (B, 22, 3)
+    frames = torch.cat([joints, joints[:, -1:]], dim=1)  # (B, L + 1, 22, 3)
+    at_end = (torch.arange(L + 1, device=features.device)[None] == (row + 1)[:, None])[..., None, None]
+    return torch.where(at_end, last[:, None], frames)

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from ikmo.motion_model.model.checkpoints import save_checkpoint
-from ikmo.motion_model.model.model_config import ControlConfig, DenoiserConfig, DiffusionConfig, ModelConfig
 from ikmo.motion_model.model.networks import IKMoNet
+from ikmo.motion_model.model_config import ControlConfig, DenoiserConfig, DiffusionConfig, ModelConfig
 from ikmo.motion_model.sampling import load_model
 
 

@@ -19,11 +19,15 @@ pytest.importorskip("ikmo.motion_model.sampling")
 from ikmo.eval import cases as cases_mod  # noqa: E402
 from ikmo.eval.evaluator import EvaluatorConfig, EvaluatorTrainConfig, load_evaluator, train_evaluator  # noqa: E402
 from ikmo.motion_model.model.checkpoints import save_checkpoint  # noqa: E402
-from ikmo.motion_model.model.model_config import ControlConfig, DenoiserConfig, DiffusionConfig, ModelConfig  # noqa: E402
 from ikmo.motion_model.model.training import load_corpus  # noqa: E402
-from ikmo.motion_model.representation.features import Normalizer, joints_to_features  # noqa: E402
+from ikmo.motion_model.model_config import ControlConfig, DenoiserConfig, DiffusionConfig, ModelConfig  # noqa: E402
+from ikmo.motion_model.representation.features import (  # noqa: E402
+    Normalizer,
+    features_to_pose_frames,  # noqa: E402
+    joints_to_features,
+)
 from ikmo.motion_model.representation.skeleton import HUMANML3D_22  # noqa: E402
-from ikmo.motion_model.sampling import build_model, features_to_pose_frames  # noqa: E402
+from ikmo.motion_model.sampling import build_model  # noqa: E402
 
 KINDS = {
     "forward": ["a person walks forward", "someone walks straight ahead"],

@@ -36,8 +36,8 @@ def test_ddp_train_resume_and_control(tmp_path) -> None:
     assert (run / "last" / "optim.safetensors").is_file()
 
     # Resume (in-process, one rank: a chunk may run on another machine) and train a control stage.
-    from ikmo.motion_model.model.model_config import ControlConfig, TrainConfig
     from ikmo.motion_model.model.training import train
+    from ikmo.motion_model.model_config import ControlConfig, TrainConfig
 
     small = {"batch_size": 4, "num_threads": 1, "log_every": 1}
     train(corpus, run, TrainConfig(max_steps=5, **small), resume=True)

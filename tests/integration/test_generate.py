@@ -10,7 +10,8 @@ import torch
 
 from ikmo.motion_model.constraints import KeyframePose, MotionDescription, MotionSpec, Trajectory
 from ikmo.motion_model.data.synthetic import synthetic_walk
-from ikmo.motion_model.sampling import features_to_pose_frames, load_model
+from ikmo.motion_model.representation.features import features_to_pose_frames
+from ikmo.motion_model.sampling import load_model
 
 pytestmark = pytest.mark.integration
 
@@ -27,10 +28,11 @@ def _spec(n: int = 40) -> MotionSpec:
 
 def test_generate_motion_writes_every_file_and_a_report(weights_dir, tmp_path) -> None:
     from ikmo.tools.generate import generate_motion
+    from ikmo.tools.toolbox import ToolSettings
 
     spec = _spec()
     model = load_model(weights_dir)
-    res = generate_motion(spec, tmp_path / "out", model=model, settings={"seed": 0})
+    res = generate_motion(spec, tmp_path / "out", model=model, settings=ToolSettings())
     out = tmp_path / "out"
     for name in ("joints.npy", "features.npy", "motion.bvh", "motion_smpl.npz", "preview.mp4", "spec.json",
                  "config.json", "report.json"):

@@ -8,34 +8,28 @@ import json
 import os
 import subprocess
 import sys
-from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import cached_reading, make_context
 
-from ikmo.agents.context import Context
-from ikmo.agents.nodes import default_pose_fn
+from ikmo.agents.errors import RunFailed
 from ikmo.agents.run import Conversation, parse_keyframe_arg, raise_if_failed, run_request
 from ikmo.agents.state import ImageRef, MotionRequest
 from ikmo.motion_model.constraints import KeyframePose
-from ikmo.motion_model.errors import ConstraintError, InputFileError
+from ikmo.motion_model.errors import IKMoError, InputFileError
 
 pytestmark = pytest.mark.integration
 
 
-@cache
-def _cached_pose(path: str, time_s: float) -> KeyframePose:
-    return default_pose_fn(Path(path), time_s)
-
-
 def cached_pose_fn(path: Path, time_s: float) -> KeyframePose:
-    """The real pose tools, memoised per photo so the module fits each photo once."""
-    return _cached_pose(str(path), 0.0).model_copy(update={"time_s": time_s})
+    """The real pose tools' keyframe, memoised per photo so the module fits each photo once."""
+    return cached_reading(path, time_s).keyframe
 
 
-def ctx(model, **kw) -> Context:
-    return Context(motion_model=model, pose_fn=cached_pose_fn, critique_rounds=1, preview=False, **kw)
+def ctx(model, **kw):  # noqa: ANN001, ANN201
+    return make_context(model, critique_rounds=1, preview=False, **kw)
 
 
 def _all_files(root: Path) -> set[Path]:
@@ -100,8 +94,9 @@ def test_bad_requests_fail_clearly(model, tmp_path: Path, text: str, images: lis
                         out_dir=str(tmp_path / "o"))
     final = run_request(req, ctx(model))
     assert final["status"] == "failed" and message in final["error"]
-    with pytest.raises(ConstraintError, match=message.replace(".", r"\.")):
+    with pytest.raises(RunFailed, match=message.replace(".", r"\.")) as e:
         raise_if_failed(final)
+    assert e.value.status == "failed" and isinstance(e.value, IKMoError)  # one clear line in the CLI
     assert (tmp_path / "o" / "transcript.md").is_file()  # the run is recorded even when it fails
 
 
@@ -148,7 +143,7 @@ CONTRACT = {"joints.npy", "features.npy", "motion.bvh", "motion_smpl.npz", "prev
 
 def test_exports_are_written_once_from_the_chosen_attempt(model, tmp_path: Path) -> None:
     req = MotionRequest(text="walk forward 2 meters", out_dir=str(tmp_path / "o"), seed=0)
-    result = raise_if_failed(run_request(req, Context(motion_model=model, critique_rounds=0, preview=True)))
+    result = raise_if_failed(run_request(req, make_context(model, critique_rounds=0, preview=True)))
     out = tmp_path / "o"
     assert CONTRACT | {"agent_spec.json", "transcript.json", "transcript.md", "result.json"} <= {
         p.name for p in out.iterdir() if p.is_file()}
@@ -162,18 +157,18 @@ def test_exports_are_written_once_from_the_chosen_attempt(model, tmp_path: Path)
     events = json.loads((out / "transcript.json").read_text())
     assert [e["node"] for e in events][-2:] == ["export", "respond"] and "preview.mp4" in events[-2]["message"]
     req2 = req.model_copy(update={"out_dir": str(tmp_path / "np")})
-    raise_if_failed(run_request(req2, Context(motion_model=model, critique_rounds=0, preview=False)))
+    raise_if_failed(run_request(req2, make_context(model, critique_rounds=0, preview=False)))
     assert not (tmp_path / "np" / "preview.mp4").exists() and (tmp_path / "np" / "motion.bvh").is_file()
 
 
 def test_critic_records_every_attempt_and_keeps_the_best(model, tmp_path: Path) -> None:
     """Limits that no motion meets: one new seed for the skating, then the best attempt (by score) is
     promoted — bounded well below `critique_rounds`, every attempt recorded with what was changed."""
-    from ikmo.agents.nodes import attempt_score
+    from ikmo.agents.critic import attempt_score
 
     req = MotionRequest(text="walk forward 2 meters", out_dir=str(tmp_path / "o"), seed=0)
-    ctx = Context(motion_model=model, critique_rounds=4, preview=False, max_foot_skating=1e-9,
-                  max_traj_error_m=100.0, max_keyframe_mpjpe_m=100.0)
+    ctx = make_context(model, critique_rounds=4, preview=False, max_foot_skating=1e-9,
+                       max_traj_error_m=100.0, max_keyframe_mpjpe_m=100.0)
     final = run_request(req, ctx)
     result = raise_if_failed(final)
     attempts = result.attempts
@@ -198,23 +193,21 @@ def test_offline_pose_check_flags_a_body_it_can_hardly_see(model, photos: list[P
     reading with BlazePose's visibilities at a third is flagged, reported and kept (never mirrored)."""
     import dataclasses
 
-    from ikmo.agents.nodes import read_pose
+    reading = cached_reading(photos[1], 0.0)
 
-    reading = read_pose(photos[1], 0.0)
-
-    def dim(path: Path, time_s: float):
+    def dim(path: Path, time_s: float, with_images: bool = False):  # noqa: ANN202
         lm = dataclasses.replace(reading.landmarks, visibility=reading.landmarks.visibility / 3)
         return dataclasses.replace(reading, landmarks=lm)
 
     text = "walk forward 2 meters in 6 seconds and strike this pose at the end"
     req = MotionRequest(text=text, images=[ImageRef(path=str(photos[1]))], out_dir=str(tmp_path / "clean"))
-    clean = raise_if_failed(run_request(req, Context(motion_model=model, pose_fn=lambda p, t: reading,
+    clean = raise_if_failed(run_request(req, make_context(model, reader=lambda p, t, w: reading,
                                                      critique_rounds=0, preview=False)))
     (check,) = json.loads((tmp_path / "clean" / "agent_spec.json").read_text())["keyframe_checks"]
     assert check["verdict"]["ok"] and check["verdict"]["by"] == "offline" and "fit rms" in check["verdict"]["note"]
     assert not any("pose check" in n for n in clean.notes)
     req2 = req.model_copy(update={"out_dir": str(tmp_path / "dim")})
-    final = run_request(req2, Context(motion_model=model, pose_fn=dim, critique_rounds=0, preview=False))
+    final = run_request(req2, make_context(model, reader=dim, critique_rounds=0, preview=False))
     result = raise_if_failed(final)
     (check,) = json.loads((tmp_path / "dim" / "agent_spec.json").read_text())["keyframe_checks"]
     assert check["verdict"]["problem"] == "other" and not check["mirrored"]

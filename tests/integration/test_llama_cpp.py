@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import make_context
 
 from ikmo.agents.context import Context
 from ikmo.agents.providers import make_chat_model
@@ -74,8 +75,9 @@ def llama_url() -> Iterator[str]:
 
 
 def _ctx(url: str, max_retries: int = 1, **kw) -> Context:
-    return Context(provider="openai-compatible", model="smollm2", base_url=url, request_timeout_s=180,
-                   max_retries=max_retries, max_output_tokens=256, critique_rounds=0, preview=False, **kw)
+    return make_context(kw.pop("motion_model", None), provider="openai-compatible", model="smollm2", base_url=url,
+                        request_timeout_s=180, max_retries=max_retries, max_output_tokens=256, critique_rounds=0,
+                        preview=False, **kw)
 
 
 def test_structured_call_returns_valid_or_fails_cleanly(llama_url: str) -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from helpers import make_context
 
-from ikmo.agents.context import Context
 from ikmo.server import MotionService, make_server
 
 pytestmark = pytest.mark.integration
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def api(model, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, MotionService]]:
-    service = MotionService(Context(motion_model=model, critique_rounds=0, preview=False),
+    service = MotionService(make_context(model, critique_rounds=0, preview=False),
                             tmp_path_factory.mktemp("serve"))
     server = make_server(service, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -93,7 +93,7 @@ def test_files_outside_a_run_are_not_served(api) -> None:
 
 
 def test_paths_are_refused_beyond_loopback(model, photos: list[Path], tmp_path: Path) -> None:
-    service = MotionService(Context(motion_model=model, critique_rounds=0, preview=False), tmp_path,
+    service = MotionService(make_context(model, critique_rounds=0, preview=False), tmp_path,
                             allow_paths=False)
     from ikmo.server import BadRequestError
 

@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import cached_reading, make_context
 from test_graph_offline import cached_pose_fn
 
 from ikmo.agents.context import Context
+from ikmo.agents.errors import ProviderError
 from ikmo.agents.providers import make_chat_model, parse_provider
 from ikmo.agents.run import raise_if_failed, run_request
-from ikmo.agents.state import ImageRef, MotionRequest
+from ikmo.agents.state import Attempt, ImageRef, MotionRequest
 from ikmo.agents.structured import StructuredOutputError, ask_structured
 from ikmo.motion_model.constraints import MotionDescription, TrajectoryPlan
-from ikmo.motion_model.errors import ProviderError
 
 pytestmark = pytest.mark.integration
 
@@ -89,9 +90,9 @@ def stub() -> Iterator[StubServer]:
     s.httpd.server_close()
 
 
-def chat(stub: StubServer, **kw: Any) -> Context:
-    return Context(provider="openai-compatible", model="stub-model", base_url=stub.url, request_timeout_s=10,
-                   **kw)
+def chat(stub: StubServer, model=None, **kw: Any) -> Context:  # noqa: ANN001
+    return make_context(model, provider="openai-compatible", model="stub-model", base_url=stub.url,
+                        request_timeout_s=10, **kw)
 
 
 def test_valid_answer_is_used(stub: StubServer) -> None:
@@ -130,21 +131,21 @@ def test_server_errors_and_dead_server_are_clear(stub: StubServer) -> None:
     stub.script = [("status", 401), ("status", 401)]
     with pytest.raises(ProviderError, match="API key was rejected"):
         ask_structured(make_chat_model(chat(stub)), MotionDescription, "s", "u")
-    dead = Context(provider="openai-compatible", base_url="http://127.0.0.1:9/v1", request_timeout_s=2)
+    dead = make_context(provider="openai-compatible", base_url="http://127.0.0.1:9/v1", request_timeout_s=2)
     with pytest.raises(ProviderError, match="cannot reach the server"):
         ask_structured(make_chat_model(dead), MotionDescription, "s", "u")
     with pytest.raises(ProviderError, match="needs a server URL"):
-        make_chat_model(Context(provider="openai-compatible"))
+        make_chat_model(make_context(provider="openai-compatible"))
     with pytest.raises(ProviderError, match="unknown provider"):
         parse_provider("gpt5")
     with pytest.raises(ProviderError, match="OPENAI_API_KEY"):
-        make_chat_model(Context(provider="openai:gpt-4o-mini", api_key=None))
+        make_chat_model(make_context(provider="openai:gpt-4o-mini", api_key=None))
 
 
 def test_graph_uses_the_llm_and_generates(stub: StubServer, model, tmp_path: Path) -> None:
     stub.script = [("content", json.dumps(GOOD_DESC)), ("content", json.dumps(GOOD_PLAN))]
     req = MotionRequest(text="do a happy little dance", out_dir=str(tmp_path / "o"))
-    final = run_request(req, chat(stub, motion_model=model, critique_rounds=0, preview=False))
+    final = run_request(req, chat(stub, model, critique_rounds=0, preview=False))
     result = raise_if_failed(final)
     assert result.spec.description.text == "a person dances happily."
     assert json.loads((tmp_path / "o" / "agent_spec.json").read_text())["provider"] == "openai-compatible:stub-model"
@@ -158,7 +159,7 @@ def test_a_field_the_model_keeps_getting_wrong_falls_back_to_offline(stub: StubS
     bad = {**GOOD_DESC, "style": "happy", "segments": "dance!"}  # segments never valid
     stub.script = [("content", json.dumps(bad))] * 3 + [("content", json.dumps({"primitives": []}))] * 3
     req = MotionRequest(text="run forward 5 meters then kick", out_dir=str(tmp_path / "o"))
-    final = run_request(req, chat(stub, motion_model=model, critique_rounds=0, max_retries=2, preview=False))
+    final = run_request(req, chat(stub, model, critique_rounds=0, max_retries=2, preview=False))
     result = raise_if_failed(final)
     desc = result.spec.description
     assert desc.style == "happy"  # the model's valid field kept
@@ -169,12 +170,12 @@ def test_a_field_the_model_keeps_getting_wrong_falls_back_to_offline(stub: StubS
 
 def test_provider_down_falls_back_or_fails_clearly(model, tmp_path: Path) -> None:
     dead = dict(provider="openai-compatible", base_url="http://127.0.0.1:9/v1", request_timeout_s=2,
-                motion_model=model, critique_rounds=0, preview=False)
-    final = run_request(MotionRequest(text="walk 2 m", out_dir=str(tmp_path / "a")), Context(**dead))
+                critique_rounds=0, preview=False)
+    final = run_request(MotionRequest(text="walk 2 m", out_dir=str(tmp_path / "a")), make_context(model, **dead))
     assert raise_if_failed(final).spec.description.segments[0].action == "walk"
     assert any("used the offline agent instead" in n for n in final["notes"])
     final = run_request(MotionRequest(text="walk 2 m", out_dir=str(tmp_path / "b")),
-                        Context(**dead, fallback_offline=False))
+                        make_context(model, **dead, fallback_offline=False))
     assert final["status"] == "failed" and "cannot reach the server" in final["error"]
 
 
@@ -192,7 +193,8 @@ def test_vision_critic_sees_a_contact_sheet(stub: StubServer, tmp_path: Path) ->
     stub.script = [("content", json.dumps({"action": "reseed", "reason": "the legs look stiff"}))]
     st = {"request": MotionRequest(text="walk", out_dir=str(tmp_path)), "spec": None, "critique_round": 0,
           "options": GenerationOptions(seed=0),
-          "attempts": [{"attempt": 0, "dir": str(attempt), "metrics": {"traj_err_mean": 0.9}, "options": {}}]}
+          "attempts": [Attempt(attempt=0, dir=str(attempt), metrics={"traj_err_mean": 0.9},
+                               options=GenerationOptions())]}
     out = nodes.critique(st, Runtime(context=chat(stub, vision=True), stream_writer=lambda e: None))  # type: ignore
     assert out["decision"] == "reseed" and out["options"].seed != 0
     parts = stub.requests[0]["messages"][-1]["content"]
@@ -210,7 +212,7 @@ def _photo_run(stub: StubServer, model, photo: Path, out: Path, checks: list[tup
     stub.script = [("content", json.dumps(GOOD_DESC)), ("content", json.dumps(GOOD_PLAN))]
     req = MotionRequest(text="do a happy little dance and strike this pose at the end",
                         images=[ImageRef(path=str(photo))], out_dir=str(out))
-    return run_request(req, chat(stub, motion_model=model, critique_rounds=0, preview=False, vision=True, **kw))
+    return run_request(req, chat(stub, model, critique_rounds=0, preview=False, vision=True, **kw))
 
 
 def _check_requests(stub: StubServer) -> list[dict[str, Any]]:
@@ -221,12 +223,13 @@ def test_vision_check_through_the_tool_process(stub: StubServer, model, weights_
                                                tmp_path: Path) -> None:
     """`ikmo generate`'s tool process reads the photo: the provider still sees the photo and the fit's
     check image (rendered in the child), and its flip verdict still mirrors the pose."""
+    from ikmo.tools.toolbox import ToolSettings
     from ikmo.tools.worker import ToolProcess
 
     out = tmp_path / "o"
     with ToolProcess(threads=1) as tp:
-        tp.load(weights_dir, with_images=True)
-        final = _photo_run(stub, model, photos[1], out, [("content", json.dumps(FLIP))], tool_process=tp)
+        tp.load(ToolSettings(weights=weights_dir))
+        final = _photo_run(stub, model, photos[1], out, [("content", json.dumps(FLIP))], toolbox=tp)
     result = raise_if_failed(final)
     kf = result.spec.keyframes[0].joints  # mirrored: the left wrist is up
     assert kf[20][1] > kf[16][1] and kf[21][1] < kf[17][1]
@@ -293,15 +296,17 @@ def test_a_replan_reuses_the_photo_check_instead_of_asking_again(stub: StubServe
     import os
     import shutil
 
-    from ikmo.agents.nodes import _check_fit, photo_stamp, route_after_describe
+    from ikmo.agents.fit_check import check_fit, photo_stamp
+    from ikmo.agents.nodes import route_after_describe
     from ikmo.agents.state import KeyframeTask
 
     photo = tmp_path / "pose.png"
     shutil.copy(photos[1], photo)
-    kf = cached_pose_fn(photos[1], 0.0)
+    reading = cached_reading(photos[1], 0.0, with_images=True)
+    kf = reading.keyframe
     stub.routes = {"pose checker": [("content", json.dumps(FLIP))]}  # one answer: a second ask would fail
     task = KeyframeTask(index=0, image=ImageRef(path=str(photo)), time_s=1.0, feedback=None, text="pose")
-    _, first, _ = _check_fit(kf, None, task, chat(stub, vision=True))
+    _, first, _ = check_fit(reading, kf, task, chat(stub, vision=True))
     assert first["vision"] == FLIP and len(_check_requests(stub)) == 1
 
     state = {"request": MotionRequest(text="strike this pose at 1 s", images=[ImageRef(path=str(photo), time_s=1.0)],
@@ -309,7 +314,7 @@ def test_a_replan_reuses_the_photo_check_instead_of_asking_again(stub: StubServe
              "description": MotionDescription(text="a person stands.", duration_s=2.0), "keyframe_checks": {"0": first}}
     (send, _) = route_after_describe(state)  # type: ignore[arg-type]
     assert send.arg["earlier_check"] == first
-    kf2, again, notes = _check_fit(kf, None, send.arg, chat(stub, vision=True))
+    kf2, again, notes = check_fit(reading, kf, send.arg, chat(stub, vision=True))
     assert again["vision_reused"] and again["verdict"]["problem"] == "left_right_flip" and again["mirrored"]
     assert len(_check_requests(stub)) == 1  # not asked again
     assert any("mirrored" in n for n in notes) and kf2.joints != kf.joints

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 from test_graph_offline import ctx
 
-from ikmo.agents.nodes import read_pose
 from ikmo.agents.run import raise_if_failed, run_request
 from ikmo.agents.state import ImageRef, MotionRequest
 from ikmo.motion_model.errors import ConfigError, InputFileError
 from ikmo.tools.generate import generate_motion
-from ikmo.tools.worker import PhotoReading, ToolProcess, ToolProcessError
+from ikmo.tools.smpl_fit import read_photo
+from ikmo.tools.toolbox import PhotoReading, ToolSettings
+from ikmo.tools.worker import ToolProcess, ToolProcessError
 
 pytestmark = pytest.mark.integration
 
@@ -27,14 +28,14 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def tools(weights_dir: Path):
     tp = ToolProcess(threads=1, warm_pose=True)
-    tp.load(weights_dir)
+    tp.load(ToolSettings(weights=weights_dir))
     yield tp
     tp.close()
 
 
 def test_same_results_as_in_process(tools: ToolProcess, model, photos: list[Path], tmp_path: Path) -> None:
-    remote = tools.read_pose(photos[1], 2.0)
-    local = read_pose(photos[1], 2.0)
+    remote = tools.read_photo(photos[1], 2.0)
+    local = read_photo(photos[1], 2.0)
     assert isinstance(remote, PhotoReading) and remote.image is None and remote.check_image is None
     # the notes carry the fit's timing; everything else is the same reading
     assert remote.keyframe.model_dump(exclude={"notes"}) == local.keyframe.model_dump(exclude={"notes"})
@@ -52,7 +53,7 @@ def test_same_results_as_in_process(tools: ToolProcess, model, photos: list[Path
     assert a.metrics == b.metrics and a.spec == spec
     assert steps and steps[-1] == (4, 4) and [s for s, _ in steps] == sorted(s for s, _ in steps)
 
-    files = tools.write_motion_files(np.load(a.files["joints"]), tmp_path / "x", fps=spec.fps, spec=spec,
+    files = tools.write_motion_files(np.load(a.files["joints"]), tmp_path / "x", spec=spec,
                                      formats=("bvh", "features", "smpl"))
     assert {Path(f).name for f in files.values()} == {"motion.bvh", "features.npy", "motion_smpl.npz"}
     assert all(Path(f).is_file() for f in files.values())
@@ -61,20 +62,20 @@ def test_same_results_as_in_process(tools: ToolProcess, model, photos: list[Path
 def test_errors_cross_as_themselves_and_the_child_stays_up(tools: ToolProcess, photos: list[Path],
                                                            tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="nope.png"):
-        tools.read_pose(tmp_path / "nope.png", 0.0)
+        tools.read_photo(tmp_path / "nope.png", 0.0)
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"not an image")
     with pytest.raises(InputFileError, match="junk.png"):
-        tools.read_pose(junk, 0.0)
+        tools.read_photo(junk, 0.0)
     with pytest.raises(ToolProcessError, match="no call 'exec'"):  # names, never code
         tools._call("exec", source="import os")
-    assert tools.read_pose(photos[0], 1.0).keyframe.time_s == 1.0
+    assert tools.read_photo(photos[0], 1.0).keyframe.time_s == 1.0
 
 
 def test_photo_and_check_image_for_a_vision_provider(weights_dir: Path, photos: list[Path]) -> None:
     with ToolProcess(threads=1) as tp:
-        tp.load(weights_dir, with_images=True)
-        reading = tp.read_pose(photos[1], 0.0)
+        tp.load(ToolSettings(weights=weights_dir))
+        reading = tp.read_photo(photos[1], 0.0, with_images=True)
     assert reading.image is not None and reading.image.shape == (384, 384, 3)
     check = reading.overlay()
     assert check.size[1] >= 384  # a PIL image: the photo with landmarks beside the fitted skeleton
@@ -84,21 +85,21 @@ def test_load_error_reaches_the_caller(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     with ToolProcess(threads=1) as tp:
-        tp.load(empty)
+        tp.load(ToolSettings(weights=empty))
         with pytest.raises(ConfigError, match="no model weights"):
             tp.wait_ready()
         with pytest.raises(ConfigError, match="no model weights"):  # and again, not a hang
-            tp.read_pose(empty / "a.png", 0.0)
+            tp.read_photo(empty / "a.png", 0.0)
 
 
 def test_a_dead_child_is_a_clear_error(weights_dir: Path, photos: list[Path]) -> None:
     tp = ToolProcess(threads=1)
-    tp.load(weights_dir)
+    tp.load(ToolSettings(weights=weights_dir))
     assert tp.wait_ready()["pid"] == tp._proc.pid
     tp._proc.kill()
     tp._proc.wait()
     with pytest.raises(ToolProcessError, match="IKMO_TOOL_PROCESS=false"):
-        tp.read_pose(photos[0], 0.0)
+        tp.read_photo(photos[0], 0.0)
     tp.close()
 
 

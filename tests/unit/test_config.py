@@ -27,7 +27,8 @@ def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_saved_config_redacts_the_key(tmp_path: Path) -> None:
     s = load_settings(api_key="sk-secret")
     saved = json.loads(save_config(s, tmp_path).read_text())
-    assert saved["api_key"] == "***" and "sk-secret" not in json.dumps(saved)
+    assert saved["api_key"] and "sk-secret" not in json.dumps(saved)  # masked
+    assert s.api_key is not None and s.api_key.get_secret_value() == "sk-secret"  # usable by the providers
 
 
 @pytest.mark.parametrize("text", ["provider: [unclosed", "- a list\n- not a mapping\n", "nonsense_key: 1\n"])
@@ -47,5 +48,38 @@ def test_context_carries_every_agent_setting(monkeypatch: pytest.MonkeyPatch) ->
     from ikmo.agents.context import Context
 
     monkeypatch.setenv("IKMO_VISION", "true")
-    ctx = Context.from_settings(load_settings(critique_rounds=1, provider="openai:gpt-4o-mini"))
-    assert ctx.vision is True and ctx.critique_rounds == 1 and ctx.provider == "openai:gpt-4o-mini"
+    ctx = Context(settings=load_settings(critique_rounds=1, provider="openai:gpt-4o-mini"))
+    cfg = ctx.settings
+    assert cfg.vision is True and cfg.critique_rounds == 1 and cfg.provider == "openai:gpt-4o-mini"
+
+
+def test_config_file_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ikmo --config FILE` reaches every command as IKMO_CONFIG: load_settings reads it when no file is
+    passed (before, nothing read it and the file was ignored)."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("critique_rounds: 0\npreview: false\nlog_level: debug\n")
+    monkeypatch.setenv("IKMO_CONFIG", str(cfg))
+    s = load_settings()
+    assert (s.critique_rounds, s.preview, s.log_level) == (0, False, "DEBUG")
+    assert load_settings(critique_rounds=3).critique_rounds == 3  # a flag beats the file
+    monkeypatch.setenv("IKMO_CONFIG", str(tmp_path / "missing.yaml"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings()
+
+
+def test_invalid_values_name_the_setting_and_the_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("critique_rounds: 11\n")
+    with pytest.raises(ConfigError, match=r"critique_rounds=11: .*less than or equal to 10") as e:
+        load_settings(cfg)
+    assert "\n" not in str(e.value) and "pydantic" not in str(e.value)  # one line, no library dump
+    monkeypatch.setenv("IKMO_SEED", "-1")
+    with pytest.raises(ConfigError, match="IKMO_SEED='-1'"):
+        load_settings()
+
+
+def test_unreadable_config_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(b"\xff\xfe not utf-8 \x80")
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_settings(cfg)

@@ -10,11 +10,10 @@ import torch
 from ikmo.motion_model.control.align import facing_yaw, rotate_y
 from ikmo.motion_model.control.control_batch import ControlBatch
 from ikmo.motion_model.data.synthetic import synthetic_walk
-from ikmo.motion_model.model.model_config import ControlConfig, DenoiserConfig, ModelConfig
 from ikmo.motion_model.model.networks import IKMoNet
 from ikmo.motion_model.model.training import control_adherence_loss
-from ikmo.motion_model.representation.features import joints_to_features
-from ikmo.motion_model.sampling import features_to_pose_frames
+from ikmo.motion_model.model_config import ControlConfig, DenoiserConfig, ModelConfig
+from ikmo.motion_model.representation.features import features_to_pose_frames, joints_to_features
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ikmo.motion_model.control.footlock import LEGS, contact_locks, lock_feet, two_bone_ik
-from ikmo.motion_model.model.model_config import FootLockConfig
+from ikmo.motion_model.model_config import FootLockConfig
 from ikmo.motion_model.motion_metrics import foot_skating_ratio
 
 pytestmark = pytest.mark.unit

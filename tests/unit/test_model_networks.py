@@ -8,9 +8,9 @@ import torch
 from ikmo.motion_model.control.control_batch import ControlBatch
 from ikmo.motion_model.errors import ConfigError
 from ikmo.motion_model.model.checkpoints import load_checkpoint, save_checkpoint
-from ikmo.motion_model.model.model_config import ControlConfig, DenoiserConfig, DiffusionConfig, ModelConfig
 from ikmo.motion_model.model.networks import IKMoNet, control_inputs
 from ikmo.motion_model.model.text_encoder import CachedTextEncoder, HashTextEncoder, build_text_encoder
+from ikmo.motion_model.model_config import ControlConfig, DenoiserConfig, DiffusionConfig, ModelConfig
 
 pytestmark = pytest.mark.unit
 

@@ -13,15 +13,16 @@ from ikmo.motion_model.control.guidance import MotionOptimizer, constraint_losse
 from ikmo.motion_model.data.synthetic import synthetic_walk
 from ikmo.motion_model.errors import ConstraintError
 from ikmo.motion_model.model.diffusion import GaussianDiffusion, cosine_alphas_cumprod
-from ikmo.motion_model.model.model_config import (
+from ikmo.motion_model.model_config import (
     ControlConfig,
     DenoiserConfig,
     DiffusionConfig,
     ModelConfig,
     OptimizationConfig,
 )
-from ikmo.motion_model.representation.features import Normalizer, joints_to_features
-from ikmo.motion_model.sampling import build_model, features_to_pose_frames, sample
+from ikmo.motion_model.representation.features import Normalizer, features_to_pose_frames, joints_to_features
+from ikmo.motion_model.sampling import build_model, sample
+from ikmo.tools.toolbox import ToolSettings
 
 pytestmark = pytest.mark.unit
 
@@ -157,7 +158,8 @@ def test_generate_validates_the_spec_before_anything_else(tmp_path) -> None:
     missing = tmp_path / "no-weights"
     for spec in bad:
         with pytest.raises(ConstraintError):
-            generate_motion(spec, tmp_path / "out", weights=missing)  # raises before loading weights
+            # raises before loading weights
+            generate_motion(spec, tmp_path / "out", settings=ToolSettings(weights=missing))
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError):
         KeyframePose(time_s=0.0, joints=pose, joint_mask=[False] * 22)  # a keyframe with no joints

@@ -7,13 +7,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import make_context
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
-from ikmo.agents import nodes
+from ikmo.agents import critic, nodes, offline_planner
 from ikmo.agents.context import Context
 from ikmo.agents.offline_parser import parse_request, parsed_to_dict
-from ikmo.agents.state import ImageRef, KeyframeTask, MotionRequest, Validation
+from ikmo.agents.state import Attempt, ImageRef, KeyframeTask, MotionRequest, Validation
 from ikmo.motion_model.constraints import (
     GenerationOptions,
     KeyframePose,
@@ -23,6 +24,8 @@ from ikmo.motion_model.constraints import (
 )
 from ikmo.motion_model.errors import PoseEstimationError
 from ikmo.motion_model.representation.skeleton import HUMANML3D_22
+from ikmo.tools.pose_estimation import Landmarks
+from ikmo.tools.toolbox import FitResult, PhotoReading
 
 pytestmark = pytest.mark.unit
 
@@ -41,9 +44,17 @@ def kf_from_joints(path: Path, time_s: float) -> KeyframePose:
     return KeyframePose(time_s=time_s, joints=rest_pose_joints().tolist(), source=str(path))
 
 
+def reading_from_joints(path: Path, time_s: float, with_images: bool = False) -> PhotoReading:
+    """A photo reading of the rest pose, every landmark seen, as the pose tools would return it."""
+    lm = Landmarks(world=np.zeros((33, 3), np.float32), image_xy=np.zeros((33, 2), np.float32),
+                   visibility=np.ones(33, np.float32), presence=np.ones(33, np.float32), image_size=(100, 100))
+    fit = FitResult(global_orient=np.zeros(3), body_pose=np.zeros((21, 3)), joints=rest_pose_joints(), error_m=0.01)
+    return PhotoReading(keyframe=kf_from_joints(path, time_s), landmarks=lm, fit=fit)
+
+
 def rt(**kw: Any) -> tuple[Runtime[Context], list[dict[str, Any]]]:
     events: list[dict[str, Any]] = []
-    return Runtime(context=Context(**kw), stream_writer=events.append), events
+    return Runtime(context=make_context(**kw), stream_writer=events.append), events
 
 
 def state_for(text: str, tmp_path: Path, images: list[ImageRef] | None = None) -> dict[str, Any]:
@@ -74,11 +85,13 @@ def test_keyframe_times_from_text_order_and_explicit(tmp_path: Path) -> None:
     st = state_for("walk forward for 4 seconds and strike this pose at 2.5 s", tmp_path, images)
     st["parsed"] = parsed_to_dict(parse_request(st["request"].text))
     st["description"] = MotionDescription(text="a person walks forward.", duration_s=4.0)
-    assert nodes.keyframe_times(st) == [2.5, 1.0, 3.95]  # hint, explicit, then the end (last frame)
+    # hint, explicit, then the end (last frame)
+    assert offline_planner.keyframe_times(st["request"], st["description"], st["parsed"]) == [2.5, 1.0, 3.95]
     st2 = state_for("walk", tmp_path, [ImageRef(path="a.png"), ImageRef(path="b.png")])
     st2["parsed"] = parsed_to_dict(parse_request("walk"))
     st2["description"] = MotionDescription(text="a person walks forward.", duration_s=4.0)
-    assert nodes.keyframe_times(st2) == pytest.approx([1.975, 3.95])  # spread in image order
+    assert offline_planner.keyframe_times(st2["request"], st2["description"], st2["parsed"]) == pytest.approx(
+        [1.975, 3.95])  # spread in image order
 
 
 def test_route_after_describe_fans_out_one_send_per_image(tmp_path: Path) -> None:
@@ -93,23 +106,25 @@ def test_route_after_describe_fans_out_one_send_per_image(tmp_path: Path) -> Non
 
 
 def test_keyframe_pose_node_with_real_joints_and_with_a_failing_tool(tmp_path: Path) -> None:
-    runtime, events = rt(pose_fn=kf_from_joints)
+    runtime, events = rt(reader=reading_from_joints)
     task = KeyframeTask(index=1, image=ImageRef(path="x.png"), time_s=2.0, feedback=None)
     out = nodes.keyframe_pose(task, runtime)
     kf = out["keyframes"]["1"]
     assert kf.time_s == 2.0 and np.allclose(kf.joints_array(), rest_pose_joints(), atol=1e-6)
     assert events[0]["stage"] == "keyframe_pose"
 
-    def no_person(path: Path, t: float) -> KeyframePose:
+    def no_person(path: Path, t: float, with_images: bool = False) -> PhotoReading:
         raise PoseEstimationError(f"no person found in {path}; use a photo with one person in full view")
 
-    runtime2, _ = rt(pose_fn=no_person)
+    runtime2, _ = rt(reader=no_person)
     out2 = nodes.keyframe_pose(task, runtime2)
     assert "no person found" in out2["failures"]["keyframe_pose:1"] and out2["keyframes"] == {"1": None}
 
 
 def test_keyframe_pose_missing_file_with_real_tools(tmp_path: Path) -> None:
-    runtime, _ = rt()
+    from ikmo.tools.local import LocalToolbox
+
+    runtime, _ = rt(toolbox=LocalToolbox())
     task = KeyframeTask(index=0, image=ImageRef(path=str(tmp_path / "missing.jpg")), time_s=1.0, feedback=None)
     out = nodes.keyframe_pose(task, runtime)
     assert "missing.jpg" in out["failures"]["keyframe_pose:0"]
@@ -178,20 +193,20 @@ def test_critique_accepts_retries_and_is_bounded(tmp_path: Path) -> None:
     st.update(nodes.validate(st, runtime))  # type: ignore[arg-type]
     good = {"traj_err_mean": 0.05, "keyframe_mpjpe": 0.04, "foot_skating_ratio": 0.1}
     bad = {"traj_err_mean": 0.6, "keyframe_mpjpe": 0.04, "foot_skating_ratio": 0.1}
-    st["attempts"] = [{"attempt": 0, "metrics": bad, "options": {}}]
+    st["attempts"] = [_attempt(0, **bad)]
     st["critique_round"] = 0
     out = nodes.critique(st, runtime)  # type: ignore[arg-type]
     assert out["decision"] == "stronger_guidance" and out["options"].guidance_scale > 2.5
     assert nodes.route_after_critique(out) == "generate"  # type: ignore[arg-type]
-    st.update({"critique_round": 1, "attempts": [*st["attempts"], {"attempt": 1, "metrics": bad, "options": {}}]})
+    st.update({"critique_round": 1, "attempts": [*st["attempts"], _attempt(1, **bad)]})
     out = nodes.critique(st, runtime)  # type: ignore[arg-type]
     assert out["decision"] == "accept" and any("accepted with" in n for n in out["notes"])
-    st["attempts"] = [{"attempt": 0, "metrics": bad, "options": {}}, {"attempt": 1, "metrics": good, "options": {}}]
+    st["attempts"] = [_attempt(0, **bad), _attempt(1, **good)]
     st["critique_round"] = 0
     out = nodes.critique(st, runtime)  # type: ignore[arg-type]
     assert out["decision"] == "accept" and out["best_attempt"] == 1
     skate = {"traj_err_mean": 0.05, "foot_skating_ratio": 0.9}
-    st["attempts"] = [{"attempt": 0, "metrics": skate, "options": {}}]
+    st["attempts"] = [_attempt(0, **skate)]
     out = nodes.critique(st, runtime)  # type: ignore[arg-type]
     assert out["decision"] == "reseed" and out["options"].seed != 3
 
@@ -207,11 +222,13 @@ def test_fail_and_respond_write_transcript_without_result(tmp_path: Path) -> Non
     assert (tmp_path / "out" / "agent_spec.json").is_file()
 
 
-def _attempt(k: int, change: str | None = None, **metrics: float) -> dict[str, Any]:
-    return {"attempt": k, "change": change, "metrics": metrics, "options": {}}
+def _attempt(k: int, change: str | None = None, **metrics: float) -> Attempt:
+    """An attempt as the generate node records it (the sampler's defaults: guidance 2.5, 5 iterations)."""
+    return Attempt(attempt=k, dir=f"attempts/{k:02d}", change=change, metrics=metrics, options=GenerationOptions(),
+                   guidance_scale=2.5, optimization_steps=5)
 
 
-def _critique(tmp_path: Path, attempts: list[dict[str, Any]], rnd: int = 0, **ctx: Any) -> dict[str, Any]:
+def _critique(tmp_path: Path, attempts: list[Attempt], rnd: int = 0, **ctx: Any) -> dict[str, Any]:
     runtime, _ = rt(**{"critique_rounds": 3, **ctx})
     st = _valid_state(tmp_path, 1.0)
     st.update(nodes.validate(st, runtime))  # type: ignore[arg-type]
@@ -235,7 +252,7 @@ def test_critic_retries_only_while_a_retry_can_help(tmp_path: Path) -> None:
     stalled = _attempt(1, "stronger_guidance", traj_err_mean=0.57, foot_skating_ratio=0.05)
     out = _critique(tmp_path, [first, stalled], rnd=1)
     assert out["decision"] == "accept" and out["best_attempt"] == 1
-    assert "did not reduce" in out["transcript"][0]["message"]
+    assert "did not reduce" in out["transcript"][0].message
     # a mocap-like skating ratio is no problem at all
     out = _critique(tmp_path, [_attempt(0, traj_err_mean=0.02, foot_skating_ratio=0.07)])
     assert out["decision"] == "accept" and out["notes"] == []
@@ -252,14 +269,16 @@ def test_critic_limits_come_from_the_context(tmp_path: Path) -> None:
 def test_attempt_score_prefers_attempts_within_the_limits() -> None:
     within = {"traj_err_mean": 0.24, "foot_skating_ratio": 0.11}  # close to both limits
     one_over = {"traj_err_mean": 0.01, "foot_skating_ratio": 0.13}  # smaller sum, one limit exceeded
-    assert nodes.attempt_score(within) < nodes.attempt_score(one_over)
-    assert nodes.attempt_score({"traj_err_mean": 0.1}) < nodes.attempt_score({"traj_err_mean": 0.2})
-    assert nodes.attempt_score({"keyframe_mpjpe": float("nan")}) == (0, 0.0)  # not measured: no penalty
+    assert critic.attempt_score(within) < critic.attempt_score(one_over)
+    assert critic.attempt_score({"traj_err_mean": 0.1}) < critic.attempt_score({"traj_err_mean": 0.2})
+    assert critic.attempt_score({"keyframe_mpjpe": float("nan")}) == (0, 0.0)  # not measured: no penalty
 
 
 def test_critic_limits_from_settings() -> None:
+    from ikmo.agents.settings import MAX_FOOT_SKATING
     from ikmo.config import load_settings
 
-    assert Context.from_settings(load_settings()).max_foot_skating == nodes.MAX_FOOT_SKATING == 0.12
-    ctx = Context.from_settings(load_settings(max_foot_skating=0.2, max_traj_error_m=0.3))
-    assert (ctx.max_foot_skating, ctx.max_traj_error_m, ctx.max_keyframe_mpjpe_m) == (0.2, 0.3, 0.15)
+    assert Context(settings=load_settings()).settings.max_foot_skating == MAX_FOOT_SKATING == 0.12
+    cfg = Context(settings=load_settings(max_foot_skating=0.2, max_traj_error_m=0.3)).settings
+    assert (cfg.max_foot_skating, cfg.max_traj_error_m, cfg.max_keyframe_mpjpe_m) == (0.2, 0.3, 0.15)
+    assert critic.limits_of(cfg) == {"traj_err_mean": 0.3, "keyframe_mpjpe": 0.15, "foot_skating_ratio": 0.2}

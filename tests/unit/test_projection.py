@@ -11,9 +11,8 @@ from ikmo.motion_model.control.control_batch import ControlBatch
 from ikmo.motion_model.control.guidance import MotionOptimizer, constraint_losses, measured_errors
 from ikmo.motion_model.control.projection import blend_offsets, project, project_trajectory, segment_steps
 from ikmo.motion_model.data.synthetic import synthetic_walk
-from ikmo.motion_model.model.model_config import OptimizationConfig
-from ikmo.motion_model.representation.features import feature_layout, joints_to_features
-from ikmo.motion_model.sampling import features_to_pose_frames
+from ikmo.motion_model.model_config import OptimizationConfig
+from ikmo.motion_model.representation.features import feature_layout, features_to_pose_frames, joints_to_features
 
 pytestmark = pytest.mark.unit
 LAY = feature_layout()

@@ -1,0 +1,1 @@
+"""The `ikmo` subcommands, one module per room (each exposes `register(app, groups)`)."""

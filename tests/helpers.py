@@ -1,0 +1,41 @@
+"""Helpers the agent tests share (imported by name: `from helpers import make_context`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# --------------------------------------------------------------------------- agent contexts
+
+_READINGS: dict[tuple[str, bool], object] = {}
+
+
+def cached_reading(path: Path, time_s: float, with_images: bool = False):  # noqa: ANN201
+    """The real pose tools (`tools.smpl_fit.read_photo`), memoised per photo so a test module fits
+    each photo once; the reading's keyframe is moved to `time_s`."""
+    import dataclasses
+
+    from ikmo.tools.smpl_fit import read_photo
+
+    key = (str(path), with_images)
+    if key not in _READINGS:
+        _READINGS[key] = read_photo(path, 0.0, with_images=with_images)
+    r = _READINGS[key]
+    return dataclasses.replace(r, keyframe=r.keyframe.model_copy(update={"time_s": time_s}))  # type: ignore[type-var]
+
+
+def make_context(motion_model=None, reader=None, toolbox=None, interactive: bool = False, chat_model=None,  # noqa: ANN001, ANN201
+                 **settings):
+    """An agent `Context`: `AgentSettings(**settings)` and the real in-process tools with `model`
+    loaded as `motion_model` (or `toolbox` as given); `reader(path, time_s, with_images)` replaces the photo reading
+    (default: the real pose tools, memoised)."""
+    from ikmo.agents.context import Context
+    from ikmo.agents.settings import AgentSettings
+    from ikmo.tools.local import LocalToolbox
+
+    class _Tools(LocalToolbox):
+        def read_photo(self, path: Path, time_s: float, *, with_images: bool = False):  # noqa: ANN202
+            return (reader or cached_reading)(path, time_s, with_images)
+
+    cfg = AgentSettings(**settings)
+    return Context(settings=cfg, toolbox=toolbox if toolbox is not None else _Tools(cfg, model=motion_model),
+                   interactive=interactive, chat_model=chat_model)
