@@ -34,6 +34,7 @@ from . import critic, offline_planner
 from .context import Context
 from .errors import ProviderError
 from .fit_check import check_fit, photo_stamp, wants_images
+from .gesture_poses import gesture_keyframes
 from .llm import llm_or_fallback, provider_label
 from .offline_parser import apply_followup, parse_request, parsed_from_dict, parsed_to_dict, vocabulary
 from .providers import is_offline
@@ -215,7 +216,10 @@ def validate(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
     else:
         desc = state["description"]
         assert desc is not None
-        kfs = sorted((state.get("keyframes") or {}).values(), key=lambda k: k.time_s)
+        photos = list((state.get("keyframes") or {}).values())
+        parsed = parsed_from_dict(state["parsed"]) if state.get("parsed") else None
+        words = gesture_keyframes(desc, parsed, [k.time_s for k in photos])
+        kfs = sorted([*photos, *words], key=lambda k: k.time_s)
         try:
             spec = MotionSpec.from_description(desc, keyframes=kfs, trajectory=state.get("trajectory"),
                                                options=state.get("options") or GenerationOptions())
@@ -471,5 +475,7 @@ def _summary(result: MotionResult, state: GraphState) -> str:
     flagged = [f"photo {c['image'] + 1}: {c['verdict']['problem'].replace('_', ' ')}"
                f"{' (mirrored)' if c['mirrored'] else ''}" for c in _keyframe_checks(state) if not c["verdict"]["ok"]]
     checks = f" Pose check flagged {'; '.join(flagged)} (see the notes)." if flagged else ""
+    words = sum(k.source.startswith("words:") for k in spec.keyframes)
+    poses = f"{len(spec.keyframes) - words} keyframe(s)" + (f", {words} key pose(s) from the words" if words else "")
     return (f"Made a {spec.n_frames / spec.fps:.1f}s motion: {spec.description.text} "
-            f"({len(spec.keyframes)} keyframe(s), {len(result.attempts)} attempt(s)). {m}{checks}")
+            f"({poses}, {len(result.attempts)} attempt(s)). {m}{checks}")

@@ -50,6 +50,9 @@ class ParsedAction:
     radius_m: float | None = None
     turns: float | None = None
     repeat: int | None = None
+    side_m: float | None = None  # a square's side ("1 meter sides")
+    # Gestures done at the same time ("... while waving both hands"): vocabulary actions, in text order.
+    concurrent: list[str] = field(default_factory=list)
 
     @property
     def kind(self) -> str:
@@ -88,6 +91,9 @@ def _normalise(text: str) -> str:
     t = re.sub(r"(\d+(?:\.\d+)?) and a half\b", lambda m: str(float(m.group(1)) + 0.5), t)
     t = re.sub(r"(\d),(\d)", r"\1.\2", t)  # "2,5 m" written the European way
     t = re.sub(r"(\d)-(?=[a-z])", r"\1 ", t)  # "6-second" → "6 second"
+    # "2 more meters", "another 2 m", "a further 3 feet": the leg's own distance
+    t = re.sub(r"\b(?:another|a further|an extra|an additional)\s+(?=\d)", "", t)
+    t = re.sub(r"(\d+(?:\.\d+)?)\s+(?:more|further|extra|additional)\s+(?=[a-z])", r"\1 ", t)
     return re.sub(r"\s+", " ", t).strip()
 
 
@@ -206,6 +212,20 @@ def _find_action(clause: str) -> tuple[str, int] | None:
     return tag, pos
 
 
+_WHILE_RE = re.compile(r"\s*\b(?:while|whilst|as (?:he|she|they|it) (?:is |are )?)\b\s*")
+_SAME_TIME_RE = re.compile(r"\b(?:at the same time|simultaneously|meanwhile|all the while)\b")
+
+
+def _split_concurrent(clause: str) -> tuple[str, list[str]]:
+    """'zigzag forward 4 m while waving both hands' → ('zigzag forward 4 m', ['waving both hands'])."""
+    parts = [p for p in _WHILE_RE.split(clause) if p.strip()]
+    return (parts[0], parts[1:]) if parts else (clause, [])
+
+
+def _is_locomotion(action: str) -> bool:
+    return vocabulary()["actions"][action]["kind"] != "gesture"
+
+
 def _clause_has_action(clause: str) -> bool:
     return _find_action(clause) is not None
 
@@ -217,8 +237,24 @@ def _distance(clause: str) -> float | None:
         before, after = clause[max(0, m.start() - 10):m.start()], clause[m.end():m.end() + 9]
         if "radius" in before or "diameter" in before or re.match(r"\s*(wide|radius|across|diameter)", after):
             continue
+        if re.match(r"\s*(sides?|each side|per side|on each side|square)\b", after) or re.search(
+                r"\bsides? of\s*$", before):
+            continue  # a square's side, not the distance travelled (`_side_length`)
         total = (total or 0.0) + float(m.group(1)) * _DIST_UNITS[m.group(2)]
     return total
+
+
+_SIDE_RE = re.compile(_NUM + r"\s*(" + "|".join(sorted(_DIST_UNITS, key=len, reverse=True)) + r")\s*"
+                      r"(?:sides?|each side|per side|on each side|square)\b|\bsides? of\s*" + _NUM + r"\s*(" +
+                      "|".join(sorted(_DIST_UNITS, key=len, reverse=True)) + r")\b")
+
+
+def _side_length(clause: str) -> float | None:
+    """A square's side ("1 meter sides", "a 2 m square", "sides of 3 feet"), metres."""
+    if (m := _SIDE_RE.search(clause)) is None:
+        return None
+    value, unit = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+    return float(value) * _DIST_UNITS[unit]
 
 
 def _seconds(value: str, unit: str) -> float:
@@ -230,6 +266,7 @@ def _parse_clause(clause: str, req: ParsedRequest, action: str) -> ParsedAction:
     voc = vocabulary()["actions"][action]
     a.direction_deg = float(voc.get("direction_deg", 0.0))
     a.distance_m = _distance(clause)
+    a.side_m = _side_length(clause)
     if (m := _SPEED_RE.search(clause)) is not None:
         unit = "m/s" if "per second" in m.group(2) else m.group(2)
         a.speed_m_s = float(m.group(1)) * _SPEED_UNITS[unit]
@@ -297,8 +334,18 @@ def parse_request(text: str) -> ParsedRequest:
         t = t.replace(phrase, phrase.replace(" ", "_"))
     clauses = [c for c in _SPLIT_RE.split(t) if c and c.strip()]
     pending: list[str] = []  # modifier-only clauses waiting for an action ("2 m", "slowly")
-    for clause in clauses:
+    for whole in clauses:
+        clause, together = _split_concurrent(whole)
         found = _find_action(clause)
+        with_actions = [(part, f[0]) for part in together if (f := _find_action(part)) is not None]
+        if found is not None and with_actions and not _is_locomotion(found[0]) and _is_locomotion(
+                with_actions[0][1]):
+            # "wave while walking forward": the walk carries the path, the wave goes along
+            (clause, loco), gesture = with_actions[0], found[0]
+            found, with_actions = (loco, 0), [(whole, gesture), *with_actions[1:]]
+        if found is not None and req.actions and _SAME_TIME_RE.search(clause):
+            req.actions[-1].concurrent.append(found[0])  # "walk forward and wave at the same time"
+            continue
         if found is None:
             if req.actions and _is_modifier(clause):
                 last = req.actions[-1]
@@ -316,7 +363,9 @@ def parse_request(text: str) -> ParsedRequest:
             r"\b(stand|stands|standing|wait|waits|stay|stays|idle)\b", clause
         ):
             continue  # "... and end in this pose": a keyframe cue, not a new action
-        req.actions.append(_parse_clause(full, req, action))
+        parsed = _parse_clause(full, req, action)
+        parsed.concurrent = [a for _, a in with_actions]
+        req.actions.append(parsed)
     # A total stated once ("in 6 seconds") must not also be read as the last clause's own duration.
     if req.total_duration_s is not None and len(req.actions) > 1:
         for a in req.actions:

@@ -50,6 +50,8 @@ def _shape_length(a: ParsedAction) -> float | None:
         return 2 * math.pi * (a.radius_m or DEFAULT_CIRCLE_RADIUS_M) * (a.turns or 1.0)
     if a.path == "arc":
         return (a.radius_m or DEFAULT_ARC[0]) * math.radians(a.angle_deg or DEFAULT_ARC[1])
+    if a.path == "square" and a.side_m is not None:
+        return 4 * a.side_m
     if a.path == "turn":
         return TURN_RADIUS_M * math.radians(a.angle_deg or 90.0)
     return None
@@ -147,7 +149,20 @@ def _phrase(a: ParsedAction) -> str:
         phrase = phrase.replace("walks", "walks quickly")
     if a.repeat is not None and a.repeat > 1:
         phrase += " " + _COUNTS.get(a.repeat, f"{a.repeat} times")
+    if a.concurrent:
+        phrase += " while " + " and ".join(_gerund(str(vocabulary()["actions"][c]["phrase"])) for c in a.concurrent)
     return phrase
+
+
+def _gerund(phrase: str) -> str:
+    """'waves both hands' → 'waving both hands' (the vocabulary's phrases start with a 3rd-person verb)."""
+    verb, _, rest = phrase.partition(" ")
+    stem = verb[:-2] if verb.endswith(("ches", "shes", "sses")) else verb[:-1] if verb.endswith("s") else verb
+    if stem.endswith("e") and not stem.endswith("ee"):
+        stem = stem[:-1]
+    elif stem in ("nod", "run", "jog", "hop", "stop"):
+        stem += stem[-1]
+    return f"{stem}ing {rest}".strip()
 
 
 _COUNTS = {2: "twice", 3: "three times", 4: "four times", 5: "five times"}
@@ -206,7 +221,7 @@ def _primitives_for(a: ParsedAction, dur: float) -> list[Primitive]:
         return [Zigzag(distance_m=max(dist * 0.9, 0.1), amplitude_m=DEFAULT_ZIGZAG_AMPLITUDE_M, n_legs=4,
                        direction_deg=a.direction_deg, duration_s=dur)]
     if a.path == "square":
-        s = max(dist / 4, 0.2)
+        s = max(a.side_m if a.side_m is not None else dist / 4, 0.2)
         sign = 1.0 if side == "left" else -1.0
         return [Waypoints(points_xz=[(0.0, s), (sign * s, s), (sign * s, 0.0), (0.0, 0.0)], duration_s=dur)]
     if a.path == "back_and_forth":

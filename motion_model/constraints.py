@@ -245,7 +245,11 @@ class Trajectory(_Model):
 
     `positions` is (T, 3) metres in world coordinates; `mask` (T,) says which frames are
     constrained (a sparse trajectory of 3 waypoints has 3 True frames). `control_height` says
-    whether y is constrained too or only the ground-plane xz.
+    whether y is constrained too or only the ground-plane xz. `facing` (T,) is the direction the
+    body faces, radians from +Z towards +X (unwrapped: a full circle ends at ±2π), where
+    `facing_mask` (T,) says so: the path's tangent while walking forwards, the heading kept while
+    side-stepping or walking backwards; None when the path does not say (a trajectory given as
+    bare positions).
     """
 
     plan: TrajectoryPlan | None = None
@@ -253,6 +257,8 @@ class Trajectory(_Model):
     positions: list[list[float]]
     mask: list[bool]
     control_height: bool = False
+    facing: list[float] | None = None
+    facing_mask: list[bool] | None = None
 
     @model_validator(mode="after")
     def _dense_consistent(self) -> Trajectory:
@@ -261,6 +267,13 @@ class Trajectory(_Model):
         if any(len(p) != 3 for p in self.positions):
             raise ValueError("trajectory positions must be (T, 3)")
         _finite(self.positions, "trajectory")
+        if (self.facing is None) != (self.facing_mask is None):
+            raise ValueError("give both facing and facing_mask, or neither")
+        if self.facing is not None and self.facing_mask is not None:
+            if not len(self.facing) == len(self.facing_mask) == len(self.positions):
+                raise ValueError(f"trajectory facing has {len(self.facing)} entries and facing_mask "
+                                 f"{len(self.facing_mask)}, the positions {len(self.positions)}")
+            _finite([self.facing], "trajectory facing")
         return self
 
     def positions_array(self) -> np.ndarray:
@@ -351,6 +364,11 @@ class MotionSpec(_Model):
         T = self.n_frames
         traj = torch.zeros(T, 3)
         traj_mask = torch.zeros(T, 3, dtype=torch.bool)
+        heading = torch.zeros(T)
+        heading_mask = torch.zeros(T, dtype=torch.bool)
+        if self.trajectory is not None and self.trajectory.facing is not None:
+            heading = torch.as_tensor(self.trajectory.facing, dtype=torch.float32)
+            heading_mask = torch.as_tensor(self.trajectory.facing_mask, dtype=torch.bool)
         if self.trajectory is not None:
             traj = torch.as_tensor(self.trajectory.positions_array())
             m = torch.as_tensor(self.trajectory.mask_array())
@@ -369,7 +387,7 @@ class MotionSpec(_Model):
             if kf.root_position is not None:
                 traj[f] = torch.as_tensor(kf.root_position, dtype=torch.float32)
                 traj_mask[f] = True
-        out = ControlSignals(traj, traj_mask, pose, pose_mask, pose_weight)
+        out = ControlSignals(traj, traj_mask, pose, pose_mask, pose_weight, heading, heading_mask)
         return out.to(device) if device is not None else out
 
 
@@ -381,6 +399,8 @@ class ControlSignals:
     pose: (T, 22, 3) float32 root-relative joints in the canonical facing.
     pose_mask: (T, 22) bool, which joints of which frames are constrained.
     pose_weight: (T, 22) float32 confidence, zero where unmasked.
+    heading: (T,) float32 facing yaw, radians from +Z towards +X (unwrapped), where heading_mask.
+    heading_mask: (T,) bool (default: no heading constraint).
     """
 
     def __init__(
@@ -390,10 +410,18 @@ class ControlSignals:
         pose: torch.Tensor,
         pose_mask: torch.Tensor,
         pose_weight: torch.Tensor,
+        heading: torch.Tensor | None = None,
+        heading_mask: torch.Tensor | None = None,
     ) -> None:
+        import torch
+
         self.traj, self.traj_mask, self.pose, self.pose_mask, self.pose_weight = (
             traj, traj_mask, pose, pose_mask, pose_weight,
         )  # fmt: skip
+        T = traj.shape[0]
+        self.heading = heading if heading is not None else torch.zeros(T, device=traj.device)
+        self.heading_mask = (heading_mask if heading_mask is not None
+                             else torch.zeros(T, dtype=torch.bool, device=traj.device))
 
     @property
     def n_frames(self) -> int:
@@ -405,11 +433,11 @@ class ControlSignals:
         return torch.nonzero(self.pose_mask.any(-1)).flatten().tolist()
 
     def is_empty(self) -> bool:
-        return not bool(self.traj_mask.any() or self.pose_mask.any())
+        return not bool(self.traj_mask.any() or self.pose_mask.any() or self.heading_mask.any())
 
     def to(self, device: torch.device) -> ControlSignals:
         return ControlSignals(*(t.to(device) for t in (self.traj, self.traj_mask, self.pose, self.pose_mask,
-                                                         self.pose_weight)))
+                                                         self.pose_weight, self.heading, self.heading_mask)))
 
 
 class MotionResult(_Model):

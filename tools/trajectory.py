@@ -1,6 +1,6 @@
 """Trajectory geometry: a parametric `TrajectoryPlan` (closed set of primitives) → a dense pelvis path.
 
-Pure geometry, no model, no agents. Conventions (DESIGN.md): metres, y up, the character starts
+Pure geometry, no model, no agents. Conventions (docs/architecture.md): metres, y up, the character starts
 at the origin facing +Z, its left is +X. A heading θ (radians) is measured from +Z towards +X, so
 a left turn increases θ and the travel direction is (sin θ, cos θ) in (x, z).
 
@@ -12,6 +12,10 @@ How primitives chain:
   of the last leg.
 - `Stand` stays put.
 
+Facing: the dense trajectory also says which way the body faces (`Trajectory.facing`): along the
+path while walking forwards (lines, arcs, circles, waypoints, forward zigzags), the heading kept
+while a `Line` or `Zigzag` moves sideways or backwards; nothing while standing or barely moving.
+
 Timing: a primitive with `duration_s` takes that long; those with None share the rest of the motion
 evenly. If all durations are given and sum to less than the motion, the pelvis stands still for the
 rest. Within a primitive the pelvis moves at constant speed along the path (arc-length
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -45,6 +49,12 @@ from ikmo.motion_model.representation.skeleton import FPS, HUMANML3D_22, Skeleto
 ANKLE_HEIGHT_M = 0.09
 ROUNDING_SLACK_S = 2 / FPS
 
+# Below this pelvis speed the path says nothing about facing (standing, shuffling, turning on the spot).
+FACING_MIN_SPEED_M_S = 0.3
+# The path's tangent is averaged over ± this many frames (0.25 s at 20 fps): a zigzag's or a
+# square's corners become turns a walker can make.
+FACING_SMOOTH_FRAMES = 5
+
 # Typical pelvis speeds, m/s, for choosing a duration or a distance that looks natural.
 TYPICAL_SPEED_M_S: dict[str, float] = {"stand": 0.0, "slow": 0.8, "walk": 1.2, "jog": 2.2, "run": 3.0, "dash": 5.0}
 
@@ -64,6 +74,9 @@ class _Piece:
     length: float
     at: Callable[[np.ndarray], np.ndarray]
     end_heading: float
+    # How far (rad) the travel direction is turned from the facing: 0 walking forwards, π backwards,
+    # ±π/2 side-stepping; None for a piece that stands.
+    travel_offset: float | None = 0.0
 
 
 def _heading_vec(theta: float) -> np.ndarray:
@@ -108,7 +121,8 @@ def _arc_piece(start: np.ndarray, theta0: float, radius: float, angle_rad: float
 def _piece(prim: Primitive, start: np.ndarray, theta: float) -> _Piece:
     if isinstance(prim, Line):
         d = _heading_vec(theta + math.radians(prim.direction_deg))
-        return _polyline_piece(np.stack([start, start + d * prim.distance_m]), theta, theta)
+        line = _polyline_piece(np.stack([start, start + d * prim.distance_m]), theta, theta)
+        return replace(line, travel_offset=math.radians(prim.direction_deg))
     if isinstance(prim, Arc):
         return _arc_piece(start, theta, prim.radius_m, math.radians(prim.angle_deg), prim.turn)
     if isinstance(prim, Circle):
@@ -120,12 +134,12 @@ def _piece(prim: Primitive, start: np.ndarray, theta: float) -> _Piece:
         lateral = np.where(k % 2 == 1, 1.0, -1.0) * prim.amplitude_m
         lateral[0] = lateral[-1] = 0.0
         pts = start + np.outer(k / prim.n_legs * prim.distance_m, fwd) + np.outer(lateral, left)
-        return _polyline_piece(pts, theta, theta)
+        return replace(_polyline_piece(pts, theta, theta), travel_offset=math.radians(prim.direction_deg))
     if isinstance(prim, Waypoints):
         pts = np.vstack([start[None], np.asarray(prim.points_xz, dtype=np.float64).reshape(-1, 2)])
         return _polyline_piece(pts, None, theta)
     if isinstance(prim, Stand):
-        return _polyline_piece(np.stack([start, start]), theta, theta)
+        return replace(_polyline_piece(np.stack([start, start]), theta, theta), travel_offset=None)
     raise ConstraintError(f"unknown trajectory primitive {type(prim).__name__}; use line, arc, circle, "
                           "zigzag, waypoints or stand")
 
@@ -211,14 +225,49 @@ def densify(
     xz = np.zeros((n_frames, 2))
     # Frames after the last piece (all pieces timed and shorter than the motion) stand at its end.
     xz[:] = pieces[-1].at(np.array([1.0]))[0]
+    offset = np.full(n_frames, np.nan)  # travel offset per frame; NaN: standing
     for piece, (t0, t1) in zip(pieces, times, strict=True):
         sel = (t >= t0 - 1e-9) & (t <= t1 + 1e-9)
         if sel.any():
             xz[sel] = piece.at((t[sel] - t0) / max(t1 - t0, 1e-9))
+            offset[sel] = np.nan if piece.travel_offset is None else piece.travel_offset
     y = standing_pelvis_height() if pelvis_height is None else pelvis_height
     pos = np.stack([xz[:, 0], np.full(n_frames, y), xz[:, 1]], axis=1)
+    facing, facing_mask = path_facing(xz, offset, fps)
     return Trajectory(plan=plan, fps=fps, positions=pos.round(6).tolist(), mask=[True] * n_frames,
-                      control_height=False)
+                      control_height=False, facing=facing.round(6).tolist(), facing_mask=facing_mask.tolist())
+
+
+def path_facing(xz: np.ndarray, travel_offset: np.ndarray, fps: float = FPS) -> tuple[np.ndarray, np.ndarray]:
+    """Which way the body faces along a dense path: the tangent's heading minus the travel offset.
+
+    xz: (T, 2) metres; travel_offset: (T,) radians per frame (NaN where the pelvis stands). Returns
+    facing (T,) radians from +Z towards +X, unwrapped and starting in [-π, π], and its mask (T,): frames
+    moving faster than `FACING_MIN_SPEED_M_S` and not standing. The tangent is averaged over
+    ±`FACING_SMOOTH_FRAMES` frames.
+    """
+    T = xz.shape[0]
+    step = np.diff(xz, axis=0)
+    speed = np.linalg.norm(step, axis=1) * fps
+    # Velocity of frame n: the mean of the steps around it (central difference; one-sided at the ends).
+    vel = np.zeros((T, 2))
+    vel[1:] += step
+    vel[:-1] += step
+    k = FACING_SMOOTH_FRAMES
+    kernel = np.ones(2 * k + 1)
+    smooth = np.stack([np.convolve(np.pad(vel[:, c], k, mode="edge"), kernel, mode="valid") for c in (0, 1)], axis=1)
+    frame_speed = np.zeros(T)
+    frame_speed[1:] = np.maximum(frame_speed[1:], speed)
+    frame_speed[:-1] = np.maximum(frame_speed[:-1], speed)
+    mask = (frame_speed > FACING_MIN_SPEED_M_S) & np.isfinite(travel_offset) & (np.linalg.norm(smooth, axis=1) > 1e-9)
+    facing = np.zeros(T)
+    if mask.any():
+        tangent = np.arctan2(smooth[:, 0], smooth[:, 1])
+        raw = np.where(mask, tangent - np.nan_to_num(travel_offset), 0.0)
+        idx = np.flatnonzero(mask)
+        facing[idx] = np.unwrap(raw[idx])
+        facing[idx] -= 2 * np.pi * np.round(facing[idx[0]] / (2 * np.pi))  # start within [-π, π]
+    return facing, mask
 
 
 def speeds(positions: np.ndarray, fps: float = FPS) -> np.ndarray:

@@ -22,6 +22,8 @@ class ControlBatch:
     pose: (B, T, 22, 3) float32 root-relative joints, canonical facing, metres.
     pose_mask: (B, T, 22) bool.
     pose_weight: (B, T, 22) float32 confidence, zero where unmasked.
+    heading: (B, T) float32 facing yaw, radians from +Z towards +X (unwrapped).
+    heading_mask: (B, T) bool.
     """
 
     traj: torch.Tensor
@@ -29,19 +31,22 @@ class ControlBatch:
     pose: torch.Tensor
     pose_mask: torch.Tensor
     pose_weight: torch.Tensor
+    heading: torch.Tensor
+    heading_mask: torch.Tensor
 
     @property
     def n_frames(self) -> int:
         return int(self.traj.shape[1])
 
     def any(self) -> bool:
-        return bool(self.traj_mask.any() or self.pose_mask.any())
+        return bool(self.traj_mask.any() or self.pose_mask.any() or self.heading_mask.any())
 
     def to(self, device: torch.device) -> ControlBatch:
         return ControlBatch(*(t.to(device) for t in self.tensors()))
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
-        return (self.traj, self.traj_mask, self.pose, self.pose_mask, self.pose_weight)
+        return (self.traj, self.traj_mask, self.pose, self.pose_mask, self.pose_weight, self.heading,
+                self.heading_mask)
 
     def select(self, b: int, n_frames: int) -> ControlBatch:
         """Motion `b` alone, cut to its first `n_frames` frames (a batch of one)."""
@@ -59,6 +64,8 @@ class ControlBatch:
             torch.zeros(batch, n_frames, N_JOINTS, 3, device=device),
             torch.zeros(batch, n_frames, N_JOINTS, dtype=torch.bool, device=device),
             torch.zeros(batch, n_frames, N_JOINTS, device=device),
+            torch.zeros(batch, n_frames, device=device),
+            torch.zeros(batch, n_frames, dtype=torch.bool, device=device),
         )
 
     @classmethod
@@ -79,4 +86,4 @@ class ControlBatch:
 
 
 def _signal_tensors(s: ControlSignals) -> tuple[torch.Tensor, ...]:
-    return (s.traj, s.traj_mask, s.pose, s.pose_mask, s.pose_weight)
+    return (s.traj, s.traj_mask, s.pose, s.pose_mask, s.pose_weight, s.heading, s.heading_mask)

@@ -47,7 +47,7 @@ import torch
 from ikmo.motion_model.constraints import ControlSignals
 from ikmo.motion_model.control.align import JointsFn, align_keyframes, facing_yaw, rotate_y
 from ikmo.motion_model.control.control_batch import ControlBatch
-from ikmo.motion_model.control.projection import project
+from ikmo.motion_model.control.projection import project, smoothed_facing
 from ikmo.motion_model.model_config import OptimizationConfig
 
 log = logging.getLogger(__name__)
@@ -167,12 +167,14 @@ def measured_errors(joints: np.ndarray, control: ControlSignals, align_yaw: bool
     trajectory over the constrained coordinates of each constrained frame. keyframe_mpjpe: mean
     per-joint error over the masked joints of each keyframe after root alignment (both poses'
     pelvis at the origin; the keyframe rotated to the generated facing when `align_yaw`).
-    keyframe_mpjpe_max: the worst keyframe's MPJPE.
+    keyframe_mpjpe_max: the worst keyframe's MPJPE. heading_err_mean_deg: mean angle (degrees)
+    between the body's smoothed facing (`projection.smoothed_facing`) and the heading where the
+    trajectory gives one.
     """
     j = torch.as_tensor(joints, dtype=torch.float32)
     T = j.shape[0]
     out = {"traj_err_mean": float("nan"), "traj_err_max": float("nan"),
-           "keyframe_mpjpe": float("nan"), "keyframe_mpjpe_max": float("nan")}
+           "keyframe_mpjpe": float("nan"), "keyframe_mpjpe_max": float("nan"), "heading_err_mean_deg": float("nan")}
     tm = control.traj_mask[:T]
     frames = tm.any(-1)
     if frames.any():
@@ -187,4 +189,9 @@ def measured_errors(joints: np.ndarray, control: ControlSignals, align_yaw: bool
         per_kf = (err * m).sum(-1)[kf] / m.sum(-1)[kf]
         out["keyframe_mpjpe"] = float((err[m]).mean())
         out["keyframe_mpjpe_max"] = float(per_kf.max())
+    hm = control.heading_mask[:T].cpu().numpy()
+    if hm.any():
+        diff = smoothed_facing(np.asarray(joints, dtype=np.float64)) - control.heading[:T].cpu().double().numpy()
+        wrapped = (diff + np.pi) % (2 * np.pi) - np.pi
+        out["heading_err_mean_deg"] = float(np.degrees(np.abs(wrapped[hm])).mean())
     return out

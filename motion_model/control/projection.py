@@ -24,8 +24,18 @@ closed-form minimum-norm correction is cheap:
   that every keyframe is still met exactly when windows overlap), which keeps the motion
   continuous instead of popping into the pose.
 
-The projection acts on raw (denormalised) features of one motion and leaves the root yaw, the
-root height (unless the trajectory constrains y) and every unconstrained coordinate alone.
+* **Heading.** Where the trajectory says which way the body faces (`ControlBatch.heading`), the
+  root yaw is turned first, by the smallest change of the yaw-velocity channel: the body's facing
+  (hips and shoulders), averaged over ±`HEADING_SMOOTH_FRAMES` frames so that the stride's own hip
+  sway is kept, is put on the target at anchor frames every `HEADING_ANCHOR_EVERY` frames, the
+  change spread evenly over the steps between anchors (as for the trajectory). The body frame
+  turns with the yaw, so the ric joints and local velocities follow; the pelvis path then moves,
+  which the trajectory projection after it corrects (with the new yaw held fixed). Without this a
+  body asked to walk a circle turned about half as far as its path and slid sideways.
+
+The projection acts on raw (denormalised) features of one motion and leaves the root yaw (unless a
+heading is given), the root height (unless the trajectory constrains y) and every unconstrained
+coordinate alone.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ikmo.motion_model.control.align import JointsFn, align_keyframes
+from ikmo.motion_model.control.align import JointsFn, align_keyframes, facing_yaw
 from ikmo.motion_model.control.control_batch import ControlBatch
 from ikmo.motion_model.representation.features import feature_layout
 
@@ -41,6 +51,9 @@ _LAY = feature_layout()
 _J = _LAY.n_joints
 _ROOT_LV = slice(_LAY.local_vel.start, _LAY.local_vel.start + 3)  # the root's local velocity (x, y, z)
 _JOINT_LV = slice(_LAY.local_vel.start + 3, _LAY.local_vel.stop)  # joints 1..J-1
+# Heading anchors every 0.5 s at 20 fps; the facing is averaged over ±0.5 s (about one stride).
+HEADING_ANCHOR_EVERY = 10
+HEADING_SMOOTH_FRAMES = 10
 
 
 def segment_steps(resid: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -59,6 +72,46 @@ def segment_steps(resid: np.ndarray, mask: np.ndarray) -> np.ndarray:
     m = np.arange(1, anchors[-1] + 1)
     k = np.searchsorted(anchors, m)  # the first anchor at or after step m's frame
     out[m] = (vals[k] - vals[k - 1]) / (anchors[k] - anchors[k - 1])
+    return out
+
+
+def smoothed_facing(joints: np.ndarray, half_width: int = HEADING_SMOOTH_FRAMES) -> np.ndarray:
+    """Facing yaw (T,) radians, unwrapped, of joints (T, 22, 3), averaged over ±half_width frames
+    (as a direction, so the average of +179° and −179° is 180°)."""
+    yaw = facing_yaw(torch.as_tensor(joints, dtype=torch.float64)).numpy()
+    k = 2 * half_width + 1
+    s = np.convolve(np.pad(np.sin(yaw), half_width, mode="edge"), np.ones(k), mode="valid")
+    c = np.convolve(np.pad(np.cos(yaw), half_width, mode="edge"), np.ones(k), mode="valid")
+    return np.unwrap(np.arctan2(s, c))
+
+
+def project_heading(raw: torch.Tensor, control: ControlBatch, joints_fn: JointsFn) -> torch.Tensor:
+    """Raw features (1, L, F) of one motion → features whose smoothed facing meets `control`'s heading
+    at anchor frames (see the module docstring); the pelvis path is left to `project_trajectory`."""
+    L = raw.shape[1]
+    hm = control.heading_mask[0, :L].cpu().numpy()  # frame L's yaw is row L-1's: frames 0..L-1 suffice
+    if not hm.any():
+        return raw
+    with torch.no_grad():
+        joints = joints_fn(raw.detach())[0, :L].cpu().double().numpy()
+    current = smoothed_facing(joints)
+    target = control.heading[0, :L].cpu().double().numpy()
+    idx = np.flatnonzero(hm)
+    anchors = np.unique(np.concatenate([idx[::HEADING_ANCHOR_EVERY], idx[-1:]]))
+    anchors = anchors[anchors > 0]  # frame 0's yaw is the identity by convention
+    if anchors.size == 0:
+        return raw
+    # The target is one continuous curve: shift it by whole turns to start where the body is.
+    turns = np.round((current[anchors[0]] - target[anchors[0]]) / (2 * np.pi))
+    resid = np.zeros(L)
+    resid[anchors] = target[anchors] + 2 * np.pi * turns - current[anchors]
+    mask = np.zeros(L, dtype=bool)
+    mask[anchors] = True
+    # The stored yaw channel is the half angle of each step's rotation, and the body frame's yaw is
+    # the facing's negative (HumanML3D's root frame turns the world into the body's view).
+    dhalf = -0.5 * segment_steps(resid, mask)  # (L,): entry m changes the step frame m-1 → m
+    out = raw.detach().clone()
+    out[0, :-1, 0] += torch.as_tensor(dhalf[1:], dtype=out.dtype, device=out.device)
     return out
 
 
@@ -158,6 +211,8 @@ def project_keyframes(raw: torch.Tensor, control: ControlBatch, joints_fn: Joint
 
 def project(raw: torch.Tensor, control: ControlBatch, joints_fn: JointsFn, *, blend_frames: int = 8,
             align_yaw: bool = True) -> torch.Tensor:
-    """Trajectory, then keyframes (whose Align uses the trajectory point), for one motion (1, L, F)."""
-    out = project_trajectory(raw, control, joints_fn)
+    """Heading, trajectory (with the new yaw), then keyframes (whose Align uses the trajectory point),
+    for one motion (1, L, F)."""
+    out = project_heading(raw, control, joints_fn)
+    out = project_trajectory(out, control, joints_fn)
     return project_keyframes(out, control, joints_fn, blend_frames=blend_frames, align_yaw=align_yaw)

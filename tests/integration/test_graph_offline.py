@@ -214,3 +214,26 @@ def test_offline_pose_check_flags_a_body_it_can_hardly_see(model, photos: list[P
     assert any("pose check (offline) flags other: the body is hard to see" in n for n in result.notes)
     assert np.allclose(result.spec.keyframes[0].joints, reading.keyframe.joints)  # the fit is kept
     assert "Pose check flagged photo 1: other" in final["answer"]
+
+
+def test_what_the_words_ask_of_the_body_is_in_the_motion(model, tmp_path: Path) -> None:
+    """Raised hands are above the head at their key pose (even with the tiny random model: the key
+    pose carries it), and with the bundled model a body walking a circle turns with its path (it
+    turned 159° of 357° before the heading projection)."""
+    import torch
+
+    from ikmo.motion_model.control.align import facing_yaw
+    from ikmo.motion_model.sampling import load_model
+
+    req = MotionRequest(text="stand still and raise both hands above the head", out_dir=str(tmp_path / "up"))
+    result = raise_if_failed(run_request(req, ctx(model)))
+    (kf,) = [k for k in result.spec.keyframes if k.source.startswith("words:")]
+    j = np.load(tmp_path / "up" / "joints.npy")[result.spec.frame_of(kf.time_s)]
+    assert j[20, 1] > j[15, 1] + 0.1 and j[21, 1] > j[15, 1] + 0.1  # both wrists above the head
+
+    req = MotionRequest(text="walk in a full circle", out_dir=str(tmp_path / "circle"))
+    result = raise_if_failed(run_request(req, make_context(load_model(None), critique_rounds=0, preview=False)))
+    joints = np.load(tmp_path / "circle" / "joints.npy")
+    yaw = np.unwrap(facing_yaw(torch.as_tensor(joints)).numpy())
+    assert yaw[-1] - yaw[0] == pytest.approx(2 * np.pi, abs=0.6)  # the body turns with its path
+    assert result.metrics["heading_err_mean_deg"] < 15

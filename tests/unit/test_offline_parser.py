@@ -166,3 +166,29 @@ def test_followups_edit_the_previous_request() -> None:
     timed, _ = apply_followup(base, "make it 5 seconds")
     assert describe(timed).duration_s == pytest.approx(5.0)
     assert parsed_from_dict(parsed_to_dict(added)) == added  # survives the checkpointer round trip
+
+
+def test_relative_distances_square_sides_and_simultaneous_actions() -> None:
+    """What new users typed and the parser got wrong: the last leg of '2 more meters' was 3.6 m, a
+    square 'with 1 meter sides' was 1 m long in all, and the wave 'while' zigzagging was dropped."""
+    from ikmo.agents import offline_planner
+    from ikmo.tools import trajectory as tr
+
+    legs = parse_request("walk forward 2 meters, turn left and walk 2 more meters")
+    assert [a.distance_m for a in legs.actions] == [2.0, None, 2.0]
+    assert parse_request("run another 3 meters").actions[0].distance_m == 3.0
+    square = parse_request("walk along a square with 1 meter sides")
+    (a,) = square.actions
+    assert a.path == "square" and a.side_m == 1.0 and a.distance_m is None
+    desc = offline_planner.describe(square)
+    plan = offline_planner.plan_trajectory(square, desc)
+    assert tr.plan_length(plan) == pytest.approx(4.0, abs=1e-6)
+    assert parse_request("walk a 2 m square").actions[0].side_m == 2.0
+    zig = parse_request("zigzag forward 4 meters while waving both hands")
+    (z,) = zig.actions
+    assert z.action == "walk" and z.path == "zigzag" and z.distance_m == 4.0 and z.concurrent == ["wave-both-hands"]
+    assert offline_planner.describe(zig).text == "a person walks in a zigzag while waving both hands."
+    other_way = parse_request("wave while walking forward 3 meters")
+    assert [(x.action, x.distance_m, x.concurrent) for x in other_way.actions] == [("walk", 3.0, ["wave-right-hand"])]
+    same_time = parse_request("walk forward and raise both hands at the same time")
+    assert [(x.action, x.concurrent) for x in same_time.actions] == [("walk", ["raise-up-both-hands"])]

@@ -173,3 +173,36 @@ def test_stage1_loss_of_a_short_motion_is_its_loss_alone(turning_walk) -> None:
     batched = MotionOptimizer(cb, cfg, lambda x: x, features_to_pose_frames, lengths=lengths).loss(feats)
     alone = MotionOptimizer(alone_cbs[1], cfg, lambda x: x, features_to_pose_frames).loss(feats[1:2, :50])
     torch.testing.assert_close(batched[1], alone[0], atol=1e-10, rtol=0)
+
+
+def test_heading_projection_turns_the_body_onto_its_path(turning_walk) -> None:
+    """A target facing that turns a quarter more than the walk does: after the projection the body's
+    smoothed facing meets it at every anchor, the trajectory is still met exactly, and only the yaw
+    and velocity channels moved (the body's own pose is untouched)."""
+    from ikmo.motion_model.control.projection import HEADING_ANCHOR_EVERY, project_heading, smoothed_facing
+
+    joints = features_to_pose_frames(turning_walk)
+    T = joints.shape[1]
+    cb = _control(joints, list(range(T)), {})
+    own = smoothed_facing(joints[0].numpy())
+    cb.heading[0] = torch.as_tensor(own + np.linspace(0.0, np.pi / 2, T), dtype=cb.heading.dtype)
+    cb.heading_mask[0, 5:] = True
+    turned = project_heading(turning_walk, cb, features_to_pose_frames)
+    after = smoothed_facing(features_to_pose_frames(turned)[0].numpy())
+    anchors = np.arange(5, T - 1, HEADING_ANCHOR_EVERY)
+    err = np.degrees(np.abs(after[anchors] - cb.heading[0, anchors].numpy()))
+    assert err.max() < 2.0, err  # was up to 90°
+    assert np.degrees(np.abs(own[anchors] - cb.heading[0, anchors].numpy())).max() > 60
+    changed = (turned != turning_walk).any(dim=1)[0]
+    assert bool(changed[0]) and not bool(changed[1:].any())  # the heading step turns the yaw only
+    full = project(turning_walk, cb, features_to_pose_frames)
+    errs = measured_errors(features_to_pose_frames(full)[0].numpy(), _signals(cb))
+    assert errs["traj_err_max"] < 1e-5  # the path is still met with the new yaw
+
+
+def test_no_heading_leaves_the_yaw_alone(turning_walk) -> None:
+    from ikmo.motion_model.control.projection import project_heading
+
+    joints = features_to_pose_frames(turning_walk)
+    cb = _control(joints, [10, 35], {})
+    assert project_heading(turning_walk, cb, features_to_pose_frames) is turning_walk

@@ -107,3 +107,25 @@ def test_too_fast_plan_fails_spec_check() -> None:
     spec = MotionSpec.from_description(desc, trajectory=traj)
     with pytest.raises(ConstraintError, match="pelvis speed"):
         spec.check()
+
+
+def test_the_path_says_which_way_the_body_faces() -> None:
+    """Along the path while walking forwards; the heading kept while side-stepping or walking
+    backwards; nothing while standing."""
+    circle = tr.densify(TrajectoryPlan(primitives=[Circle(radius_m=1.0, turns=1.0, turn="left")]), n_frames=101)
+    f, m = np.asarray(circle.facing), np.asarray(circle.facing_mask)
+    assert m.all() and f[0] == pytest.approx(0.0, abs=0.3)
+    assert f[-1] - f[0] == pytest.approx(2 * math.pi, abs=0.35)  # unwrapped: a full turn
+    pos = circle.positions_array()[:, [0, 2]]
+    v = np.diff(pos, axis=0)
+    tangent = np.unwrap(np.arctan2(v[:, 0], v[:, 1]))
+    np.testing.assert_allclose(f[10:-10], tangent[10:-9], atol=0.05)  # away from the ends: the tangent
+    back = tr.densify(TrajectoryPlan(primitives=[Line(distance_m=2.0, direction_deg=180.0), Stand()]), n_frames=80)
+    fb, mb = np.asarray(back.facing), np.asarray(back.facing_mask)
+    assert mb[:35].all() and not mb[45:].any()  # walking, then standing
+    np.testing.assert_allclose(fb[mb], 0.0, atol=1e-6)  # backwards: still facing +Z
+    side = tr.densify(TrajectoryPlan(primitives=[Line(distance_m=2.0, direction_deg=90.0)]), n_frames=60)
+    np.testing.assert_allclose(np.asarray(side.facing)[np.asarray(side.facing_mask)], 0.0, atol=1e-6)
+    turn = tr.densify(TrajectoryPlan(primitives=[Line(distance_m=2.0), Arc(radius_m=0.5, angle_deg=90, turn="right"),
+                                                 Line(distance_m=2.0)]), n_frames=90)
+    assert np.asarray(turn.facing)[-1] == pytest.approx(-math.pi / 2, abs=1e-3)  # right is −X: facing −90°
