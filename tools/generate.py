@@ -88,7 +88,15 @@ def generate_motion(
 
     # Every file (joints, BVH, SMPL, preview) and every metric describe the same rigid-skeleton motion.
     t0 = time.perf_counter()
-    joints = project_to_rig(motion.joints).astype(np.float32)
+    joints = project_to_rig(motion.joints)
+    if model.foot_lock.enabled:
+        # The rig's fixed bone lengths move the feet the sampler had locked (bundled weights, "walk
+        # forward 3 meters, then bow": skating 0.06 before the rig, 0.40 after); lock them again on
+        # the rigid legs (the IK keeps their lengths, so the motion stays on the rig).
+        from ikmo.motion_model.control.footlock import lock_feet
+
+        joints = lock_feet(joints, model.foot_lock, control.pose_mask.cpu().numpy())
+    joints = joints.astype(np.float32)
     rig_delta = float(np.linalg.norm(joints - motion.joints, axis=-1).mean())
     timings["rig_projection_s"] = time.perf_counter() - t0
 
