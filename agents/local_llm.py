@@ -93,10 +93,11 @@ class LlamaServer:
                     json.loads(r.read())
                 log.info("%s answers on %s", self.name, self.url)
                 return self
-            except OSError:
+            except OSError as e:
                 if time.monotonic() > deadline:
                     self.close()
-                    raise ProviderError(f"the llama.cpp server for {self.name} did not answer within {timeout_s:.0f} s")
+                    raise ProviderError(f"the llama.cpp server for {self.name} did not answer within "
+                                        f"{timeout_s:.0f} s") from e
                 time.sleep(0.5)
 
     def close(self) -> None:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 OUT = Path(__file__).resolve().parents[1] / "eval" / "cases" / "agents" / "photos"
+log = logging.getLogger("make_agent_case_photos")
 VIEWS = {"front": (0.0, 3.0), "left45": (45.0, 3.0), "right45": (-45.0, 3.0), "elevated": (0.0, 20.0)}
 
 
@@ -41,6 +43,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--size", type=int, default=384)
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     from ikmo.eval.bench_pose import load_gt_poses
     from ikmo.tools.body_model import load_body_model
@@ -72,7 +75,7 @@ def main() -> None:
                                     "joints": "upper" if view == "upper" else "all",
                                     "fit_error_mm": round(fit.error_m * 1000, 1)})
     (OUT / "index.json").write_text(json.dumps(index, indent=1) + "\n")
-    print(f"{len(index['photos'])} photos in {OUT} from {source}")  # a script's output, not library code
+    log.info("%d photos in %s from %s", len(index["photos"]), OUT, source)
 
 
 if __name__ == "__main__":

@@ -366,10 +366,10 @@ def _motion(m: MotionExpect, o: Outcome) -> list[Check]:
         out.append(Check("motion.heading_change_deg", _in(v, m.heading_change_deg),
                          _fmt_range(m.heading_change_deg, "°"), f"{v:.0f}°"))
     if m.faces_travel_max_deg is not None:
-        v, n = facing_vs_travel(j, fps)
-        out.append(Check("motion.faces_travel", v is not None and v <= m.faces_travel_max_deg,
+        mean, n = facing_vs_travel(j, fps)
+        out.append(Check("motion.faces_travel", mean is not None and mean <= m.faces_travel_max_deg,
                          f"facing within {m.faces_travel_max_deg:g}° of the direction of travel (mean)",
-                         "no frame above 0.3 m/s" if v is None else f"{v:.0f}° over {n} moving frames"))
+                         "no frame above 0.3 m/s" if mean is None else f"{mean:.0f}° over {n} moving frames"))
     if m.wrist_above_head is not None:
         out.append(_wrist(m.wrist_above_head, o, j))
     if m.keyframe_mpjpe_max_m is not None:
@@ -383,13 +383,14 @@ def _motion(m: MotionExpect, o: Outcome) -> list[Check]:
         lim = getattr(m, key)
         if lim is None:
             continue
-        v = o.metrics.get(metric)
-        ok = v is None or (math.isfinite(v) and v <= lim)  # not measured = no such constraint
-        out.append(Check(f"motion.{key}", ok, f"{label} ≤ {lim:g}", "not measured" if v is None else f"{v:.3f}"))
+        got = o.metrics.get(metric)
+        ok = got is None or (math.isfinite(got) and got <= lim)  # not measured = no such constraint
+        out.append(Check(f"motion.{key}", ok, f"{label} ≤ {lim:g}", "not measured" if got is None else f"{got:.3f}"))
     if m.text_similarity_min is not None:
         s = o.text_similarity
         out.append(Check("motion.text_similarity", s is not None and s >= m.text_similarity_min,
-                         f"evaluator similarity ≥ {m.text_similarity_min:g}", "not measured" if s is None else f"{s:.3f}"))
+                         f"evaluator similarity ≥ {m.text_similarity_min:g}",
+                         "not measured" if s is None else f"{s:.3f}"))
     return out
 
 
