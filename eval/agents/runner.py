@@ -218,9 +218,9 @@ def _recording(path: str | None, replay: bool) -> Iterator[Any]:
     import vcr
 
     rec = vcr.VCR(record_mode="none" if replay else "all", match_on=("method", "scheme", "host", "port", "path"),
-                  filter_headers=SECRET_HEADERS, decode_compressed_response=True, allow_playback_repeats=False)
+                  filter_headers=SECRET_HEADERS, decode_compressed_response=True)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with rec.use_cassette(path) as cass:
+    with rec.use_cassette(path, allow_playback_repeats=False) as cass:
         yield cass
 
 
@@ -277,6 +277,15 @@ def _run_turns(case: Case, ctx: Any, run_dir: Path, worker: Worker) -> list[tupl
         conv.close()
 
 
+def _one_line(e: Exception) -> str:
+    """An error as the one line a user reads (pydantic's as `field: message`)."""
+    from pydantic import ValidationError
+
+    if isinstance(e, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()[:3])
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
 def run_task(task: Task, worker: Worker | None = None) -> dict[str, Any]:
     """One case × provider × repeat: run, check, and return its result record (never raises for a
     failure of the run itself: that is a result too)."""
@@ -308,7 +317,7 @@ def run_task(task: Task, worker: Worker | None = None) -> dict[str, Any]:
             try:
                 turns = _run_turns(case, ctx, run_dir, worker)
             except (IKMoError, ValueError) as e:  # a request the graph refuses before it starts
-                turns = [(case.expect, Outcome(status="failed", error=str(e).splitlines()[0]))]
+                turns = [(case.expect, Outcome(status="failed", error=_one_line(e)))]
             if cass is not None:
                 stats = call_stats(list(cass.data))
     except Exception as e:  # a crash is a result (the case fails and says why), not the end of the evaluation
