@@ -72,4 +72,4 @@ def test_list_and_a_bad_cases_folder(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("cases:\n  - {id: a, category: turns, request: {txt: walk}}\n")
     r = subprocess.run([sys.executable, "-m", "ikmo.cli", "eval", "agents", "--list", "--cases", str(tmp_path)],
                        capture_output=True, text=True)
-    assert r.returncode == 2 and "bad.yaml" in r.stderr and "request.txt" in r.stderr
+    assert r.returncode == 2 and "bad.yaml" in r.stderr and "request.text" in r.stderr
