@@ -1,0 +1,75 @@
+"""The agent evaluation end to end: a quick subset of the suite through the real graph with the
+offline provider and the bundled motion model, scored as the committed baseline says; and a
+replay of a recorded SmolLM2 run (vcrpy cassettes, no server) giving the recorded scores.
+
+When the offline agents change what they answer, regenerate the baseline with the command in
+`scripts/make_agent_eval_baseline.py` and review the diff: it is the change in what users get."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ikmo.eval.agents.cases import load_cases
+from ikmo.eval.agents.report import summarise, write_reports
+from ikmo.eval.agents.runner import EvalConfig, ProviderConfig, read_results, replay_providers, run_eval
+
+pytestmark = pytest.mark.integration
+
+BASELINE = Path(__file__).resolve().parents[2] / "eval" / "cases" / "agents" / "baseline"
+
+
+def _scores(records: list[dict]) -> dict[str, tuple[bool, list[str]]]:
+    return {f"{r['provider']}/{r['case']}/{r['repeat']}": (r["passed"], sorted(c["name"] for c in r["checks"]
+                                                                              if not c["ok"])) for r in records}
+
+
+def test_quick_subset_on_the_offline_provider_matches_the_baseline(tmp_path: Path) -> None:
+    base = json.loads((BASELINE / "offline_quick.json").read_text())
+    cases = load_cases(case_ids=sorted(base["cases"]))
+    records = run_eval(EvalConfig(cases=cases, providers=[ProviderConfig("offline")], out=tmp_path))
+    got = {r["case"]: {"passed": r["passed"], "failed": sorted(c["name"] for c in r["checks"] if not c["ok"])}
+           for r in records}
+    assert got == base["cases"]
+    # resumable: a rerun finds every run done and runs nothing
+    again = run_eval(EvalConfig(cases=cases, providers=[ProviderConfig("offline")], out=tmp_path))
+    assert len(read_results(tmp_path / "results.jsonl")) == len(cases) == len(again)
+    paths = write_reports(records, tmp_path, ["offline"])
+    assert all(p.is_file() for p in paths.values())
+    assert summarise(records)["offline"]["pass_rate"] == pytest.approx(base["pass_rate"])
+
+
+def test_replay_of_a_recorded_smollm2_run_gives_its_scores(tmp_path: Path) -> None:
+    rec = BASELINE / "smollm2_run"
+    recorded = read_results(rec / "results.jsonl")
+    cases = load_cases(case_ids=sorted({r["case"] for r in recorded}))
+    out = tmp_path / "replay"
+    records = run_eval(EvalConfig(cases=cases, providers=replay_providers(rec), out=out, replay=rec))
+    assert _scores(records) == _scores(recorded)
+    keys = ("calls", "first_answers", "first_invalid", "structured_retries", "tokens_in", "tokens_out", "fallbacks")
+    assert [[r[k] for k in keys] for r in sorted(records, key=lambda r: r["case"])] == \
+        [[r[k] for k in keys] for r in sorted(recorded, key=lambda r: r["case"])]
+
+
+def test_replay_without_a_recording_is_a_clear_error(tmp_path: Path) -> None:
+    rec = tmp_path / "rec"
+    shutil.copytree(BASELINE / "smollm2_run", rec)
+    shutil.rmtree(rec / "cassettes")
+    r = subprocess.run([sys.executable, "-m", "ikmo.cli", "eval", "agents", "--replay", str(rec), "--case",
+                        "dist-3-meters", "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert r.returncode == 2 and "recording(s) missing" in r.stderr
+
+
+def test_list_and_a_bad_cases_folder(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "ikmo.cli", "eval", "agents", "--list", "--category", "turns"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "turn-left" in r.stdout and "dist-3-meters" not in r.stdout
+    (tmp_path / "bad.yaml").write_text("cases:\n  - {id: a, category: turns, request: {txt: walk}}\n")
+    r = subprocess.run([sys.executable, "-m", "ikmo.cli", "eval", "agents", "--list", "--cases", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "bad.yaml" in r.stderr and "request.text" in r.stderr
