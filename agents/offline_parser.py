@@ -23,7 +23,7 @@ from typing import Any, Literal
 PathShape = Literal["line", "arc", "circle", "zigzag", "square", "turn", "turn_then_line", "back_and_forth"]
 
 STEP_LENGTH_M = 0.7  # one walking step, for "ten steps"
-SLOW_FACTOR = 0.7
+SLOW_FACTOR = 0.6  # 'slowly': 0.72 m/s for a 1.2 m/s walk, a stroll
 FAST_FACTOR = 1.4
 
 
@@ -51,6 +51,7 @@ class ParsedAction:
     turns: float | None = None
     repeat: int | None = None
     side_m: float | None = None  # a square's side ("1 meter sides")
+    height_m: float | None = None  # a jump's height ("jump 1 meter high")
     # Gestures done at the same time ("... while waving both hands"): vocabulary actions, in text order.
     concurrent: list[str] = field(default_factory=list)
 
@@ -100,7 +101,9 @@ def _normalise(text: str) -> str:
 _NUM = r"(\d+(?:\.\d+)?)"
 _DIST_UNITS = {
     "m": 1.0, "meter": 1.0, "meters": 1.0, "metre": 1.0, "metres": 1.0, "cm": 0.01, "centimeters": 0.01,
-    "centimetres": 0.01, "km": 1000.0, "ft": 0.3048, "feet": 0.3048, "foot": 0.3048, "yard": 0.9144,
+    "centimetres": 0.01, "km": 1000.0, "kilometer": 1000.0, "kilometers": 1000.0, "kilometre": 1000.0,
+    "kilometres": 1000.0, "mile": 1609.34, "miles": 1609.34, "ft": 0.3048, "feet": 0.3048, "foot": 0.3048,
+    "yard": 0.9144,
     "yards": 0.9144, "yd": 0.9144, "step": STEP_LENGTH_M, "steps": STEP_LENGTH_M, "pace": STEP_LENGTH_M,
     "paces": STEP_LENGTH_M,
 }  # fmt: skip
@@ -128,8 +131,8 @@ _ACTION_PATTERNS: list[tuple[str, str]] = [
     (r"\bbye[- ]?bye\b", "byebye"),
     (r"\bgood ?bye\b|\bsays? bye\b|\bfarewell\b", "bye"),
     (r"\b(wave|waves|waving|waved)\b", "WAVE"),
-    (r"\b(raise|raises|raising|lift|lifts|lifting|put|puts)\b[\w ]{0,20}\b(hands?|arms?)\b|\b(hands?|arms?) up\b",
-     "RAISE"),
+    (r"\b(raise|raises|raising|lift|lifts|lifting|put|puts)\b[\w ]{0,20}\b(hands?|arms?)\b|\b(hands?|arms?) up\b"
+     r"|\b(hands?|arms?) (raised|lifted|held up|in the air|above)", "RAISE"),
     (r"\b(bow|bows|bowing|bowed)\b", "bow"),
     (r"\b(guide|guides|guiding|usher|ushers|shows? the way|points? the way|directs?)\b", "guide"),
     (r"\b(respond|responds|responding|nod|nods|nodding|reply|replies|answers?|acknowledges?)\b", "respond"),
@@ -146,7 +149,8 @@ _ACTION_PATTERNS: list[tuple[str, str]] = [
     (r"\b(run|runs|running|ran|jog|jogs|jogging)\b", "run"),
     (r"\b(walk|walks|walking|walked|stroll|strolls|strolling|march|marches|marching|wander|wanders|pace|paces|"
      r"go|goes|going|move|moves|moving|head|heads|step|steps|circles?|zigzags?|zig-zags?)\b", "walk"),
-    (r"\bturns?\s+(around|round|back|left|right|to the left|to the right)\b|\bu-?turn\b|\bspins?\b", "TURN"),
+    (r"\bturns?\s+(around|round|back|left|right|to the left|to the right|by\s+\d|\d)|\bu-?turn\b|\bspins?\b",
+     "TURN"),
     (r"\b(stand|stands|standing|idle|idles|wait|waits|waiting|stay|stays|pause|pauses|stop|stops|rest|rests|"
      r"freeze|still|strike|strikes|pose|poses|hold|holds)\b", "stand"),
 ]
@@ -209,17 +213,29 @@ def _find_action(clause: str) -> tuple[str, int] | None:
         tag = "walk-right" if _side(clause) == "right" else "walk-left"
     elif tag == "TURN":
         tag = "walk-turn-right" if _side(clause) == "right" else "walk-turn-left"
+    elif tag in ("walk", "run") and re.search(r"\bbackwards?\b", clause):
+        tag = "walk-back"  # "walk 1.5 m backwards": the direction may follow the distance
     return tag, pos
 
 
 _WHILE_RE = re.compile(r"\s*\b(?:while|whilst|as (?:he|she|they|it) (?:is |are )?)\b\s*")
+# "run forward with both hands raised": a gesture done along, when what follows "with" is one
+# ("wave with both hands" is a wave, done with both hands).
+_WITH_RE = re.compile(r"\s+\bwith\s+(?=(?:both |his |her |their |the |one |a |my |your )?(?:hands?|arms?)\b)")
 _SAME_TIME_RE = re.compile(r"\b(?:at the same time|simultaneously|meanwhile|all the while)\b")
 
 
 def _split_concurrent(clause: str) -> tuple[str, list[str]]:
     """'zigzag forward 4 m while waving both hands' → ('zigzag forward 4 m', ['waving both hands'])."""
     parts = [p for p in _WHILE_RE.split(clause) if p.strip()]
-    return (parts[0], parts[1:]) if parts else (clause, [])
+    if not parts:
+        return clause, []
+    main, along = parts[0], parts[1:]
+    head, *tail = _WITH_RE.split(main, maxsplit=1)
+    if tail and _find_action(head) is not None and _find_action(tail[0]) is not None and (
+            _find_action(tail[0]) or ("", 0))[0] != (_find_action(head) or ("", 0))[0]:
+        main, along = head, [tail[0], *along]
+    return main, along
 
 
 def _is_locomotion(action: str) -> bool:
@@ -237,6 +253,8 @@ def _distance(clause: str) -> float | None:
         before, after = clause[max(0, m.start() - 10):m.start()], clause[m.end():m.end() + 9]
         if "radius" in before or "diameter" in before or re.match(r"\s*(wide|radius|across|diameter)", after):
             continue
+        if re.match(r"\s*(high|up in the air|tall|into the air)\b", after):
+            continue  # a jump's height (`_height`), not a distance
         if re.match(r"\s*(sides?|each side|per side|on each side|square)\b", after) or re.search(
                 r"\bsides? of\s*$", before):
             continue  # a square's side, not the distance travelled (`_side_length`)
@@ -247,6 +265,17 @@ def _distance(clause: str) -> float | None:
 _SIDE_RE = re.compile(_NUM + r"\s*(" + "|".join(sorted(_DIST_UNITS, key=len, reverse=True)) + r")\s*"
                       r"(?:sides?|each side|per side|on each side|square)\b|\bsides? of\s*" + _NUM + r"\s*(" +
                       "|".join(sorted(_DIST_UNITS, key=len, reverse=True)) + r")\b")
+
+
+_HEIGHT_RE = re.compile(_NUM + r"\s*(" + "|".join(sorted(_DIST_UNITS, key=len, reverse=True)) + r")\s*"
+                        r"(?:high|up in the air|tall|into the air)\b")
+
+
+def _height(clause: str) -> float | None:
+    """How high a jump should go ("jump 10 meters high"), metres."""
+    if (m := _HEIGHT_RE.search(clause)) is None:
+        return None
+    return float(m.group(1)) * _DIST_UNITS[m.group(2)]
 
 
 def _side_length(clause: str) -> float | None:
@@ -267,6 +296,7 @@ def _parse_clause(clause: str, req: ParsedRequest, action: str) -> ParsedAction:
     a.direction_deg = float(voc.get("direction_deg", 0.0))
     a.distance_m = _distance(clause)
     a.side_m = _side_length(clause)
+    a.height_m = _height(clause)
     if (m := _SPEED_RE.search(clause)) is not None:
         unit = "m/s" if "per second" in m.group(2) else m.group(2)
         a.speed_m_s = float(m.group(1)) * _SPEED_UNITS[unit]
@@ -305,11 +335,11 @@ def _parse_clause(clause: str, req: ParsedRequest, action: str) -> ParsedAction:
             a.path, a.angle_deg = "turn", 180.0
         elif re.search(r"\bturns? (to the )?(left|right)\b", clause):
             a.path = "turn"
+        elif re.search(r"\bdiagonal(ly)?\b", clause):
+            a.direction_deg = 45.0 if side != "right" else -45.0
         elif side is not None and action in ("walk", "run", "dash"):
             # "walk to the left": turn towards that side, then go straight.
             a.path = "turn_then_line"
-        elif re.search(r"\bdiagonal(ly)?\b", clause):
-            a.direction_deg = 45.0 if side != "right" else -45.0
         if a.path in ("arc", "circle", "turn", "turn_then_line", "zigzag"):
             a.turn = side or "left"
     elif voc["kind"] == "turn":
@@ -319,9 +349,59 @@ def _parse_clause(clause: str, req: ParsedRequest, action: str) -> ParsedAction:
     return a
 
 
+_LANGUAGES = {"fr": "French", "de": "German", "es": "Spanish", "it": "Italian", "pt": "Portuguese", "ja": "Japanese"}
+
+
+@cache
+def _foreign_tables() -> dict[str, list[tuple[re.Pattern[str], str]]]:
+    data = json.loads(resources.files("ikmo.agents").joinpath("foreign_words.json").read_text(encoding="utf-8"))
+    out: dict[str, list[tuple[re.Pattern[str], str]]] = {}
+    for lang, table in data["phrases"].items():
+        rows = sorted(table.items(), key=lambda kv: len(kv[0]), reverse=True)
+        # Japanese has no spaces between words: its phrases match anywhere.
+        out[lang] = [(re.compile(re.escape(k) if lang == "ja" else r"(?<!\w)" + re.escape(k) + r"(?!\w)"), v)
+                     for k, v in rows]
+    return out
+
+
+def _translate(text: str) -> tuple[str, str] | None:
+    """(English words, language) for a request in one of `_LANGUAGES` read word by word, or None."""
+    t = text.lower()
+    best: tuple[int, str] | None = None
+    for lang, rows in _foreign_tables().items():
+        hits = sum(1 for rx, en in rows if en.strip() and len(en.strip()) > 2 and rx.search(t))
+        if hits and (best is None or hits > best[0]):
+            best = (hits, lang)
+    if best is None:
+        return None
+    lang = best[1]
+    for rx, en in _foreign_tables()[lang]:
+        t = rx.sub(f" {en} " if en else " ", t)
+    return re.sub(r"\s+", " ", t).strip(), lang
+
+
 def parse_request(text: str) -> ParsedRequest:
-    """Read a motion request. Never raises on odd text; unreadable parts land in `ignored`."""
-    t = _normalise(text)
+    """Read a motion request. Never raises on odd text; unreadable parts land in `ignored`.
+
+    A request in which no English motion word is found is tried once more through a small lexicon
+    of French, German, Spanish, Italian, Portuguese and Japanese motion words (said in the notes)."""
+    req = _parse(text, _normalise(text))
+    if req.actions:
+        return req
+    translated = _translate(text)
+    if translated is None:
+        return req
+    english, lang = translated
+    again = _parse(text, _normalise(english))
+    if not again.actions:
+        return req
+    again.notes.append(f"read the {_LANGUAGES[lang]} request word by word as {english!r} (the offline agents know "
+                       "only common motion words of other languages; an LLM provider reads any language)")
+    return again
+
+
+def _parse(text: str, t: str) -> ParsedRequest:
+    """The parse of the original `text`, read from its normalised form `t`."""
     req = ParsedRequest(text=text)
     for rx, style in _STYLE_RES:
         if rx.search(t):
@@ -330,6 +410,7 @@ def parse_request(text: str) -> ParsedRequest:
     if (m := _TOTAL_RE.search(t)) is not None:
         req.total_duration_s = _seconds(m.group(1), m.group(2)) if m.group(1) else float(m.group(3))
     req.keyframe_hints = _keyframe_hints(t)
+    t = _after_to_then(t)
     for phrase in ("back and forth", "to and fro", "there and back"):
         t = t.replace(phrase, phrase.replace(" ", "_"))
     clauses = [c for c in _SPLIT_RE.split(t) if c and c.strip()]
@@ -338,6 +419,11 @@ def parse_request(text: str) -> ParsedRequest:
         clause, together = _split_concurrent(whole)
         found = _find_action(clause)
         with_actions = [(part, f[0]) for part in together if (f := _find_action(part)) is not None]
+        for part in together:
+            if _find_action(part) is None:
+                req.ignored.append(part)
+                req.notes.append(f"{part!r} is not a motion the model knows (it makes the corpus's walks, runs, "
+                                 "turns, jumps and gestures); it was left out")
         if found is not None and with_actions and not _is_locomotion(found[0]) and _is_locomotion(
                 with_actions[0][1]):
             # "wave while walking forward": the walk carries the path, the wave goes along
@@ -366,6 +452,7 @@ def parse_request(text: str) -> ParsedRequest:
         parsed = _parse_clause(full, req, action)
         parsed.concurrent = [a for _, a in with_actions]
         req.actions.append(parsed)
+    _walk_back_after_turning_around(req)
     # A total stated once ("in 6 seconds") must not also be read as the last clause's own duration.
     if req.total_duration_s is not None and len(req.actions) > 1:
         for a in req.actions:
@@ -376,6 +463,29 @@ def parse_request(text: str) -> ParsedRequest:
     if len(req.actions) == 1 and req.total_duration_s is None and req.actions[0].duration_s is not None:
         req.total_duration_s = req.actions[0].duration_s
     return req
+
+
+def _after_to_then(t: str) -> str:
+    """'bow after you wave' → 'wave then bow' (both sides actions; 'after 2 seconds' is a time)."""
+    m = re.fullmatch(r"(.+?)\s+after\s+(?:you |he |she |they |i |we |it )?(?!\d|that\b|this\b)(.+)", t)
+    if m is None or _find_action(m.group(1)) is None or _find_action(m.group(2)) is None:
+        return t
+    return f"{m.group(2)} then {m.group(1)}"
+
+
+def _walk_back_after_turning_around(req: ParsedRequest) -> None:
+    """'walk 2 m, turn around and walk back': the walk back retraces the leg before the turn (it is
+    no walk backwards)."""
+    for i in range(2, len(req.actions)):
+        a, turn = req.actions[i], req.actions[i - 1]
+        turned = (turn.path == "turn" and (turn.angle_deg or 0) >= 179) or turn.action.startswith("walk-turn") and (
+            turn.angle_deg or 0) >= 179
+        if a.action == "walk-back" and turned and not re.search(r"\bbackwards?\b", a.clause):
+            leg = next((b for b in reversed(req.actions[:i - 1]) if b.distance_m is not None), None)
+            back = _parse_clause(a.clause.replace("back", "forward"), req, "walk")
+            if back.distance_m is None and leg is not None:
+                back.distance_m = leg.distance_m
+            req.actions[i] = back
 
 
 def _keyframe_hints(t: str) -> list[float | str]:

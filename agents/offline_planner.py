@@ -9,6 +9,7 @@ arc, circle, zigzag or waypoint pieces timed like their segments; gestures becom
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from ikmo.motion_model.constraints import (
@@ -33,7 +34,9 @@ from .state import MotionRequest
 
 DEFAULT_ARC = (2.0, 90.0)  # radius m, angle deg
 DEFAULT_CIRCLE_RADIUS_M = 1.0
-TURN_RADIUS_M = 0.5
+TURN_RADIUS_M = 0.25  # a walker's turn on the spot: a 90° turn adds 0.4 m of path
+U_TURN_RADIUS_M = 0.15  # turning around: the pelvis swings through a tight half circle (0.47 m)
+MAX_JUMP_HEIGHT_M = 1.0
 DEFAULT_ZIGZAG_AMPLITUDE_M = 0.5
 MIN_SEGMENT_S = 0.5
 
@@ -53,7 +56,10 @@ def _shape_length(a: ParsedAction) -> float | None:
     if a.path == "square" and a.side_m is not None:
         return 4 * a.side_m
     if a.path == "turn":
-        return TURN_RADIUS_M * math.radians(a.angle_deg or 90.0)
+        angle = a.angle_deg or 90.0
+        return (U_TURN_RADIUS_M if angle >= 179 else TURN_RADIUS_M) * math.radians(angle)
+    if a.path == "back_and_forth" and a.distance_m is not None:
+        return 2 * a.distance_m + math.pi * U_TURN_RADIUS_M  # the distance is each way
     return None
 
 
@@ -61,7 +67,8 @@ def natural_duration(a: ParsedAction) -> float:
     """Seconds this action takes when the text does not say: distance/speed, shape/speed or the default."""
     voc = vocabulary()["actions"][a.action]
     speed = _speed(a)
-    length = a.distance_m if a.distance_m is not None else _shape_length(a)
+    length = _shape_length(a) if a.path == "back_and_forth" else a.distance_m
+    length = length if length is not None else _shape_length(a)
     if voc["kind"] != "gesture" and length is not None and speed > 0:
         return max(MIN_SEGMENT_S, length / speed)
     reps = a.repeat or 1
@@ -182,6 +189,7 @@ def describe(req: ParsedRequest, duration_override: float | None = None, n_image
                 f"using words like walk, run, wave, bow, kick, punch, dance, jump or turn"
             )
         actions = req.actions = [ParsedAction(action="stand", clause="strike the poses in the images")]
+    _check_feasible(actions)
     durs, notes = segment_durations(req, duration_override)
     segs: list[Segment] = []
     t = 0.0
@@ -193,6 +201,24 @@ def describe(req: ParsedRequest, duration_override: float | None = None, n_image
     sentence = f"{_style_words(req.style)} {', then '.join(phrases)}."
     req.notes.extend(notes)
     return MotionDescription(text=sentence, duration_s=min(total, MAX_DURATION_S), segments=segs, style=req.style)
+
+
+_DEICTIC = re.compile(r"\b(over )?there\b|\bover here\b|\bthat way\b|\bthis way\b|\bover to (it|them|him|her)\b")
+
+
+def _check_feasible(actions: list[ParsedAction]) -> None:
+    """Raise ConstraintError for what no person (or no reading of the words) can do: a jump far
+    higher than people jump, a destination the words only point at."""
+    for a in actions:
+        if a.height_m is not None and a.height_m > MAX_JUMP_HEIGHT_M:
+            raise ConstraintError(
+                f"a jump {a.height_m:g} m high is beyond a person (a standing jump rises well under "
+                f"{MAX_JUMP_HEIGHT_M:g} m); ask for a jump without a height, or at most {MAX_JUMP_HEIGHT_M:g} m")
+        if (vocabulary()["actions"][a.action]["kind"] == "locomotion" and a.distance_m is None and a.path is None
+                and a.duration_s is None and _DEICTIC.search(a.clause)):
+            raise ConstraintError(
+                f"where is {_DEICTIC.search(a.clause).group(0)!r}? I can't see the scene: say how far and which way, "  # type: ignore[union-attr]
+                "e.g. 'walk 3 meters to the left'")
 
 
 def _primitives_for(a: ParsedAction, dur: float) -> list[Primitive]:
@@ -211,7 +237,9 @@ def _primitives_for(a: ParsedAction, dur: float) -> list[Primitive]:
         radius = a.radius_m or (dist / math.radians(angle) if a.distance_m else DEFAULT_ARC[0])
         return [Arc(radius_m=max(radius, 0.2), angle_deg=min(angle, 720.0), turn=side, duration_s=dur)]
     if a.path == "turn":
-        return [Arc(radius_m=TURN_RADIUS_M, angle_deg=min(a.angle_deg or 90.0, 720.0), turn=side, duration_s=dur)]
+        angle = min(a.angle_deg or 90.0, 720.0)
+        radius = U_TURN_RADIUS_M if angle >= 179 else TURN_RADIUS_M
+        return [Arc(radius_m=radius, angle_deg=angle, turn=side, duration_s=dur)]
     if a.path == "turn_then_line":
         turn_len = TURN_RADIUS_M * math.pi / 2
         t_turn = min(dur / 2, turn_len / max(speed, 0.3))
@@ -225,11 +253,11 @@ def _primitives_for(a: ParsedAction, dur: float) -> list[Primitive]:
         sign = 1.0 if side == "left" else -1.0
         return [Waypoints(points_xz=[(0.0, s), (sign * s, s), (sign * s, 0.0), (0.0, 0.0)], duration_s=dur)]
     if a.path == "back_and_forth":
-        half = max(dist - TURN_RADIUS_M * math.pi, 0.2) / 2
-        turn_t = dur * (TURN_RADIUS_M * math.pi) / (2 * half + TURN_RADIUS_M * math.pi)
+        half = max(a.distance_m if a.distance_m is not None else (dist - U_TURN_RADIUS_M * math.pi) / 2, 0.2)
+        turn_t = dur * (U_TURN_RADIUS_M * math.pi) / (2 * half + U_TURN_RADIUS_M * math.pi)
         leg_t = (dur - turn_t) / 2
         return [Line(distance_m=half, duration_s=leg_t),
-                Arc(radius_m=TURN_RADIUS_M, angle_deg=180.0, turn=side, duration_s=turn_t),
+                Arc(radius_m=U_TURN_RADIUS_M, angle_deg=180.0, turn=side, duration_s=turn_t),
                 Line(distance_m=half, duration_s=leg_t)]
     return [Line(distance_m=dist, direction_deg=a.direction_deg, duration_s=dur)]
 

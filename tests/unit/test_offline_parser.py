@@ -192,3 +192,61 @@ def test_relative_distances_square_sides_and_simultaneous_actions() -> None:
     assert [(x.action, x.distance_m, x.concurrent) for x in other_way.actions] == [("walk", 3.0, ["wave-right-hand"])]
     same_time = parse_request("walk forward and raise both hands at the same time")
     assert [(x.action, x.concurrent) for x in same_time.actions] == [("walk", ["raise-up-both-hands"])]
+
+
+@pytest.mark.parametrize(("text", "actions", "length_m", "end_xz"), [
+    ("walk back and forth 2 meters", ["walk"], (4.0, 4.5), (0.3, 0.0)),  # 2 m each way
+    ("walk forward 2 meters, turn around and walk back", ["walk", "walk-turn-left", "walk"], (4.0, 4.5), (0.3, 0.0)),
+    ("walk 2 meters forward, turn right, then walk 1 meter", ["walk", "walk-turn-right", "walk"], (3.2, 3.45), None),
+    ("walk 1.5 m backwards", ["walk-back"], (1.49, 1.51), (0.0, -1.5)),
+    ("bow after you wave", ["wave-right-hand", "bow"], (0.0, 0.01), None),
+])
+def test_what_the_suite_found_misread(text: str, actions: list[str], length_m: tuple[float, float],
+                                      end_xz: tuple[float, float] | None) -> None:
+    """Cases of the agent evaluation suite the offline parser misread (eval/cases/agents/)."""
+    from ikmo.agents import offline_planner
+    from ikmo.tools import trajectory as tr
+
+    req = parse_request(text)
+    assert [a.action for a in req.actions] == actions
+    plan = offline_planner.plan_trajectory(req, offline_planner.describe(req))
+    assert length_m[0] <= tr.plan_length(plan) <= length_m[1]
+    if end_xz is not None:
+        assert tr.end_point_xz(plan) == pytest.approx(end_xz, abs=0.05)
+
+
+def test_turn_by_degrees_diagonals_and_slow_walks() -> None:
+    from ikmo.agents import offline_planner
+    from ikmo.tools import trajectory as tr
+
+    req = parse_request("walk forward then turn 180 degrees")
+    plan = offline_planner.plan_trajectory(req, offline_planner.describe(req))
+    assert abs(tr.end_heading_deg(plan)) == pytest.approx(180.0)
+    (diag,) = parse_request("walk diagonally forward and to the left for 2 meters").actions
+    assert diag.direction_deg == 45.0 and diag.path is None
+    slow = parse_request("walk slowly forward 2 meters")
+    assert offline_planner.describe(slow).duration_s >= 2.5  # a stroll, not a walk
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("jump 10 meters high", "beyond a person"),
+    ("go over there", "where is 'over there'"),
+])
+def test_what_no_one_can_do_or_the_words_only_point_at_is_refused(text: str, message: str) -> None:
+    from ikmo.agents import offline_planner
+
+    with pytest.raises(ConstraintError, match=message):
+        offline_planner.describe(parse_request(text))
+
+
+def test_parts_the_model_cannot_do_are_said_and_other_languages_are_read() -> None:
+    juggle = parse_request("walk forward 2 meters while juggling three balls")
+    assert [a.action for a in juggle.actions] == ["walk"] and any("juggling" in n for n in juggle.notes)
+    assert parse_request("run 50 kilometers").actions[0].distance_m == 50_000.0  # then refused by its speed
+    for text, actions in [("geh drei Meter vorwärts", ["walk"]), ("前に3メートル歩く", ["walk"]),
+                          ("camina hacia adelante 2 metros y luego salta", ["walk", "jump"]),
+                          ("saluta con la mano", ["wave-right-hand"])]:
+        req = parse_request(text)
+        assert [a.action for a in req.actions] == actions, text
+        assert any("word by word" in n for n in req.notes)
+    assert parse_request("walk forward and dance").notes == []  # English is not translated
