@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ikmo.motion_model.constraints import (
     MAX_DURATION_S,
+    MAX_SEED,
     GenerationOptions,
     KeyframePose,
     MotionDescription,
@@ -23,24 +24,43 @@ from ikmo.motion_model.constraints import (
 
 Agent = Literal["describe", "keyframe_pose", "trajectory"]
 
+MAX_TEXT_CHARS = 4000  # a request's words (a paragraph); longer is a paste by mistake
+MAX_IMAGES = 8  # keyframe photos per request
+
+
+def is_valid_unicode(text: str) -> bool:
+    """False for text that cannot be written as UTF-8 (lone surrogates: undecodable argv or JSON bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
 
 class ImageRef(BaseModel):
     """A keyframe photo; `time_s` None = the agents choose the time (text hints, image order)."""
 
     model_config = ConfigDict(extra="forbid")
     path: str
-    time_s: float | None = Field(default=None, ge=0)
+    time_s: float | None = Field(default=None, ge=0, le=MAX_DURATION_S, allow_inf_nan=False)
 
 
 class MotionRequest(BaseModel):
     """What the user asked for. `out_dir` is the only folder the run writes into."""
 
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(max_length=4000)
-    images: list[ImageRef] = Field(default_factory=list, max_length=8)
-    duration_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
-    seed: int | None = None
+    text: str = Field(max_length=MAX_TEXT_CHARS)
+    images: list[ImageRef] = Field(default_factory=list, max_length=MAX_IMAGES)
+    duration_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     out_dir: str
+
+    @field_validator("text")
+    @classmethod
+    def _unicode(cls, v: str) -> str:
+        if not is_valid_unicode(v):
+            raise ValueError("the text holds bytes that are not valid UTF-8; fix its encoding")
+        return v
 
 
 class Validation(BaseModel):

@@ -26,6 +26,10 @@ N_JOINTS = HUMANML3D_22.n_joints
 MAX_DURATION_S = MAX_FRAMES / FPS  # 9.8 s
 MAX_PELVIS_SPEED = 8.0  # m/s, faster than a sprinter: a constraint asking for more is an error
 PELVIS_HEIGHT_RANGE = (0.2, 1.6)  # m, lying-ish to jumping
+MAX_SEED = 2**32 - 1  # seeds are 0 ... 2^32 - 1 everywhere (CLI, HTTP, spec files, settings)
+MAX_GUIDANCE_SCALE = 100.0  # classifier-free guidance; the model's default is a few units
+MAX_FPS = 1000.0  # frames per second of a motion file (the model samples at 20)
+MAX_OPTIMIZATION_STEPS = 1000  # stage-1 gradient steps per selected DDIM step (default 1): beyond, minutes of work
 
 
 def _finite(values: list[float] | list[list[float]], what: str) -> None:
@@ -247,7 +251,7 @@ class Trajectory(_Model):
     """
 
     plan: TrajectoryPlan | None = None
-    fps: float = FPS
+    fps: float = Field(default=FPS, gt=0, le=MAX_FPS, allow_inf_nan=False)
     positions: list[list[float]]
     mask: list[bool]
     control_height: bool = False
@@ -274,9 +278,10 @@ class Trajectory(_Model):
 class GenerationOptions(_Model):
     """Knobs of one generation; None means the model's configured default."""
 
-    seed: int | None = None
-    guidance_scale: float | None = Field(default=None, ge=0, description="classifier-free guidance")
-    optimization_steps: int | None = Field(default=None, ge=0)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    guidance_scale: float | None = Field(default=None, ge=0, le=MAX_GUIDANCE_SCALE, allow_inf_nan=False,
+                                         description="classifier-free guidance")
+    optimization_steps: int | None = Field(default=None, ge=0, le=MAX_OPTIMIZATION_STEPS)
     use_controlnet: bool = True
     use_optimization: bool = True
 
@@ -287,7 +292,7 @@ class MotionSpec(_Model):
     description: MotionDescription
     keyframes: list[KeyframePose] = Field(default_factory=list)
     trajectory: Trajectory | None = None
-    fps: float = FPS
+    fps: float = Field(default=FPS, gt=0, le=MAX_FPS, allow_inf_nan=False)
     n_frames: int = Field(ge=2, le=MAX_FRAMES)
     options: GenerationOptions = Field(default_factory=GenerationOptions)
 

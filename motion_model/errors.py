@@ -38,3 +38,40 @@ class ConfigError(IKMoError):
 
 class OutputFileError(IKMoError):
     """An output file cannot be written: the folder is missing or read-only, the disk is full."""
+
+
+class UsageError(IKMoError):
+    """A value the user gave (a flag, a request field, a chat message) is malformed or out of range."""
+
+
+# The longest input value quoted back in a message (a 20,000-character text is cut).
+_QUOTE_CHARS = 60
+
+
+def quote_value(value: object) -> str:
+    """A value as a message quotes it: repr, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= _QUOTE_CHARS else f"{text[:_QUOTE_CHARS - 5]}...{text[-2:]} ({len(text)} chars)"
+
+
+def validation_message(error: Exception, names: dict[str, str] | None = None, limit: int = 3) -> str:
+    """One line from a pydantic `ValidationError`: each bad field, its value and what is allowed.
+
+    names: how to call a field (its location joined by dots) to the user, e.g. {"duration_s":
+    "--duration"}; the first `limit` problems are listed, the rest counted. Duck-typed on
+    `error.errors()` so this module needs no pydantic import.
+    """
+    errors = error.errors(include_url=False)  # type: ignore[attr-defined]
+    parts = []
+    for err in errors[:limit]:
+        loc = ".".join(str(x) for x in err.get("loc", ())) or "value"
+        name = (names or {}).get(loc, loc)
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        msg = msg[:1].lower() + msg[1:]
+        value = err.get("input")
+        if err.get("type") == "missing" or isinstance(value, dict | list):
+            parts.append(f"{name}: {msg}")
+        else:
+            parts.append(f"{name} = {quote_value(value)}: {msg}")
+    more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
+    return "; ".join(parts) + more
