@@ -15,7 +15,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 CHILD = """
-import os, signal, sys
+import os, signal, sys, time
 from pathlib import Path
 from ikmo.commands.agents import _context
 from ikmo.config import load_settings
@@ -27,7 +27,14 @@ conv = Conversation(db, "t1", ctx, out)
 print("turn 1:", conv.say("walk forward 2 meters")["answer"], flush=True)
 
 def die(event):
-    if event.get("stage") == "generate":  # the edit is parsed and planned, its motion not yet shown
+    # The edit is parsed and planned, its motion not yet shown: once its parse is in the database
+    # (checkpoints are written in the background), kill this process as `kill -9` would.
+    if event.get("stage") == "generate":
+        for _ in range(200):
+            if "wave" in str(conv.values().get("parsed")):
+                break
+            time.sleep(0.05)
+        print("edit saved:", "wave" in str(conv.values().get("parsed")), flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
 
 conv.say("add a wave at the end", on_event=die)
@@ -50,7 +57,7 @@ def test_a_turn_killed_mid_run_is_dropped_and_said(tmp_path: Path, weights_dir: 
     proc = subprocess.run([sys.executable, "-c", CHILD, str(db), str(weights_dir), str(out)], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stdout + proc.stderr  # SIGKILL, in the middle of turn 2
-    assert "turn 1:" in proc.stdout and "not killed" not in proc.stdout
+    assert "turn 1:" in proc.stdout and "edit saved: True" in proc.stdout and "not killed" not in proc.stdout
 
     conv = _conversation(db, "t1", weights_dir, out)
     try:
