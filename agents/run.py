@@ -143,7 +143,7 @@ class Conversation:
         for past in self.app.get_state_history(self.config):
             if past.metadata and past.metadata.get("source") == "input":
                 if not values:
-                    values = next((t.result for t in past.tasks if isinstance(t.result, dict)), None) or {}
+                    values = next((dict(t.result) for t in past.tasks if isinstance(t.result, dict)), {})
                 break
             values = dict(past.values or {})
         req = values.get("request")

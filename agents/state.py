@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ikmo.motion_model.constraints import (
     MAX_DURATION_S,
-    MAX_SEED,
     GenerationOptions,
     KeyframePose,
     MotionDescription,
@@ -21,6 +20,7 @@ from ikmo.motion_model.constraints import (
     Trajectory,
     TrajectoryPlan,
 )
+from ikmo.motion_model.limits import MAX_SEED
 
 Agent = Literal["describe", "keyframe_pose", "trajectory"]
 

@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ikmo.motion_model.errors import ConstraintError
+from ikmo.motion_model.limits import MAX_FPS, MAX_GUIDANCE_SCALE, MAX_OPTIMIZATION_STEPS, MAX_SEED
 from ikmo.motion_model.representation.skeleton import FPS, HUMANML3D_22, MAX_FRAMES
 
 if TYPE_CHECKING:  # the domain types stay importable without torch (the agents' process never loads it)
@@ -26,10 +27,6 @@ N_JOINTS = HUMANML3D_22.n_joints
 MAX_DURATION_S = MAX_FRAMES / FPS  # 9.8 s
 MAX_PELVIS_SPEED = 8.0  # m/s, faster than a sprinter: a constraint asking for more is an error
 PELVIS_HEIGHT_RANGE = (0.2, 1.6)  # m, lying-ish to jumping
-MAX_SEED = 2**32 - 1  # seeds are 0 ... 2^32 - 1 everywhere (CLI, HTTP, spec files, settings)
-MAX_GUIDANCE_SCALE = 100.0  # classifier-free guidance; the model's default is a few units
-MAX_FPS = 1000.0  # frames per second of a motion file (the model samples at 20)
-MAX_OPTIMIZATION_STEPS = 1000  # stage-1 gradient steps per selected DDIM step (default 1): beyond, minutes of work
 
 
 def _finite(values: list[float] | list[list[float]], what: str) -> None:

@@ -54,12 +54,14 @@ def quote_value(value: object) -> str:
     return text if len(text) <= _QUOTE_CHARS else f"{text[:_QUOTE_CHARS - 5]}...{text[-2:]} ({len(text)} chars)"
 
 
-def validation_message(error: Exception, names: dict[str, str] | None = None, limit: int = 3) -> str:
+def validation_message(error: Exception, names: dict[str, str] | None = None, limit: int = 3,
+                       allowed: dict[str, str] | None = None) -> str:
     """One line from a pydantic `ValidationError`: each bad field, its value and what is allowed.
 
     names: how to call a field (its location joined by dots) to the user, e.g. {"duration_s":
-    "--duration"}; the first `limit` problems are listed, the rest counted. Duck-typed on
-    `error.errors()` so this module needs no pydantic import.
+    "--duration"}; allowed: the field's whole range in words, e.g. {"duration_s": "0 < seconds <=
+    9.8"}, added to pydantic's one-sided message. The first `limit` problems are listed, the rest
+    counted. Duck-typed on `error.errors()` so this module needs no pydantic import.
     """
     errors = error.errors(include_url=False)  # type: ignore[attr-defined]
     parts = []
@@ -68,6 +70,8 @@ def validation_message(error: Exception, names: dict[str, str] | None = None, li
         name = (names or {}).get(loc, loc)
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         msg = msg[:1].lower() + msg[1:]
+        if loc in (allowed or {}):
+            msg += f" (allowed: {(allowed or {})[loc]})"
         value = err.get("input")
         if err.get("type") == "missing" or isinstance(value, dict | list):
             parts.append(f"{name}: {msg}")
