@@ -15,6 +15,7 @@ from ikmo.logging_setup import setup_logging
 from ikmo.motion_model.errors import IKMoError
 
 log = logging.getLogger("ikmo")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 app = typer.Typer(name="ikmo", help="IKMo: words and photos in, 3D human motion out.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -34,6 +35,9 @@ def _root(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING, ERROR", envvar="IKMO_LOG_LEVEL")] = "INFO",
     config: Annotated[Path | None, typer.Option(help="YAML config file", envvar="IKMO_CONFIG")] = None,
 ) -> None:
+    if log_level.upper() not in LOG_LEVELS:
+        raise typer.BadParameter(f"{log_level!r} is not a log level; choose one of {', '.join(LOG_LEVELS)}",
+                                 param_hint="'--log-level'")
     setup_logging(log_level)
     if config is not None:
         import os

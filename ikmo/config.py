@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ikmo.motion_model.errors import ConfigError
+from ikmo.motion_model.errors import ConfigError, validation_message
 from ikmo.motion_model.fileio import write_json
 
 
@@ -65,6 +65,9 @@ class Settings(BaseSettings):
         return d
 
 
+_ENV_NAMES = {name: f"IKMO_{name.upper()}" for name in Settings.model_fields}
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Resolve the configuration once: defaults < YAML `config_file` < env < explicit `overrides`.
 
@@ -80,13 +83,17 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             raise ConfigError(f"config file {config_file} is not valid YAML: {e}") from e
         if not isinstance(file_values, dict):
             raise ConfigError(f"config file {config_file} must hold a mapping of settings")
-    env_only = Settings()
+    try:
+        env_only = Settings()
+    except ValidationError as e:  # IKMO_* variables → one line naming the variable, its value, the range
+        raise ConfigError(f"invalid configuration from the environment: {validation_message(e, _ENV_NAMES)}"
+                          ) from None
     env_set = {k: getattr(env_only, k) for k in env_only.model_fields_set}
     merged = {**file_values, **env_set, **{k: v for k, v in overrides.items() if v is not None}}
     try:
         return Settings(**merged)
-    except Exception as e:  # pydantic ValidationError → a message that says what to fix
-        raise ConfigError(f"invalid configuration: {e}") from e
+    except ValidationError as e:  # a message that says what to fix
+        raise ConfigError(f"invalid configuration: {validation_message(e)}") from None
 
 
 def save_config(settings: Settings, out_dir: Path) -> Path:
