@@ -229,7 +229,7 @@ def _image_tokens(text: str) -> list[str]:
     out = []
     for tok in text.split():
         tok = tok.strip("\"'`,;")
-        base = re.sub(r"@\d+(\.\d+)?s?$", "", tok)
+        base = re.sub(r"@[^@/]*$", "", tok)  # IMAGE@TIME: a bad TIME is named by parse_keyframe_arg, not skipped
         if base.lower().endswith(IMAGE_SUFFIXES):
             out.append(tok)
     return out

@@ -299,6 +299,24 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(status, reply)
 
+    def _not_allowed(self) -> None:
+        """Methods the API has no use for: 405 (http.server's default, 501, would read as a server fault)."""
+        self.close_connection = True
+        self._json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"{self.command} is not supported; use GET /v1/health, "
+                                                            "GET /v1/runs/ID/FILE or POST /v1/generate"})
+
+    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _not_allowed  # noqa: N815
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (a malformed request line, headers too long, an unknown method):
+        all the client's mistakes, so 4xx: an unknown method 405 (not 501), a version other than
+        HTTP/1.x 400 (not 505)."""
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            code = HTTPStatus.METHOD_NOT_ALLOWED
+        elif code >= 500:
+            code = HTTPStatus.BAD_REQUEST
+        super().send_error(code, message, explain)
+
     def _json(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)

@@ -70,7 +70,7 @@ def validation_message(error: Exception, names: dict[str, str] | None = None, li
         name = (names or {}).get(loc, loc)
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         msg = msg[:1].lower() + msg[1:]
-        if loc in (allowed or {}):
+        if loc in (allowed or {}) and any(k in str(err.get("type")) for k in ("than", "too_", "finite")):
             msg += f" (allowed: {(allowed or {})[loc]})"
         value = err.get("input")
         if err.get("type") == "missing" or isinstance(value, dict | list):
