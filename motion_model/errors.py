@@ -66,7 +66,7 @@ def validation_message(error: Exception, names: dict[str, str] | None = None, li
     errors = error.errors(include_url=False)  # type: ignore[attr-defined]
     parts = []
     for err in errors[:limit]:
-        loc = ".".join(str(x) for x in err.get("loc", ())) or "value"
+        loc = ".".join(map(_part, err.get("loc", ()))) or "value"
         name = (names or {}).get(loc, loc)
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         msg = msg[:1].lower() + msg[1:]
@@ -78,4 +78,10 @@ def validation_message(error: Exception, names: dict[str, str] | None = None, li
         else:
             parts.append(f"{name} = {quote_value(value)}: {msg}")
     more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
-    return "; ".join(parts) + more
+    # One line, whatever the input held (keys and values are the user's).
+    return ("; ".join(parts) + more).replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _part(x: object) -> str:
+    """One step of a field's location: a name as it is, an index as a number, any other key quoted."""
+    return x if isinstance(x, str) and x.isidentifier() else str(x) if isinstance(x, int) else repr(x)

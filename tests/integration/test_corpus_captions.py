@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 def test_a_non_utf8_caption_file_skips_its_clip_and_the_build_goes_on(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     raw.mkdir()
-    for name, caption in (("good", "a person walks forward.\n".encode()), ("bad", b"une personne \xe9 marche\n")):
+    for name, caption in (("good", b"a person walks forward.\n"), ("bad", b"une personne \xe9 marche\n")):
         write_bvh(raw / f"{name}.bvh", synthetic_walk(60, speed=1.0, turn=0.0))
         (raw / f"{name}.txt").write_bytes(caption)
     out = tmp_path / "corpus"
