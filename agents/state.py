@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ikmo.motion_model.constraints import (
     MAX_DURATION_S,
@@ -37,6 +37,17 @@ def is_valid_unicode(text: str) -> bool:
     return True
 
 
+def _unicode_text(v: str) -> str:
+    if not is_valid_unicode(v):
+        raise ValueError("the text holds characters that are not valid Unicode (undecodable bytes); fix its encoding")
+    return v
+
+
+# A request's words (CLI, chat, HTTP): at most MAX_TEXT_CHARS, writable as UTF-8; over HTTP, not empty.
+RequestText = Annotated[str, Field(max_length=MAX_TEXT_CHARS), AfterValidator(_unicode_text)]
+NonEmptyRequestText = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS), AfterValidator(_unicode_text)]
+
+
 class ImageRef(BaseModel):
     """A keyframe photo; `time_s` None = the agents choose the time (text hints, image order)."""
 
@@ -49,18 +60,12 @@ class MotionRequest(BaseModel):
     """What the user asked for. `out_dir` is the only folder the run writes into."""
 
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(max_length=MAX_TEXT_CHARS)
+    text: RequestText
     images: list[ImageRef] = Field(default_factory=list, max_length=MAX_IMAGES)
     duration_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     out_dir: str
 
-    @field_validator("text")
-    @classmethod
-    def _unicode(cls, v: str) -> str:
-        if not is_valid_unicode(v):
-            raise ValueError("the text holds bytes that are not valid UTF-8; fix its encoding")
-        return v
 
 
 class Validation(BaseModel):

@@ -40,12 +40,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ikmo.agents.context import Context
 from ikmo.agents.inputs import check_image_path
 from ikmo.agents.run import run_request
-from ikmo.agents.state import MAX_IMAGES, MAX_TEXT_CHARS, ImageRef, MotionRequest, is_valid_unicode
+from ikmo.agents.state import MAX_IMAGES, MAX_TEXT_CHARS, ImageRef, MotionRequest, NonEmptyRequestText
 from ikmo.motion_model.constraints import MAX_DURATION_S
 from ikmo.motion_model.errors import IKMoError, InputFileError, UsageError, validation_message
 from ikmo.motion_model.limits import MAX_SEED
@@ -80,17 +80,10 @@ class GenerateIn(BaseModel):
     """The body of POST /v1/generate."""
 
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    text: NonEmptyRequestText
     keyframes: list[KeyframeIn] = Field(default_factory=list, max_length=MAX_IMAGES)
     duration_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
-
-    @field_validator("text")
-    @classmethod
-    def _unicode(cls, v: str) -> str:
-        if not is_valid_unicode(v):
-            raise ValueError("the text holds characters that are not valid Unicode (a lone surrogate escape)")
-        return v
 
 
 class BadRequestError(Exception):
