@@ -34,16 +34,17 @@ def check_image_path(path: str | Path, what: str = "keyframe image") -> Path:
 
 
 def parse_time(text: str, arg: str) -> float:
-    """The SECONDS of `IMAGE@SECONDS` (a trailing `s` allowed): finite, within one motion's length."""
+    """The SECONDS of `IMAGE@SECONDS` (a trailing `s` allowed): a finite number >= 0. A time after the
+    motion's end is the agents' to judge (a question in a chat, a clear error in a batch run)."""
     raw = text[:-1] if text.endswith("s") else text
     try:
         seconds = float(raw)
     except ValueError:
         raise UsageError(f"keyframe {quote_value(arg)}: {quote_value(text)} is not a time; write IMAGE@SECONDS, "
                          "e.g. photo.jpg@2.5") from None
-    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_DURATION_S):
-        raise UsageError(f"keyframe {quote_value(arg)}: the time {text} is outside 0-{MAX_DURATION_S:g} s (the "
-                         "longest motion); give a time in that range, e.g. photo.jpg@2.5")
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise UsageError(f"keyframe {quote_value(arg)}: the time {text} is not a number of seconds >= 0 (a motion "
+                         f"lasts up to {MAX_DURATION_S:g} s); give one, e.g. photo.jpg@2.5")
     return seconds
 
 

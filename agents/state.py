@@ -53,7 +53,7 @@ class ImageRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     path: str
-    time_s: float | None = Field(default=None, ge=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    time_s: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class MotionRequest(BaseModel):

@@ -58,16 +58,20 @@ def _json_default(o: Any) -> Any:
 
 
 def ensure_output_dir(path: str | os.PathLike[str], what: str = "--out", label: str | None = None) -> Path:
-    """Create the output folder `path` (and its parents) and prove it writable, before any work.
+    """Prove that the output folder `path` can be made and written, before any work, leaving nothing.
 
-    Raises OutputFileError naming `what` (the flag) when it is a file, cannot be created, or cannot
-    be written (read-only, /proc, full disk): one line, said before minutes of work, not after.
-    label: how the message names the folder (default "`what` `path`").
+    The folder and its missing parents are created, a probe file written and removed, then the
+    folders this made are removed again (a command that fails later has written nothing; the run
+    creates the folder when it writes). Raises OutputFileError naming `what` (the flag) when it is
+    a file, cannot be created, or cannot be written (read-only, /proc, full disk): one line, said
+    before minutes of work, not after. label: how the message names the folder (default "`what`
+    `path`").
     """
     p = Path(path)
     label = label or f"{what} {p}"
     if p.exists() and not p.is_dir():
         raise OutputFileError(f"{label} is a file, not a folder; give a folder (it is created if missing)")
+    made = [d for d in (p, *p.parents) if not d.exists()]
     probe = p / f".ikmo-write-check-{os.getpid()}"
     try:
         p.mkdir(parents=True, exist_ok=True)
@@ -76,6 +80,12 @@ def ensure_output_dir(path: str | os.PathLike[str], what: str = "--out", label: 
     except OSError as e:
         raise OutputFileError(f"cannot write into {label}: {e.strerror or e}; choose a folder you can write to"
                               ) from e
+    finally:
+        for d in made:  # deepest first
+            try:
+                d.rmdir()
+            except OSError:
+                break
     return p
 
 

@@ -10,7 +10,7 @@ Case keys (CLI): `argv` (list; items may be {repeat: TEXT, times: N}), `exit`, `
 `stdin`, `env`, `allowed` (folders under the case's cwd that may be written; default [out]),
 `nonroot` (a permission case: skipped when running as root, who may write anywhere).
 HTTP: `method`, `path`, one of `json` / `body` (text) / `body_hex` / `body_gen` ({nested: N} or
-{digits: N}), `headers`, `status`, `message`. Placeholders: {in} (the fixture files), {root},
+{digits: N}), `headers`, `status`, `message`. Placeholders: {in} (the fixture files), {repo}, {root},
 {weights}, {busy_port}, {photo_b64}, {notimage_b64}, {long} (a 20,000-character message).
 """
 
@@ -160,7 +160,8 @@ def busy_port() -> Iterator[int]:
 
 
 def _subs(inputs: Path, root: Path, weights: Path, busy_port: int) -> dict[str, str]:
-    return {"in": str(inputs), "root": str(root), "weights": str(weights), "busy_port": str(busy_port),
+    return {"in": str(inputs), "root": str(root), "repo": str(Path(__file__).resolve().parents[2]),
+            "weights": str(weights), "busy_port": str(busy_port),
             "photo_b64": base64.b64encode((inputs / "photo.png").read_bytes()).decode(),
             "notimage_b64": base64.b64encode((inputs / "notimage.png").read_bytes()).decode(),
             "long": "walk " * 4000, "many_headers": "".join(f"X-{i}: {i}\r\n" for i in range(150))}
