@@ -15,12 +15,15 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
 from ikmo.motion_model import constraints as C
-from ikmo.motion_model.errors import InputFileError
+from ikmo.motion_model.errors import InputFileError, OutputFileError, UsageError
 
 from . import state as S
 from .context import Context
 from .errors import RunFailed
 from .graph import builder, graph
+from .inputs import check_text, parse_keyframe_arg
+
+__all__ = ["Conversation", "parse_keyframe_arg", "raise_if_failed", "run_request"]
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +35,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".g
 _graph = cast("CompiledStateGraph[S.GraphState, Context, S.GraphState, S.GraphState]", graph)
 
 
-def parse_keyframe_arg(arg: str) -> S.ImageRef:
-    """'photo.jpg@3.5' → ImageRef(path, 3.5); 'photo.jpg' → time chosen by the agents."""
-    path, time_s = arg, None
-    m = re.fullmatch(r"(.+)@(\d+(?:\.\d+)?)s?", arg)
-    if m:
-        path, time_s = m.group(1), float(m.group(2))
-    if not Path(path).is_file():
-        raise InputFileError(f"keyframe image {path} does not exist; give the path of a photo (optionally @SECONDS)")
-    return S.ImageRef(path=str(Path(path).resolve()), time_s=time_s)
-
-
 def _stream(app: Any, inp: Any, config: RunnableConfig | None, context: Context, on_event: OnEvent | None
             ) -> dict[str, Any]:
     """Run until the end or an interrupt; return the final state values (with `__interrupt__` if paused)."""
@@ -52,7 +44,9 @@ def _stream(app: Any, inp: Any, config: RunnableConfig | None, context: Context,
             on_event(chunk)
         elif mode == "updates" and "__interrupt__" in chunk:
             interrupts.extend(chunk["__interrupt__"])
-    values = dict(app.get_state(config).values) if config else {}
+    # A config may pin the checkpoint the run forked from; the result is the thread's newest state.
+    latest = RunnableConfig(configurable={"thread_id": config["configurable"]["thread_id"]}) if config else None
+    values = dict(app.get_state(latest).values) if latest else {}
     if interrupts:
         values["__interrupt__"] = interrupts
     return values
@@ -105,9 +99,14 @@ class Conversation:
     def __init__(self, db: Path, thread_id: str, context: Context, out_root: Path) -> None:
         from langgraph.checkpoint.sqlite import SqliteSaver
 
-        db.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(db), check_same_thread=False)
-        self.app = builder.compile(checkpointer=SqliteSaver(self._conn, serde=checkpoint_serializer()))
+        self._conn = _open_db(db)
+        saver = SqliteSaver(self._conn, serde=checkpoint_serializer())
+        try:
+            saver.setup()
+        except sqlite3.Error as e:
+            self._conn.close()
+            raise OutputFileError(f"cannot use the chat database --db {db}: {e}; choose a writable file") from e
+        self.app = builder.compile(checkpointer=saver)
         self.config = RunnableConfig(configurable={"thread_id": thread_id})
         self.context = context
         self.context.interactive = True
@@ -131,20 +130,100 @@ class Conversation:
         return sum(1 for _ in self.app.get_state_history(self.config) if _.metadata and
                    _.metadata.get("source") == "input")
 
+    def interrupted_turn(self) -> str | None:
+        """The message of a turn that never finished (the process was killed mid-turn), else None.
+
+        Such a turn left a checkpoint with work still to do and no question pending: its edit was
+        never shown to the user, so `say` does not build on it.
+        """
+        snap = self.app.get_state(self.config)
+        if not _unfinished(snap):
+            return None
+        # The turn's request: in the first checkpoint after its input one, or, killed before that,
+        # in the writes of the input checkpoint's task.
+        values: dict[str, Any] = {}
+        for past in self.app.get_state_history(self.config):
+            if past.metadata and past.metadata.get("source") == "input":
+                if not values:
+                    values = next((dict(t.result) for t in past.tasks if isinstance(t.result, dict)), {})
+                break
+            values = dict(past.values or {})
+        req = values.get("request")
+        return req.text if isinstance(req, S.MotionRequest) else "(unknown)"
+
+    def _settled_config(self) -> RunnableConfig | None:
+        """The checkpoint of the last finished (or question-pending) turn, to fork the next turn from;
+        None when no turn ever finished."""
+        for past in self.app.get_state_history(self.config):
+            if not _unfinished(past):
+                return past.config
+        return None
+
     def say(self, text: str, on_event: OnEvent | None = None) -> dict[str, Any]:
-        """One user message (answer to a pending question, first request, or follow-up) → final state."""
-        if self.pending_question() is not None:
-            return _stream(self.app, Command(resume=text), self.config, self.context, on_event)
-        prev = self.values()
+        """One user message (answer to a pending question, first request, or follow-up) → final state.
+
+        Raises UsageError for a message that cannot be a request (too long, not text). A turn that
+        was killed before it finished is dropped, and this turn's answer says so.
+        """
+        check_text(text, "your message")
+        dropped = self.interrupted_turn()
+        config = self.config
+        if dropped is not None:
+            log.warning("the turn %r was interrupted before it finished; it is dropped", dropped)
+            settled = self._settled_config()
+            if settled is None:  # the thread's first turn never finished: start the thread afresh
+                self.app.checkpointer.delete_thread(self.thread_id)  # type: ignore[union-attr]
+            else:
+                config = settled
+        final = self._say(text, config, on_event)
+        if dropped is not None and final.get("answer"):
+            final["answer"] = (f"(Your earlier message {dropped!r} was interrupted before it finished and was not "
+                               f"applied; send it again if you still want it.) {final['answer']}")
+        return final
+
+    def _say(self, text: str, config: RunnableConfig, on_event: OnEvent | None) -> dict[str, Any]:
+        snap = self.app.get_state(config)
+        if any(task.interrupts for task in snap.tasks):  # the message answers the pending question
+            return _stream(self.app, Command(resume=text), config, self.context, on_event)
+        prev = dict(snap.values)
         images = [parse_keyframe_arg(tok) for tok in _image_tokens(text)]
+        n_images = len(images) + (len(prev["request"].images) if prev.get("request") else 0)
+        if n_images > S.MAX_IMAGES:
+            raise UsageError(f"a request holds at most {S.MAX_IMAGES} photos; this message would make it {n_images}")
         out_dir = str(self.out_root / f"turn{self.turns():03d}")
         if not prev.get("request"):
             req = S.MotionRequest(text=text, images=images, seed=self.context.settings.seed, out_dir=out_dir)
-            return _stream(self.app, {"request": req}, self.config, self.context, on_event)
+            return _stream(self.app, {"request": req}, config, self.context, on_event)
         old: S.MotionRequest = prev["request"]
         pinned = _pin_times(old, prev)
         req = S.MotionRequest(text=text, images=pinned + images, duration_s=None, seed=old.seed, out_dir=out_dir)
-        return _stream(self.app, {"request": req, "followup": text}, self.config, self.context, on_event)
+        return _stream(self.app, {"request": req, "followup": text}, config, self.context, on_event)
+
+
+def _unfinished(snap: Any) -> bool:
+    """A checkpoint with work left (tasks, some with writes already saved) and no question pending.
+
+    `snap.next` is not enough: a task whose writes were saved before the kill is no longer in it.
+    """
+    return bool(snap.tasks) and not any(task.interrupts for task in snap.tasks)
+
+
+def _open_db(db: Path) -> sqlite3.Connection:
+    """The chat threads' SQLite file, opened and checked; a clear error for a file that is not one."""
+    if db.is_dir():
+        raise InputFileError(f"--db {db} is a folder; give a SQLite file path (created if missing)")
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(db), check_same_thread=False)
+    except (OSError, sqlite3.Error) as e:
+        raise OutputFileError(f"cannot open the chat database --db {db}: {e}; choose a writable folder") from e
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise InputFileError(f"--db {db} is not a SQLite database ({e}); give another file, or move this "
+                             "one away to start a new one") from e
+    return conn
 
 
 def _image_tokens(text: str) -> list[str]:
@@ -152,7 +231,7 @@ def _image_tokens(text: str) -> list[str]:
     out = []
     for tok in text.split():
         tok = tok.strip("\"'`,;")
-        base = re.sub(r"@\d+(\.\d+)?s?$", "", tok)
+        base = re.sub(r"@[^@/]*$", "", tok)  # IMAGE@TIME: a bad TIME is named by parse_keyframe_arg, not skipped
         if base.lower().endswith(IMAGE_SUFFIXES):
             out.append(tok)
     return out

@@ -10,11 +10,10 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ikmo.motion_model.constraints import (
     MAX_DURATION_S,
-    MAX_SEED,
     GenerationOptions,
     KeyframePose,
     MotionDescription,
@@ -23,8 +22,32 @@ from ikmo.motion_model.constraints import (
     Trajectory,
     TrajectoryPlan,
 )
+from ikmo.motion_model.limits import MAX_SEED
 
 Agent = Literal["describe", "keyframe_pose", "trajectory"]
+
+MAX_TEXT_CHARS = 4000  # a request's words (a paragraph); longer is a paste by mistake
+MAX_IMAGES = 8  # keyframe photos per request
+
+
+def is_valid_unicode(text: str) -> bool:
+    """False for text that cannot be written as UTF-8 (lone surrogates: undecodable argv or JSON bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unicode_text(v: str) -> str:
+    if not is_valid_unicode(v):
+        raise ValueError("the text holds characters that are not valid Unicode (undecodable bytes); fix its encoding")
+    return v
+
+
+# A request's words (CLI, chat, HTTP): at most MAX_TEXT_CHARS, writable as UTF-8; over HTTP, not empty.
+RequestText = Annotated[str, Field(max_length=MAX_TEXT_CHARS), AfterValidator(_unicode_text)]
+NonEmptyRequestText = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS), AfterValidator(_unicode_text)]
 
 
 class ImageRef(BaseModel):
@@ -32,16 +55,16 @@ class ImageRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     path: str
-    time_s: float | None = Field(default=None, ge=0)
+    time_s: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class MotionRequest(BaseModel):
     """What the user asked for. `out_dir` is the only folder the run writes into."""
 
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(max_length=4000)
-    images: list[ImageRef] = Field(default_factory=list, max_length=8)
-    duration_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
+    text: RequestText
+    images: list[ImageRef] = Field(default_factory=list, max_length=MAX_IMAGES)
+    duration_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
     out_dir: str
 

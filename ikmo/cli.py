@@ -15,6 +15,7 @@ from ikmo.motion_model.errors import IKMoError
 from ikmo.tools.logging_setup import setup_logging
 
 log = logging.getLogger("ikmo")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 app = typer.Typer(name="ikmo", help="IKMo: words and photos in, 3D human motion out.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -46,6 +47,9 @@ def _root(
     import os
 
     if log_level is not None:
+        if log_level.upper() not in LOG_LEVELS:
+            raise typer.BadParameter(f"{log_level!r} is not a log level; choose one of {', '.join(LOG_LEVELS)}",
+                                     param_hint="'--log-level'")
         os.environ["IKMO_LOG_LEVEL"] = log_level
     setup_logging(log_level)
     if config is not None:
@@ -64,8 +68,28 @@ def _build() -> typer.Typer:
     return app
 
 
+def _usage_error(e: Exception) -> int:
+    """Show a command-line usage error the way typer does (usage line, hint, one `Error:` line) and
+    return its exit code: 2 for every usage error, whichever click raised it."""
+    show = getattr(e, "show", None)
+    if callable(show):
+        show()
+    else:  # pragma: no cover - every click exception has show()
+        sys.stderr.write(f"Error: {e}\n")
+    code = getattr(e, "exit_code", 2)
+    return code if isinstance(code, int) and code not in (0, 1) else 2
+
+
 def main() -> None:
-    """Entry point: run the CLI; turn user-caused errors into a one-line message and exit code 2."""
+    """Entry point: run the CLI; turn user-caused errors into a one-line message and exit code 2.
+
+    Usage errors come from typer's own vendored click (`typer.TyperException`, not a subclass of
+    `click.ClickException`) or, from commands built on plain click, from click itself: both print
+    typer's usage message. An `OSError` that reaches here (a file vanished, a disk filled up while
+    writing) is the machine's answer to a path the user chose: one line, not a traceback.
+    """
+    import click
+
     cli = _build()
     try:
         cli(standalone_mode=False)
@@ -74,15 +98,16 @@ def main() -> None:
         sys.exit(2)
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    except typer.Abort:
+    except (typer.Abort, click.Abort, KeyboardInterrupt):
         sys.exit(130)
-    except Exception as e:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
+    except (typer.TyperException, click.ClickException) as e:
+        sys.exit(_usage_error(e))
+    except OSError as e:
+        log.debug("OS error", exc_info=True)
+        where = f" ({e.filename})" if e.filename else ""
+        log.error("%s%s; check that the path exists, is writable and that the disk has space", e.strerror or e,
+                  where)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ikmo.agents.settings import AgentSettings
-from ikmo.motion_model.errors import ConfigError
+from ikmo.motion_model.errors import ConfigError, validation_message
 from ikmo.motion_model.fileio import write_json
 from ikmo.tools.logging_setup import setup_logging
 
@@ -62,6 +62,9 @@ def read_config_file(config_file: Path) -> dict[str, Any]:
     return values
 
 
+_ENV_NAMES = {name: f"IKMO_{name.upper()}" for name in Settings.model_fields}
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Resolve the configuration: defaults < YAML `config_file` (default: `$IKMO_CONFIG`) < env <
     explicit `overrides`. Overrides whose value is None are ignored, so CLI flags left unset do not
@@ -72,27 +75,16 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     try:
         env_only = Settings()  # the defaults and the environment
     except ValidationError as e:
-        raise ConfigError(f"invalid environment setting: {_first_error(e, 'IKMO_')}") from e
+        # IKMO_* variables → one line naming the variable, its value, the range
+        raise ConfigError(f"invalid configuration from the environment: {validation_message(e, _ENV_NAMES)}"
+                          ) from None
     env_set = {k: getattr(env_only, k) for k in env_only.model_fields_set}
     merged = {**file_values, **env_set, **{k: v for k, v in overrides.items() if v is not None}}
     try:
         return Settings(**merged)
     except ValidationError as e:
         source = f" (config file {config_file})" if config_file is not None else ""
-        raise ConfigError(f"invalid configuration{source}: {_first_error(e)}") from e
-
-
-def _first_error(e: ValidationError, prefix: str = "") -> str:
-    """One line: the setting, the value given, what is allowed."""
-    parts = []
-    for err in e.errors():
-        name = ".".join(str(x) for x in err["loc"]) or "settings"
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown setting {prefix}{name.upper() if prefix else name} (see ikmo --help, README "
-                         "'Configuration')")
-        else:
-            parts.append(f"{prefix}{name.upper() if prefix else name}={err.get('input')!r}: {err['msg']}")
-    return "; ".join(parts)
+        raise ConfigError(f"invalid configuration{source}: {validation_message(e)}") from None
 
 
 def resolve(**flags: Any) -> Settings:

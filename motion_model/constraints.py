@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ikmo.motion_model.errors import ConstraintError
+from ikmo.motion_model.limits import MAX_FPS, MAX_GUIDANCE_SCALE, MAX_OPTIMIZATION_STEPS, MAX_SEED
 from ikmo.motion_model.representation.skeleton import FPS, HUMANML3D_22, MAX_FRAMES
 
 if TYPE_CHECKING:  # the domain types stay importable without torch (the agents' process never loads it)
@@ -26,8 +27,6 @@ N_JOINTS = HUMANML3D_22.n_joints
 MAX_DURATION_S = MAX_FRAMES / FPS  # 9.8 s
 MAX_PELVIS_SPEED = 8.0  # m/s, faster than a sprinter: a constraint asking for more is an error
 PELVIS_HEIGHT_RANGE = (0.2, 1.6)  # m, lying-ish to jumping
-# Seeds are bounded integers everywhere (numpy and torch generators take seeds below 2**32).
-MAX_SEED = 2**32 - 1
 
 
 def _finite(values: list[float] | list[list[float]], what: str) -> None:
@@ -253,7 +252,7 @@ class Trajectory(_Model):
     """
 
     plan: TrajectoryPlan | None = None
-    fps: float = FPS
+    fps: float = Field(default=FPS, gt=0, le=MAX_FPS, allow_inf_nan=False)
     positions: list[list[float]]
     mask: list[bool]
     control_height: bool = False
@@ -290,8 +289,9 @@ class GenerationOptions(_Model):
     """Knobs of one generation; None means the model's configured default."""
 
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
-    guidance_scale: float | None = Field(default=None, ge=0, description="classifier-free guidance")
-    optimization_steps: int | None = Field(default=None, ge=0)
+    guidance_scale: float | None = Field(default=None, ge=0, le=MAX_GUIDANCE_SCALE, allow_inf_nan=False,
+                                         description="classifier-free guidance")
+    optimization_steps: int | None = Field(default=None, ge=0, le=MAX_OPTIMIZATION_STEPS)
     use_controlnet: bool = True
     use_optimization: bool = True
 
@@ -302,7 +302,7 @@ class MotionSpec(_Model):
     description: MotionDescription
     keyframes: list[KeyframePose] = Field(default_factory=list)
     trajectory: Trajectory | None = None
-    fps: float = FPS
+    fps: float = Field(default=FPS, gt=0, le=MAX_FPS, allow_inf_nan=False)
     n_frames: int = Field(ge=2, le=MAX_FRAMES)
     options: GenerationOptions = Field(default_factory=GenerationOptions)
 

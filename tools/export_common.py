@@ -11,6 +11,7 @@ import numpy as np
 
 from ikmo.motion_model.errors import InputFileError, MotionDataError, OutputFileError
 from ikmo.motion_model.fileio import atomic_path
+from ikmo.motion_model.limits import MAX_COORDINATE_M
 from ikmo.motion_model.representation.skeleton import HUMANML3D_22, Skeleton
 
 
@@ -42,6 +43,13 @@ def check_joints(joints: np.ndarray, skeleton: Skeleton = HUMANML3D_22, what: st
         raise MotionDataError(
             f"{what}: NaN or infinite coordinates in {int(bad.sum())} frame(s), first at frame "
             f"{int(np.argmax(bad))}; repair or regenerate the motion."
+        )
+    far = (np.abs(arr) > MAX_COORDINATE_M).any(axis=(1, 2))
+    if far.any():
+        raise MotionDataError(
+            f"{what}: coordinates beyond {MAX_COORDINATE_M:g} m from the origin in {int(far.sum())} frame(s), first "
+            f"at frame {int(np.argmax(far))} (max |value| {float(np.abs(arr).max()):.3g}); joint positions are metres: "
+            "check the file's units or regenerate the motion."
         )
     return arr
 

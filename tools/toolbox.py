@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ikmo.motion_model.constraints import MAX_SEED, KeyframePose, MotionResult, MotionSpec
+from ikmo.motion_model.constraints import KeyframePose, MotionResult, MotionSpec
+from ikmo.motion_model.limits import MAX_SEED
 
 if TYPE_CHECKING:
     from ikmo.tools.pose_estimation import Landmarks

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from ikmo.motion_model.limits import MAX_SEED
+
 log = logging.getLogger(__name__)
 
 PROVIDER_HELP = "offline | openai:<model> | openai-compatible | anthropic:<model> | ollama:<model> (env IKMO_PROVIDER)"
@@ -105,6 +107,38 @@ def _toolbox(settings: Any, threads: int, early: Any = None, load_now: bool = Fa
     return local
 
 
+# How `ikmo generate` calls the request's fields, for one-line messages.
+_REQUEST_FLAGS = {"text": "--text", "images": "--keyframe", "duration_s": "--duration", "seed": "--seed"}
+
+
+def _check_request(text: str, keyframes: list[str], duration: float | None, seed: int | None, out: Path) -> Any:
+    """`ikmo generate`'s request, checked before any model loads: the words, each photo and its time,
+    the duration and the output folder (created). Raises a one-line UsageError / InputFileError /
+    OutputFileError naming the flag, its value and what is allowed."""
+    from pydantic import ValidationError
+
+    from ikmo.agents.inputs import check_text, parse_keyframe_arg
+    from ikmo.agents.state import MAX_IMAGES, MotionRequest
+    from ikmo.motion_model.constraints import MAX_DURATION_S
+    from ikmo.motion_model.errors import UsageError, validation_message
+    from ikmo.motion_model.fileio import ensure_output_dir
+
+    if not text.strip():
+        raise UsageError("--text is empty; say what the motion should be, e.g. --text 'walk forward 3 meters'")
+    check_text(text, "--text")
+    if len(keyframes) > MAX_IMAGES:
+        raise UsageError(f"--keyframe given {len(keyframes)} times; a request takes at most {MAX_IMAGES} photos")
+    images = [parse_keyframe_arg(k) for k in keyframes]
+    try:
+        req = MotionRequest(text=text, images=images, duration_s=duration, seed=0 if seed is None else seed,
+                            out_dir=str(out.resolve()))
+    except ValidationError as e:
+        raise UsageError(validation_message(e, _REQUEST_FLAGS, allowed={
+            "duration_s": f"0 < seconds <= {MAX_DURATION_S:g}"})) from None
+    ensure_output_dir(out)
+    return req
+
+
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     @app.command("generate")
     def generate(
@@ -116,7 +150,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         provider: Annotated[str | None, typer.Option(help=PROVIDER_HELP)] = None,
         model: Annotated[str | None, typer.Option(help="model name for openai-compatible")] = None,
         base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server URL")] = None,
-        seed: Annotated[int | None, typer.Option(help="random seed (same seed, same motion)")] = None,
+        seed: Annotated[int | None, typer.Option(min=0, max=MAX_SEED, help="random seed (same seed, same motion)")
+                        ] = None,
         weights: Annotated[Path | None, typer.Option(help="motion model folder; default the bundled weights")] = None,
         critique_rounds: Annotated[int | None, typer.Option(min=0, max=10)] = None,
         progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
@@ -130,18 +165,16 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         tools = None
         try:
             tools = _start_tool_process(tool_process, threads, warm_pose=bool(keyframe))
+            req = _check_request(text, keyframe or [], duration, seed, out)  # the child is stopped if this fails
             from ikmo.config import resolve
 
             settings = resolve(provider=provider, model=model, base_url=base_url, seed=seed, weights=weights,
                                critique_rounds=critique_rounds, tool_process=tool_process)
             tools = _toolbox(settings, threads, tools)
             from ikmo.agents.context import Context
-            from ikmo.agents.run import parse_keyframe_arg, raise_if_failed, run_request
-            from ikmo.agents.state import MotionRequest
+            from ikmo.agents.run import raise_if_failed, run_request
 
-            images = [parse_keyframe_arg(k) for k in keyframe or []]
-            req = MotionRequest(text=text, images=images, duration_s=duration, seed=settings.seed,
-                                out_dir=str(out.resolve()))
+            req = req.model_copy(update={"seed": settings.seed})  # one home: the resolved settings' seed
             ctx = Context(settings=settings, toolbox=tools)
             _resume_gc()
             bar = _Progress(progress)
@@ -187,23 +220,31 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server URL")] = None,
         weights: Annotated[Path | None, typer.Option(help="motion model folder; default the bundled weights")] = None,
         threads: Annotated[int, typer.Option(min=1, help="torch CPU threads")] = 1,
+        timeout: Annotated[float, typer.Option(
+            min=0.1, max=3600, help="seconds a client may take to send a request (or stay idle between "
+                                    "requests) before its connection is closed")] = 30.0,
     ) -> None:
         """Serve the agents over HTTP with the model loaded once: POST /v1/generate, GET /v1/runs/ID/FILE,
         GET /v1/health (docs/agents.md). Ctrl-C stops it."""
         from ikmo.agents.context import Context
         from ikmo.config import resolve
-        from ikmo.server import LOOPBACK_HOSTS, MotionService, make_server
+        from ikmo.motion_model.fileio import ensure_output_dir
+        from ikmo.server import bind_server, is_loopback
 
+        ensure_output_dir(out)
+        server = bind_server(host, port, timeout_s=timeout)  # a port in use or a bad host: said before loading
         _pause_gc_for_imports()
         try:
             # The server keeps its model in this process: requests come one at a time, and a warm
             # in-process model answers without the pipe's round trips.
             settings = resolve(provider=provider, model=model, base_url=base_url, weights=weights, tool_process=False)
             ctx = Context(settings=settings, toolbox=_toolbox(settings, threads, load_now=True))
+        except BaseException:
+            server.server_close()
+            raise
         finally:
             _resume_gc()
-        service = MotionService(ctx, out, allow_paths=host in LOOPBACK_HOSTS)
-        server = make_server(service, host, port)
+        service = server.attach(ctx, out, allow_paths=is_loopback(host))
         bound = server.server_address
         log.info("IKMo serving on http://%s:%d/v1 (outputs in %s; Ctrl-C stops)", bound[0], bound[1], out)
         try:
@@ -231,12 +272,17 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         tools = None
         try:
             tools = _start_tool_process(tool_process, threads=1)
+            from ikmo.agents.context import Context
+            from ikmo.agents.inputs import check_thread_id
             from ikmo.config import resolve
+            from ikmo.motion_model.fileio import ensure_output_dir
 
+            if thread is not None:
+                check_thread_id(thread)  # a name, never a path: every file stays under --out
+            ensure_output_dir(out)
             settings = resolve(provider=provider, model=model, base_url=base_url, weights=weights,
                                tool_process=tool_process)
             tools = _toolbox(settings, 1, tools)
-            from ikmo.agents.context import Context
             from ikmo.agents.run import Conversation
             from ikmo.motion_model.errors import IKMoError
 

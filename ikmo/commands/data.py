@@ -31,7 +31,11 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
 
         from ikmo.motion_model.data.corpus import build_corpus, discover_sources, unpack_archives
         from ikmo.motion_model.errors import InputFileError
+        from ikmo.motion_model.fileio import ensure_output_dir
 
+        if out.exists() and not out.is_dir():
+            raise InputFileError(f"--out {out} is a file; give a folder for the corpus")
+        ensure_output_dir(out.parent, label=f"the folder of --out {out}")  # the corpus is built beside, then renamed
         t0 = time.perf_counter()
         archives, folders = [], []
         for r in raw:

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ikmo.commands.options import finite
+from ikmo.motion_model.limits import MAX_FPS
+
 if TYPE_CHECKING:
     from ikmo.tools.preview import Overlay
 
@@ -80,7 +83,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:  # noqa:
         joints: Annotated[Path, typer.Argument(help="joints .npy, (T, 22, 3) metres, y up")],
         format: Annotated[ExportFormat, typer.Option("--format", "-f", help="bvh | smpl | npy | features")],
         out: Annotated[Path, typer.Option("--out", "-o", help="output file")],
-        fps: Annotated[float, typer.Option(min=1.0, help="frames per second of the motion")] = 20.0,
+        fps: Annotated[float, typer.Option(min=1.0, max=MAX_FPS, callback=finite,
+                                            help="frames per second of the motion")] = 20.0,
         units: Annotated[str, typer.Option(help="BVH length unit: m or cm")] = "m",
         stretch: Annotated[bool, typer.Option(help="BVH: per-frame bone translations on every joint, so any "
                                               "motion re-imports exactly (bones may change length)")] = False,
@@ -119,12 +123,16 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:  # noqa:
             help="a keyframe: its time in seconds, or a KeyframePose JSON (`ikmo pose` output) drawn as a "
                  "ghost; repeat for several")] = None,
         spec: Annotated[Path | None, typer.Option(help="MotionSpec JSON: draw its trajectory and keyframes")] = None,
-        fps: Annotated[float, typer.Option(min=1.0, help="frames per second of the motion")] = 20.0,
-        width: Annotated[int, typer.Option(min=32)] = 512,
-        height: Annotated[int, typer.Option(min=32)] = 384,
-        azimuth: Annotated[float, typer.Option(help="camera azimuth, degrees (0: the front at frame 0)")] = 35.0,
-        elevation: Annotated[float, typer.Option(help="camera elevation, degrees")] = 14.0,
-        gif_scale: Annotated[float, typer.Option(help="shrink GIF frames by this factor (0.1-1)")] = 1.0,
+        fps: Annotated[float, typer.Option(min=1.0, max=MAX_FPS, callback=finite,
+                                            help="frames per second of the motion")] = 20.0,
+        width: Annotated[int, typer.Option(min=32, max=4096)] = 512,
+        height: Annotated[int, typer.Option(min=32, max=4096)] = 384,
+        azimuth: Annotated[float, typer.Option(callback=finite, help="camera azimuth, degrees (0: the front at "
+                                               "frame 0)")] = 35.0,
+        elevation: Annotated[float, typer.Option(min=-90, max=90, callback=finite,
+                                                 help="camera elevation, degrees")] = 14.0,
+        gif_scale: Annotated[float, typer.Option(min=0.1, max=1.0, callback=finite,
+                                                 help="shrink GIF frames by this factor (0.1-1)")] = 1.0,
         sheet: Annotated[Path | None, typer.Option(help="also write a contact sheet PNG of 6 frames")] = None,
     ) -> None:
         """Render a motion to an MP4 or GIF: skeleton, floor grid, pelvis trace, targets, keyframes."""

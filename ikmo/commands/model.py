@@ -8,9 +8,15 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from ikmo.commands.options import finite
+from ikmo.motion_model.limits import MAX_DIFFUSION_STEPS, MAX_GUIDANCE_SCALE, MAX_SEED
+
+if TYPE_CHECKING:
+    from ikmo.motion_model.constraints import MotionSpec
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +25,30 @@ RUN_HELP = "run folder: checkpoints in RUN_DIR/last, resumable"
 
 
 DEVICE_HELP = "auto (the GPU when one is at hand, else the CPU) | cpu | cuda | cuda:N"
+
+
+def read_spec(path: Path) -> MotionSpec:
+    """A MotionSpec JSON file, or one line saying why not: missing, a folder, not UTF-8, not JSON, or
+    the first fields that break the schema (each with its value and what is allowed)."""
+    from pydantic import ValidationError
+
+    from ikmo.motion_model.constraints import MotionSpec
+    from ikmo.motion_model.errors import ConstraintError, InputFileError, validation_message
+
+    if not path.is_file():
+        problem = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
+        raise InputFileError(f"spec file {path} {problem}; give a MotionSpec JSON file (e.g. a run's spec.json)")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputFileError(f"spec file {path} is not UTF-8 text (byte {e.start}); give a MotionSpec JSON "
+                             "file") from None
+    except OSError as e:
+        raise InputFileError(f"cannot read spec file {path}: {e.strerror or e}") from None
+    try:
+        return MotionSpec.model_validate_json(text)
+    except ValidationError as e:
+        raise ConstraintError(f"{path} is not a valid MotionSpec: {validation_message(e)}") from None
 
 
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
@@ -99,27 +129,23 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         spec: Annotated[Path, typer.Option(help="MotionSpec JSON file")],
         out: Annotated[Path, typer.Option(help="output folder")],
         weights: Annotated[Path | None, typer.Option(help="model folder; default: bundled weights")] = None,
-        steps: Annotated[int | None, typer.Option(min=1, help="DDIM steps")] = None,
-        guidance_scale: Annotated[float | None, typer.Option(min=0)] = None,
-        seed: Annotated[int | None, typer.Option(help="overrides the spec's options.seed")] = None,
+        steps: Annotated[int | None, typer.Option(min=1, max=MAX_DIFFUSION_STEPS, help="DDIM steps")] = None,
+        guidance_scale: Annotated[float | None, typer.Option(min=0, max=MAX_GUIDANCE_SCALE, callback=finite)] = None,
+        seed: Annotated[int | None, typer.Option(min=0, max=MAX_SEED, help="overrides the spec's options.seed")
+                        ] = None,
         no_preview: Annotated[bool, typer.Option("--no-preview", help="skip preview.mp4")] = False,
     ) -> None:
         """Generate a motion from a MotionSpec JSON file into OUT (joints, features, BVH, SMPL, preview,
         report)."""
-        from pydantic import ValidationError
+        from ikmo.motion_model.fileio import ensure_output_dir
 
+        motion_spec = read_spec(spec)  # before torch and the model load
+        motion_spec.check()
+        ensure_output_dir(out)
         from ikmo.config import resolve
-        from ikmo.motion_model.constraints import MotionSpec
-        from ikmo.motion_model.errors import ConstraintError, InputFileError
         from ikmo.tools.exports import ALL_FORMATS
         from ikmo.tools.generate import generate_motion
 
-        if not spec.is_file():
-            raise InputFileError(f"spec file {spec} does not exist")
-        try:
-            motion_spec = MotionSpec.model_validate_json(spec.read_text(encoding="utf-8"))
-        except ValidationError as e:
-            raise ConstraintError(f"{spec} is not a valid MotionSpec: {e}") from e
         settings = resolve(weights=weights, seed=seed, diffusion_steps=steps, guidance_scale=guidance_scale)
         if seed is not None or "seed" not in motion_spec.options.model_fields_set:
             # --seed beats the spec's own seed; a spec without one takes the configured seed

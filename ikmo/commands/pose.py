@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from ikmo.commands.options import finite
+
 log = logging.getLogger("ikmo.pose")
 
 
@@ -17,10 +19,18 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         image: Annotated[Path, typer.Argument(help="photo of one person (JPEG/PNG/...)")],
         out: Annotated[Path, typer.Option("--out", help="where to write the KeyframePose JSON")],
         overlay: Annotated[Path | None, typer.Option(help="also write a check image (PNG)")] = None,
-        time_s: Annotated[float, typer.Option("--time", help="keyframe time in seconds")] = 0.0,
-        complexity: Annotated[int, typer.Option(help="BlazePose model: 0 lite, 1 full, 2 heavy")] = 1,
+        time_s: Annotated[float, typer.Option("--time", min=0, help="keyframe time in seconds",
+                                              callback=finite)] = 0.0,
+        complexity: Annotated[int, typer.Option(min=0, max=2, help="BlazePose model: 0 lite, 1 full, 2 heavy")] = 1,
     ) -> None:
         """Read the body pose in IMAGE: BlazePose landmarks → SMPL fit → canonical 22 joints."""
+        from ikmo.agents.inputs import check_image_path
+        from ikmo.motion_model.fileio import ensure_output_file
+
+        check_image_path(image, what="photo")
+        ensure_output_file(out)
+        if overlay is not None:
+            ensure_output_file(overlay, what="--overlay")
         import torch
 
         from ikmo.motion_model.fileio import write_json

@@ -76,6 +76,7 @@ class ClipJob:
         src_fps_if_header: `src_fps` applies only when the header claims this rate (see rigs.bvh_to_joints).
         trim_start_s: seconds dropped at the start of the clip.
         captions: given captions (user clips); None to write them from the labels.
+        problem: non-empty when the clip must be skipped (reported as its rejection reason).
     """
 
     source: str
@@ -88,6 +89,7 @@ class ClipJob:
     captions: tuple[str, ...] | None = None
     src_fps_if_header: float | None = None
     trim_start_s: float = 0.0
+    problem: str = ""  # why the clip cannot be built (found at discovery, e.g. an unreadable caption file)
 
 
 @dataclass
@@ -189,6 +191,21 @@ def _reactidle_jobs(root: Path) -> list[ClipJob]:
     return jobs
 
 
+def _read_captions(side: Path) -> tuple[tuple[str, ...], str]:
+    """A user clip's caption sidecar → (captions, "") or ((), why it cannot be read): one bad file
+    skips its clip, never the build."""
+    if not side.is_file():
+        return (), ""
+    try:
+        text = side.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        return (), (f"{side}: the caption file is not UTF-8 text (byte {e.start}); save it as UTF-8 to include "
+                    "this clip")
+    except OSError as e:
+        return (), f"{side}: cannot read the caption file: {e.strerror or e}"
+    return tuple(c.strip() for c in text.splitlines() if c.strip()), ""
+
+
 def discover_sources(root: Path) -> list[ClipJob]:
     """All clip jobs under `root`: the three known datasets, plus BVH files with a caption sidecar."""
     jobs = _bandai_jobs(root) + _cmu_jobs(root) + _reactidle_jobs(root)
@@ -197,9 +214,9 @@ def discover_sources(root: Path) -> list[ClipJob]:
         if str(bvh) in known:
             continue
         side = bvh.with_suffix(".txt")
-        caps = tuple(c.strip() for c in side.read_text().splitlines() if c.strip()) if side.is_file() else ()
+        caps, problem = _read_captions(side)
         stem = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in bvh.stem)
-        jobs.append(ClipJob("user", str(bvh), f"user_{stem}", "user", {}, captions=caps))
+        jobs.append(ClipJob("user", str(bvh), f"user_{stem}", "user", {}, captions=caps, problem=problem))
     ids = Counter(j.clip_id for j in jobs)
     dup = [i for i, n in ids.items() if n > 1]
     if dup:
@@ -252,6 +269,8 @@ def process_clip(job: ClipJob, out: Path) -> ClipResult:
 
     res = ClipResult(job=job, split=split_of(job.clip_id))
     try:
+        if job.problem:
+            raise InputFileError(job.problem)
         joints, info = bvh_to_joints(job.path, rig=job.rig, src_fps=job.src_fps, dst_fps=FPS,
                                      src_fps_if_header=job.src_fps_if_header, trim_start_s=job.trim_start_s)
         res.info = info
