@@ -395,8 +395,8 @@ def parse_request(text: str) -> ParsedRequest:
     again = _parse(text, _normalise(english))
     if not again.actions:
         return req
-    again.notes.append(f"read the {_LANGUAGES[lang]} request word by word as {english!r} (the offline agents know "
-                       "only common motion words of other languages; an LLM provider reads any language)")
+    again.notes.append(f"read the {_LANGUAGES[lang]} request word by word as {english!r} (the built-in lexicon "
+                       "knows only common motion words of other languages; an LLM provider reads any language)")
     return again
 
 

@@ -340,7 +340,8 @@ def run_task(task: Task, worker: Worker | None = None) -> dict[str, Any]:
         passed=bool(checks) and all(c["ok"] for c in checks), checks=checks,
         status=[o.status for _, o in turns], latency_s=round(latency, 3),
         answer=(last.answer or last.error or last.question) if last else crash,
-        fallbacks=sum(1 for n in notes if "offline agent" in n),
+        # "…; used the offline agent instead" / "fields … from the offline agent" (agents/llm.py)
+        fallbacks=sum(1 for n in notes if "offline agent instead" in n or "from the offline agent" in n),
         critique_rounds=_critique_rounds(run_dir), validation_retries=_validation_retries(run_dir),
         text_similarity=None if last is None or last.text_similarity is None else round(last.text_similarity, 4),
         **asdict(stats),
