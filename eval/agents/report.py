@@ -66,8 +66,27 @@ def summarise(records: Sequence[dict[str, Any]], providers: Sequence[str] | None
             "tokens_in": sum(tin) if tin else None, "tokens_out": sum(tout) if tout else None,
             "text_similarity_mean": statistics.fmean(sims) if sims else None,
             "failing": sorted({r["case"] for r in rs if not r["passed"]}),
+            **_motion_summary(rs),
         }
     return out
+
+
+# Real clips' foot skating on our test windows (docs/eval.md): a motion at or under it skates no
+# more than mocap does.
+REAL_SKATING = 0.085
+
+
+def _motion_summary(rs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Motion-level figures over the runs that made a motion (`runner.motion_measures`)."""
+    ms = [r["motion"] for r in rs if r.get("motion")]
+    skate = [m["foot_skating"] for m in ms if m.get("foot_skating") is not None]
+    facing = [m["facing_vs_travel_deg"] for m in ms if m.get("facing_vs_travel_deg") is not None]
+    return {"motions": len(ms),
+            "skating_median": statistics.median(skate) if skate else None,
+            "skating_p90": _p90(skate) if skate else None,
+            "skating_within_real": sum(s <= REAL_SKATING for s in skate) / len(skate) if skate else None,
+            "facing_vs_travel_median_deg": statistics.median(facing) if facing else None,
+            "facing_motions": len(facing)}
 
 
 def markdown_table(summary: dict[str, Any]) -> str:
@@ -97,6 +116,14 @@ def markdown_table(summary: dict[str, Any]) -> str:
                             for s in summary.values()])
     row("text–motion similarity (mean)", ["–" if s["text_similarity_mean"] is None
                                           else f"{s['text_similarity_mean']:.3f}" for s in summary.values()])
+    row("foot skating median / p90 (motions)", ["–" if s.get("skating_median") is None else
+                                                f"{s['skating_median']:.3f} / {s['skating_p90']:.3f} ({s['motions']})"
+                                                for s in summary.values()])
+    row(f"motions skating ≤ real clips' {REAL_SKATING}", [_pct(s.get("skating_within_real"))
+                                                         for s in summary.values()])
+    row("facing vs travel, forward walks (median)", ["–" if s.get("facing_vs_travel_median_deg") is None else
+                                                     f"{s['facing_vs_travel_median_deg']:.1f}° ({s['facing_motions']})"
+                                                     for s in summary.values()])
     return "\n".join(rows) + "\n"
 
 

@@ -33,9 +33,11 @@ from ikmo.agents.errors import ProviderError
 from ikmo.agents.local_llm import LOCAL_MODELS, LlamaServer
 from ikmo.agents.providers import parse_provider
 from ikmo.motion_model.errors import IKMoError, InputFileError
+from ikmo.motion_model.motion_metrics import foot_skating_ratio
+from ikmo.motion_model.representation.skeleton import FPS
 
 from .cases import Case, Expectations
-from .expectations import Outcome, PhotoTruth, check_case
+from .expectations import Outcome, PhotoTruth, check_case, facing_vs_travel
 
 log = logging.getLogger(__name__)
 
@@ -344,9 +346,29 @@ def run_task(task: Task, worker: Worker | None = None) -> dict[str, Any]:
         fallbacks=sum(1 for n in notes if "offline agent instead" in n or "from the offline agent" in n),
         critique_rounds=_critique_rounds(run_dir), validation_retries=_validation_retries(run_dir),
         text_similarity=None if last is None or last.text_similarity is None else round(last.text_similarity, 4),
+        motion=motion_measures(last) if last is not None else None,
         **asdict(stats),
     )
     return record
+
+
+# Actions whose travel is not where the body faces: their frames say nothing about facing the path.
+_NOT_FORWARD = ("walk-back", "walk-left", "walk-right")
+
+
+def motion_measures(o: Outcome) -> dict[str, float | None] | None:
+    """The motion-level figures of one run's motion (None without one): foot skating, the body facing
+    its direction of travel (mean |facing − travel| on frames faster than 0.3 m/s, only for motions
+    that walk forwards), the heading, trajectory and keyframe errors the model reports."""
+    if o.joints is None:
+        return None
+    facing, moving = facing_vs_travel(o.joints, FPS)
+    forward = o.spec is not None and not any(s.action in _NOT_FORWARD for s in o.spec.description.segments)
+    m = o.metrics
+    return {"foot_skating": round(foot_skating_ratio(o.joints), 4),
+            "facing_vs_travel_deg": round(facing, 2) if facing is not None and forward and moving >= 10 else None,
+            **{k: round(float(m[k]), 4) if m.get(k) is not None else None
+               for k in ("heading_err_mean_deg", "traj_err_mean", "keyframe_mpjpe")}}
 
 
 def _agent_specs(run_dir: Path) -> list[dict[str, Any]]:
