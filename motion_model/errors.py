@@ -13,7 +13,17 @@ class InputFileError(IKMoError):
 
 
 class RigMappingError(IKMoError):
-    """A BVH rig's joints cannot be mapped onto the 22-joint skeleton."""
+    """A BVH rig's joints cannot be mapped onto the 22-joint skeleton.
+
+    Attributes:
+        missing: the target joints that were not found (empty when unknown).
+        family: the naming family the rig's names look like ("" when unknown).
+    """
+
+    def __init__(self, message: str, *, missing: tuple[str, ...] = (), family: str = "") -> None:
+        super().__init__(message)
+        self.missing = tuple(missing)
+        self.family = family
 
 
 class MotionDataError(IKMoError):
