@@ -125,7 +125,7 @@ _CENTRE_PARTS = {
     "neck": ("neck", "neck1", "neck01", "neck0"),
     "head": ("head",),
 }
-_PART_OF = {(side, s): part for side in ("left", "right") for part, syns in _SIDE_PARTS.items() for s in syns}
+_PART_OF: dict[tuple[str | None, str], str] = {(side, s): part for side in ("left", "right") for part, syns in _SIDE_PARTS.items() for s in syns}
 _PART_OF.update({(None, s): part for part, syns in _CENTRE_PARTS.items() for s in syns})
 # SMPL's own names clash with the generic ones (SMPL "hip" is the thigh top, "foot" the toe,
 # "shoulder" the upper arm), so a full set of SMPL names is tried first and must match in full.

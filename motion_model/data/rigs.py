@@ -311,12 +311,15 @@ def bvh_to_joints(path: str, rig: str | None = None, unit: str | None = None, sr
     motion = read_bvh(path)
     names = motion.names + motion.end_site_names
     parents = list(motion.parents) + [p for p, _ in motion.end_sites]
+    label = rig_label(motion.names)
     try:
         rmap = resolve_rig(names, parents, rig, bvh_rest_positions(motion), motion.n_joints)
         joints = rmap.apply(bvh_world_positions(motion, end_sites=True), names)
         joints, unit_used = to_metres_y_up(joints, unit)
-    except (RigMappingError, MotionDataError) as e:
-        raise type(e)(f"{path}: {e}") from e
+    except RigMappingError as e:
+        raise RigMappingError(f"{path}: {e}", missing=e.missing, family=e.family, rig=label) from e
+    except MotionDataError as e:
+        raise MotionDataError(f"{path}: {e}") from e
     fps = clean_fps(motion.fps)
     if src_fps and (src_fps_if_header is None or abs(fps - src_fps_if_header) < 0.5):
         fps = float(src_fps)
@@ -327,4 +330,79 @@ def bvh_to_joints(path: str, rig: str | None = None, unit: str | None = None, sr
     if not np.isfinite(out).all():
         raise MotionDataError(f"{path}: the imported joints contain NaN or inf")
     return out, {"rig": rmap.name, "unit": unit_used, "src_fps": fps, "src_frames": motion.n_frames,
-                 "family": rmap.family, "guessed": list(rmap.guessed)}
+                 "family": rmap.family, "guessed": list(rmap.guessed), "rig_label": label}
+
+
+def rig_label(joint_names: Sequence[str]) -> str:
+    """A short name for a rig, the same for every clip on it: ``"Mixamo rig 'Hips', 52 joints"``."""
+    from ikmo.motion_model.data.rig_match import rig_family
+
+    family = rig_family(joint_names)
+    kind = "unnamed" if family == "unknown" else family
+    return f"{kind} rig {joint_names[0]!r}, {len(joint_names)} joints"
+
+
+@dataclass(frozen=True)
+class RigReport:
+    """What `inspect_bvh` found in a file.
+
+    Attributes:
+        rig: the RigMap used (its name, family and guessed joints).
+        rows: (target joint, source description, "named" | "guessed" | "interpolated") × 22.
+        unit: the length unit used; fps: the header's frame rate; frames: frames in the file.
+        names: (N,) source joints and End Sites; parents: (N,) their parents.
+        rest: (N, 3) rest pose of all source joints, metres, y up; pose: (N, 3) frame `frame`.
+        rest22, pose22: (22, 3) the mapped joints of the rest pose and of frame `frame`, metres, y up.
+        frame: the frame drawn.
+    """
+
+    rig: RigMap
+    rows: tuple[tuple[str, str, str], ...]
+    unit: str
+    fps: float
+    frames: int
+    names: tuple[str, ...]
+    parents: tuple[int, ...]
+    rest: np.ndarray
+    pose: np.ndarray
+    rest22: np.ndarray
+    pose22: np.ndarray
+    frame: int
+
+
+def inspect_bvh(path: str, frame: int | None = None, rig: str | None = None, unit: str | None = None) -> RigReport:
+    """Map a BVH file's rig and report how (for `ikmo data inspect`); `frame` defaults to the middle.
+
+    Raises:
+        InputFileError, RigMappingError (naming the file and the joints it lacks), MotionDataError.
+    """
+    from ikmo.motion_model.data.bvh import bvh_rest_positions, bvh_world_positions, read_bvh
+
+    motion = read_bvh(path)
+    names = motion.names + motion.end_site_names
+    parents = tuple(motion.parents) + tuple(p for p, _ in motion.end_sites)
+    rest = bvh_rest_positions(motion)
+    try:
+        rmap = resolve_rig(names, parents, rig, rest, motion.n_joints)
+    except RigMappingError as e:
+        raise RigMappingError(f"{path}: {e}", missing=e.missing, family=e.family, rig=rig_label(motion.names)) from e
+    k = motion.n_frames // 2 if frame is None else frame
+    if not 0 <= k < motion.n_frames:
+        raise MotionDataError(f"{path}: frame {k} is outside the file's {motion.n_frames} frames")
+    pose = bvh_world_positions(motion.select_frames(np.array([k])), end_sites=True)[0]
+    both = np.stack([rest, pose])  # (2, N, 3)
+    mapped = rmap.apply(both, names)
+    used = guess_unit(mapped) if unit is None else unit
+    if used not in UNITS:
+        raise MotionDataError(f"unknown unit {used!r}; use one of {sorted(UNITS)}")
+    R = up_rotation(mapped[:1] * UNITS[used])
+    both = both * UNITS[used] @ R.T
+    mapped = mapped * UNITS[used] @ R.T
+    rows = []
+    for target, src in zip(HUMANML3D_22.joint_names, rmap.targets, strict=True):
+        if isinstance(src, Along):
+            rows.append((target, f"{src.t:.2f} along {' → '.join(src.chain)}", "interpolated"))
+        else:
+            rows.append((target, src, "guessed" if target in rmap.guessed else "named"))
+    return RigReport(rmap, tuple(rows), used, clean_fps(motion.fps), motion.n_frames, tuple(names), parents,
+                     both[0], both[1], mapped[0], mapped[1], k)
