@@ -74,13 +74,13 @@ class RigMap:
         out = np.empty((positions.shape[0], len(self.targets), 3), dtype=np.float64)
         for k, t in enumerate(self.targets):
             if isinstance(t, Along):
-                out[:, k] = _along(positions[:, [index[n] for n in t.chain]], t.t)
+                out[:, k] = along_points(positions[:, [index[n] for n in t.chain]], t.t)
             else:
                 out[:, k] = positions[:, index[t]]
         return out
 
 
-def _along(chain: np.ndarray, t: float) -> np.ndarray:
+def along_points(chain: np.ndarray, t: float) -> np.ndarray:
     """(T, K, 3) polyline per frame → (T, 3) point at arc-length fraction t."""
     if chain.shape[1] == 1:
         return chain[:, 0]
