@@ -106,8 +106,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:  # noqa:
         elif format is ExportFormat.bvh:
             from ikmo.tools.export_bvh import write_bvh
 
-            rig = write_bvh(out, pos, fps, units=units, stretch=stretch)  # type: ignore[arg-type]
-            log.info("BVH reproduces the joints within %.3f mm", rig.max_error_m * 1e3)
+            solved = write_bvh(out, pos, fps, units=units, stretch=stretch)  # type: ignore[arg-type]
+            log.info("BVH reproduces the joints within %.3f mm", solved.max_error_m * 1e3)
         elif format is ExportFormat.smpl:
             from ikmo.tools.export_smpl import write_smpl
 
