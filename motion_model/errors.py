@@ -13,7 +13,19 @@ class InputFileError(IKMoError):
 
 
 class RigMappingError(IKMoError):
-    """A BVH rig's joints cannot be mapped onto the 22-joint skeleton."""
+    """A BVH rig's joints cannot be mapped onto the 22-joint skeleton.
+
+    Attributes:
+        missing: the target joints that were not found (empty when unknown).
+        family: the naming family the rig's names look like ("" when unknown).
+        rig: a short label of the rig (family, root joint, joint count), to group clips by rig.
+    """
+
+    def __init__(self, message: str, *, missing: tuple[str, ...] = (), family: str = "", rig: str = "") -> None:
+        super().__init__(message)
+        self.missing = tuple(missing)
+        self.family = family
+        self.rig = rig
 
 
 class MotionDataError(IKMoError):

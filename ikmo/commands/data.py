@@ -81,6 +81,36 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         log.info("done in %.1f s (processing %.1f s): %d clips, %d items, %.2f h source, %d rejected -> %s",
                  time.perf_counter() - t0, card["build_seconds"], card["clips"], card["items"],
                  card["hours_source"], len(card["rejected"]), out)
+        from ikmo.motion_model.data.corpus import rig_table
+
+        typer.echo("\n".join(rig_table(card["rig_summary"])))
+
+    @data.command("inspect")
+    def inspect(
+        path: Annotated[Path, typer.Argument(help="a BVH file")],
+        png: Annotated[Path | None, typer.Option(help="picture of the rest pose and one frame "
+                                                 "(default: FILE.rig.png beside the file)")] = None,
+        frame: Annotated[int | None, typer.Option(min=0, help="frame to draw (default: the middle one)")] = None,
+        rig: Annotated[str | None, typer.Option(help="explicit rig map: bandai, cmu_daz, cmu_asf, reactidle")] = None,
+        unit: Annotated[str | None, typer.Option(help="m, cm, mm, inch, cmu_asf (default: guessed)")] = None,
+    ) -> None:
+        """Show how a BVH rig maps onto the 22 SMPL joints (named, guessed or interpolated), its unit and
+        frame rate, and draw the rest pose and one frame to a PNG."""
+        from ikmo.motion_model.data.rigs import inspect_bvh
+        from ikmo.tools.rig_sheet import write_rig_sheet
+
+        report = inspect_bvh(str(path), frame=frame, rig=rig, unit=unit)
+        r = report.rig
+        lines = [f"{path}: {r.family or 'unknown'} naming, map {r.name!r}, unit {report.unit}, "
+                 f"{report.fps:g} fps, {report.frames} frames, {len(report.names)} joints and End Sites",
+                 f"{'SMPL joint':<15} {'how':<13} source"]
+        lines += [f"{t:<15} {how:<13} {src}" for t, src, how in report.rows]
+        if r.guessed:
+            lines.append(f"guessed from the skeleton (names did not tell): {', '.join(r.guessed)}")
+        typer.echo("\n".join(lines))
+        out = png or path.with_suffix(".rig.png")
+        write_rig_sheet(out, report)
+        log.info("wrote %s", out)
 
     @data.command("info")
     def info(path: Annotated[Path, typer.Argument(help="corpus folder")]) -> None:

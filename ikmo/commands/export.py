@@ -91,17 +91,27 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:  # noqa:
         up_axis: Annotated[str, typer.Option(help="SMPL frame: y (SMPL) or z (AMASS world)")] = "y",
         smpl_model: Annotated[Path | None, typer.Option(help="SMPL .npz for the rest pose "
                                                         "(default: $IKMO_SMPL_MODEL or the mannequin)")] = None,
+        rig: Annotated[Path | None, typer.Option(help="BVH: retarget onto this character's skeleton (a BVH of "
+                                                 "any rig family; its names, offsets, units and up axis)")] = None,
     ) -> None:
         """Convert a joints file to BVH, AMASS-style SMPL parameters, joints .npy or HumanML3D features."""
         from ikmo.tools.export_common import load_joints
         from ikmo.tools.exports import motion_features, save_array
 
         pos = load_joints(joints)
-        if format is ExportFormat.bvh:
+        if rig is not None and format is not ExportFormat.bvh:
+            from ikmo.motion_model.errors import InputFileError
+
+            raise InputFileError("--rig applies to --format bvh only")
+        if format is ExportFormat.bvh and rig is not None:
+            from ikmo.tools.retarget_bvh import write_retargeted_bvh
+
+            write_retargeted_bvh(out, pos, rig, fps)
+        elif format is ExportFormat.bvh:
             from ikmo.tools.export_bvh import write_bvh
 
-            rig = write_bvh(out, pos, fps, units=units, stretch=stretch)  # type: ignore[arg-type]
-            log.info("BVH reproduces the joints within %.3f mm", rig.max_error_m * 1e3)
+            solved = write_bvh(out, pos, fps, units=units, stretch=stretch)  # type: ignore[arg-type]
+            log.info("BVH reproduces the joints within %.3f mm", solved.max_error_m * 1e3)
         elif format is ExportFormat.smpl:
             from ikmo.tools.export_smpl import write_smpl
 

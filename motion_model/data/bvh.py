@@ -323,3 +323,16 @@ def bvh_world_positions(motion: BVHMotion, end_sites: bool = False) -> np.ndarra
         for k, (p, off) in enumerate(motion.end_sites):
             pos[:, J + k] = pos[:, p] + world_rot[:, p] @ off
     return pos
+
+
+def bvh_rest_positions(motion: BVHMotion, end_sites: bool = True) -> np.ndarray:
+    """(J[+E], 3) float64 world positions of the rest pose (all rotations zero, OFFSETs only),
+    file units; End Sites appended in ``motion.end_site_names`` order."""
+    J = motion.n_joints
+    pos = np.zeros((J + (len(motion.end_sites) if end_sites else 0), 3), dtype=np.float64)
+    for j, p in enumerate(motion.parents):
+        pos[j] = motion.offsets[j] if p < 0 else pos[p] + motion.offsets[j]
+    if end_sites:
+        for k, (p, off) in enumerate(motion.end_sites):
+            pos[J + k] = pos[p] + off
+    return pos

@@ -41,7 +41,7 @@ from typing import Any, cast
 import numpy as np
 
 from ikmo.motion_model.data.captions import bandai_captions, cmu_captions, idle_captions, mirror_caption, text_line
-from ikmo.motion_model.errors import IKMoError, InputFileError, MotionDataError
+from ikmo.motion_model.errors import IKMoError, InputFileError, MotionDataError, RigMappingError
 from ikmo.motion_model.fileio import save_npy, write_json, write_text
 from ikmo.motion_model.representation.skeleton import FPS, HUMANML3D_22, MAX_FRAMES
 
@@ -102,6 +102,8 @@ class ClipResult:
     seconds: float = 0.0  # duration of the source clip at 20 fps
     error: str = ""
     info: dict[str, object] = field(default_factory=dict)
+    rig: str = ""  # the rig's label (`rigs.rig_label`), also when its mapping failed
+    rig_missing: tuple[str, ...] = ()  # target joints the rig lacks (mapping failures only)
 
 
 # ----------------------------------------------------------------------------- discovery
@@ -274,6 +276,7 @@ def process_clip(job: ClipJob, out: Path) -> ClipResult:
         joints, info = bvh_to_joints(job.path, rig=job.rig, src_fps=job.src_fps, dst_fps=FPS,
                                      src_fps_if_header=job.src_fps_if_header, trim_start_s=job.trim_start_s)
         res.info = info
+        res.rig = str(info.get("rig_label", ""))
         T = joints.shape[0]
         res.seconds = (T - 1) / FPS
         if T < MIN_FRAMES:
@@ -303,6 +306,8 @@ def process_clip(job: ClipJob, out: Path) -> ClipResult:
                     save_npy(out / "new_joints" / f"{item}.npy", rec[k])
                     write_text(out / "texts" / f"{item}.txt", "\n".join(lines) + "\n")
                     res.items.append((item, int(feats.shape[1])))
+    except RigMappingError as e:
+        res.error, res.rig, res.rig_missing = str(e), e.rig, e.missing or ("?",)
     except IKMoError as e:
         res.error = str(e)
     except Exception as e:  # a build must report every bad clip and go on, whatever went wrong
@@ -369,7 +374,7 @@ def build_corpus(
     try:
         for r in it:
             results.append(r)
-            if r.error:
+            if r.error and not r.rig_missing:  # rig failures: one line per rig, after the loop
                 log.warning("skipped %s", r.error)
             if on_clip:
                 on_clip(r)
@@ -378,6 +383,7 @@ def build_corpus(
             pool.close()
             pool.join()
     elapsed_process = time.perf_counter() - t0
+    _warn_rigs(results)
 
     results.sort(key=lambda r: r.job.clip_id)
     good = [r for r in results if not r.error]
@@ -406,6 +412,44 @@ def build_corpus(
     log.info("corpus written to %s: %d clips, %d items, %.1f h in %.1f s (%d rejected)", out,
              card["clips"], card["items"], card["hours_source"], card["build_seconds"], len(card["rejected"]))
     return card
+
+
+def _warn_rigs(results: Sequence[ClipResult]) -> None:
+    """One warning per rig whose mapping failed (not one per clip)."""
+    failed: dict[str, list[ClipResult]] = defaultdict(list)
+    for r in results:
+        if r.rig_missing:
+            failed[r.rig].append(r)
+    for rig, rs in failed.items():
+        missing = ", ".join(rs[0].rig_missing)
+        log.warning("%d clip(s) on rig %s skipped: no joint for %s (see `ikmo data inspect %s`)",
+                    len(rs), rig, missing, rs[0].job.path)
+
+
+def rig_summary(results: Sequence[ClipResult]) -> list[dict[str, Any]]:
+    """Per rig: clips imported and skipped, the mapping used, and why clips were skipped."""
+    rows: dict[str, dict[str, Any]] = {}
+    for r in results:
+        row = rows.setdefault(r.rig or "unreadable file", {"rig": r.rig or "unreadable file", "imported": 0,
+                                                          "skipped": 0, "mapping": "", "guessed": [], "reason": ""})
+        if r.error:
+            row["skipped"] += 1
+            if r.rig_missing:
+                row["reason"] = "no joint for " + ", ".join(r.rig_missing)
+        else:
+            row["imported"] += 1
+            row["mapping"] = f"{r.info.get('rig')}, {r.info.get('unit')}"
+            row["guessed"] = list(r.info.get("guessed") or [])  # type: ignore[call-overload]
+    return sorted(rows.values(), key=lambda x: -(x["imported"] + x["skipped"]))
+
+
+def rig_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The rig summary as Markdown table lines."""
+    out = ["| rig | imported | skipped | mapping | guessed joints | why skipped |", "|---|---|---|---|---|---|"]
+    for x in rows:
+        out.append(f"| {x['rig']} | {x['imported']} | {x['skipped']} | {x['mapping']} | "
+                   f"{', '.join(x['guessed']) or '-'} | {x['reason'] or '-'} |")
+    return out
 
 
 def _size(path: str) -> int:
@@ -463,6 +507,7 @@ def _card(results: Sequence[ClipResult], elapsed: float, workers: int) -> dict[s
         "example_captions": {r.job.clip_id: captions_for(r.job, r.job.clip_id)
                              for r in _examples(good)},
         "items_per_clip": {r.job.clip_id: [i for i, _ in r.items] for r in good},
+        "rig_summary": rig_summary(results),
         "rigs": dict(Counter(f"{r.job.source}: rig {r.info.get('rig')}, {r.info.get('unit')}, "
                              f"{r.info.get('src_fps')} fps" for r in good)),
     }
@@ -503,6 +548,8 @@ def card_markdown(card: dict) -> str:
     lines += ["", "## Example captions", ""]
     for k, caps in card["example_captions"].items():
         lines += [f"- {k}: " + " | ".join(caps)]
+    if card.get("rig_summary"):
+        lines += ["", "## Rigs", "", *rig_table(card["rig_summary"])]
     lines += ["", f"## Rejected clips ({len(card['rejected'])})", ""]
     lines += [f"- {r['clip']}: {r['reason']}" for r in card["rejected"]] or ["none"]
     return "\n".join(lines) + "\n"

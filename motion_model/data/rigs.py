@@ -17,29 +17,19 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ikmo.motion_model.data.rig_match import SPINE_T, Along, JointSource, match_rig, split_side
 from ikmo.motion_model.errors import MotionDataError, RigMappingError
 from ikmo.motion_model.representation.skeleton import HUMANML3D_22
 
+__all__ = ["RIGS", "Along", "JointSource", "RigMap", "bvh_to_joints", "name_based_map", "resolve_rig", "split_side"]
+
 log = logging.getLogger(__name__)
 
-# Fractions of the pelvis→neck arc length at which SMPL's spine1/2/3 sit on the target
-# skeleton: cumulative bone lengths .1316, .2748, .3322 of .5516 m.
-_SPINE_T = (0.239, 0.498, 0.602)
-
-
-@dataclass(frozen=True)
-class Along:
-    """The point at fraction `t` of the arc length of a chain of source joints (0: first, 1: last)."""
-
-    chain: tuple[str, ...]
-    t: float
-
-
-JointSource = str | Along
+_SPINE_T = SPINE_T
 
 
 @dataclass(frozen=True)
@@ -48,6 +38,8 @@ class RigMap:
 
     name: str
     targets: tuple[JointSource, ...]
+    guessed: tuple[str, ...] = ()  # target joints placed from the skeleton, not from names
+    family: str = ""  # the naming family ("Mixamo", "Unreal mannequin", ...)
 
     def __post_init__(self) -> None:
         if len(self.targets) != HUMANML3D_22.n_joints:
@@ -82,13 +74,13 @@ class RigMap:
         out = np.empty((positions.shape[0], len(self.targets), 3), dtype=np.float64)
         for k, t in enumerate(self.targets):
             if isinstance(t, Along):
-                out[:, k] = _along(positions[:, [index[n] for n in t.chain]], t.t)
+                out[:, k] = along_points(positions[:, [index[n] for n in t.chain]], t.t)
             else:
                 out[:, k] = positions[:, index[t]]
         return out
 
 
-def _along(chain: np.ndarray, t: float) -> np.ndarray:
+def along_points(chain: np.ndarray, t: float) -> np.ndarray:
     """(T, K, 3) polyline per frame → (T, 3) point at arc-length fraction t."""
     if chain.shape[1] == 1:
         return chain[:, 0]
@@ -163,165 +155,41 @@ REACTIDLE = _make("reactidle", {
 RIGS: dict[str, RigMap] = {r.name: r for r in (BANDAI, CMU_DAZ, CMU_ASF, REACTIDLE)}
 
 
-# ----------------------------------------------------------------------------- name-based mapping
+# ----------------------------------------------------------------------------- automatic mapping
 
-_PREFIX_RE = re.compile(r"^(mixamorig\d*|bip0*1|def|b|j|jnt|bone|skel|char)[\s_:.\-]+", re.IGNORECASE)
-_SIDE_PATTERNS = (
-    (re.compile(r"^(left|right)[\s_.\-]*", re.IGNORECASE), "prefix"),
-    (re.compile(r"[\s_.\-]*(left|right)$", re.IGNORECASE), "suffix"),
-    (re.compile(r"^([lr])[\s_.\-]+", re.IGNORECASE), "prefix"),
-    (re.compile(r"[\s_.\-]+([lr])$", re.IGNORECASE), "suffix"),
-    (re.compile(r"^([lr])(?=[A-Z])"), "prefix"),  # CMU/Daz camel case: lThigh, rForeArm
-)
+_FAMILIES = {"bandai": "Bandai Namco", "cmu_daz": "CMU / Daz", "cmu_asf": "CMU ASF", "reactidle": "Blender metarig"}
 
 
-def split_side(name: str) -> tuple[str | None, str]:
-    """``"mixamorig:LeftUpLeg"`` → ``("left", "upleg")``; ``"Spine1"`` → ``(None, "spine1")``."""
-    base = name.split(":")[-1].split("|")[-1]
-    base = _PREFIX_RE.sub("", base)
-    side = None
-    for pat, _ in _SIDE_PATTERNS:
-        m = pat.search(base)
-        if m:
-            side = "left" if m.group(1).lower().startswith("l") else "right"
-            base = base[: m.start()] + base[m.end():]
-            break
-    return side, re.sub(r"[^a-z0-9]", "", base.lower())
-
-
-# Part synonyms (after side and prefix removal, lowercase, no separators).
-_GENERIC_SIDE = {
-    "collar": ("shoulder", "clavicle", "collar", "collarbone"),
-    "upper_arm": ("arm", "upperarm", "shldr", "humerus", "uparm"),
-    "forearm": ("forearm", "lowerarm", "elbow", "foreArm".lower()),
-    "hand": ("hand", "wrist"),
-    "thigh": ("upleg", "thigh", "upperleg", "femur", "hip"),
-    "shin": ("leg", "shin", "lowerleg", "knee", "calf", "tibia"),
-    "foot": ("foot", "ankle"),
-    "toe": ("toebase", "toe", "toes", "ball", "toe0", "toes0"),
-}
-_GENERIC_CENTRE = {
-    "pelvis": ("hips", "pelvis", "hip"),
-    "neck": ("neck", "neck1", "neck01"),
-    "head": ("head",),
-}
-# SMPL's own names: note the clash with the generic ones (SMPL "hip" is the thigh top, "foot"
-# the toe, "shoulder" the upper arm), which is why SMPL is tried first and must match in full.
-_SMPL_SIDE = {"hip": "hip", "knee": "knee", "ankle": "ankle", "foot": "foot", "collar": "collar",
-              "shoulder": "shoulder", "elbow": "elbow", "wrist": "wrist"}
-
-
-def _index_names(names: Sequence[str]) -> dict[tuple[str | None, str], str]:
-    out: dict[tuple[str | None, str], str] = {}
-    for n in names:
-        key = split_side(n)
-        out.setdefault(key, n)  # first in file order wins (the main chain precedes twists/helpers)
-    return out
-
-
-def _smpl_map(names: Sequence[str]) -> RigMap | None:
-    idx = _index_names(names)
-    m: dict[str, JointSource] = {}
-    for target in HUMANML3D_22.joint_names:
-        side, _, part = target.partition("_") if target.startswith(("left_", "right_")) else (None, "", target)
-        src = idx.get((side, part))
-        if src is None:
-            return None
-        m[target] = src
-    return _make("smpl_names", m)
-
-
-def name_based_map(names: Sequence[str], parents: Sequence[int] | None = None) -> RigMap:
-    """Build a RigMap from joint names: SMPL names, else Mixamo-like names.
+def name_based_map(names: Sequence[str], parents: Sequence[int] | None = None, rest: np.ndarray | None = None,
+                   n_joints: int | None = None) -> RigMap:
+    """Build a RigMap from joint names (any family of `rig_match`), the skeleton filling the gaps.
 
     Args:
-        names: source joint names, End Sites included as ``"<parent>_End"``.
-        parents: (len(names),) parent indices if known (End Sites may be -1); used to find the
-            spine joints between pelvis and neck.
+        names: source joint names, End Sites included (last) as ``"<parent>_End"``.
+        parents: (len(names),) parent indices if known; used to find the spine joints between
+            pelvis and neck and, with `rest`, to place joints the names do not tell.
+        rest: (len(names), 3) rest-pose world positions (file units).
+        n_joints: how many of `names` are joints rather than End Sites.
     Raises:
         RigMappingError: listing the target joints that could not be found.
     """
-    smpl = _smpl_map(names)
-    if smpl is not None:
-        return smpl
-    idx = _index_names(names)
-    found: dict[str, str] = {}
-    for part, syns in _GENERIC_CENTRE.items():
-        src = next((idx[(None, s)] for s in syns if (None, s) in idx), None)
-        if src:
-            found[part] = src
-    for side in ("left", "right"):
-        for part, syns in _GENERIC_SIDE.items():
-            src = next((idx[(side, s)] for s in syns if (side, s) in idx), None)
-            if src:
-                found[f"{side}_{part}"] = src
-
-    m: dict[str, JointSource] = {}
-    missing: list[str] = []
-
-    def need(target: str, key: str) -> None:
-        if key in found:
-            m[target] = found[key]
-        else:
-            missing.append(target)
-
-    need("pelvis", "pelvis")
-    need("neck", "neck")
-    need("head", "head")
-    if "pelvis" in found and "neck" in found:
-        m.update(_spine(_spine_chain(names, parents, found["pelvis"], found["neck"])))
-    else:
-        missing += ["spine1", "spine2", "spine3"]
-    for side in ("left", "right"):
-        need(f"{side}_hip", f"{side}_thigh")
-        need(f"{side}_knee", f"{side}_shin")
-        need(f"{side}_ankle", f"{side}_foot")
-        need(f"{side}_shoulder", f"{side}_upper_arm")
-        need(f"{side}_elbow", f"{side}_forearm")
-        if f"{side}_toe" in found:
-            m[f"{side}_foot"] = found[f"{side}_toe"]
-        elif f"{side}_foot" in found and f"{found[f'{side}_foot']}_End" in names:
-            m[f"{side}_foot"] = f"{found[f'{side}_foot']}_End"
-        else:
-            missing.append(f"{side}_foot")
-        if f"{side}_hand" in found:
-            m[f"{side}_wrist"] = found[f"{side}_hand"]
-        elif f"{side}_forearm" in found and f"{found[f'{side}_forearm']}_End" in names:
-            m[f"{side}_wrist"] = f"{found[f'{side}_forearm']}_End"
-        else:
-            missing.append(f"{side}_wrist")
-        if f"{side}_collar" in found:
-            m[f"{side}_collar"] = found[f"{side}_collar"]
-        elif "neck" in found and f"{side}_upper_arm" in found:
-            m[f"{side}_collar"] = Along((found["neck"], found[f"{side}_upper_arm"]), 0.35)
-        else:
-            missing.append(f"{side}_collar")
-    if missing:
+    m = match_rig(names, parents, rest, n_joints)
+    if m.missing:
         real = [n for n in names if not n.endswith("_End")]
         raise RigMappingError(
-            f"cannot map this rig onto the 22 HumanML3D joints: no source joint for {sorted(set(missing))}. "
+            f"cannot map this rig onto the 22 HumanML3D joints: no source joint for {list(m.missing)}. "
             f"The file's joints are {real}. Rename the joints to SMPL or Mixamo names, or add an explicit "
-            "RigMap in ikmo.motion_model.data.rigs."
+            "RigMap in ikmo.motion_model.data.rigs.",
+            missing=m.missing, family=m.family,
         )
-    return _make("name_based", m)
+    name = "smpl_names" if m.family == "SMPL" else "skeleton" if m.guessed else "name_based"
+    return RigMap(name, tuple(m.targets[j] for j in HUMANML3D_22.joint_names), m.guessed, m.family)
 
 
-def _spine_chain(names: Sequence[str], parents: Sequence[int] | None, pelvis: str, neck: str) -> tuple[str, ...]:
-    """Joints from pelvis to neck along the hierarchy (just the two if the hierarchy is unknown)."""
-    if parents is None:
-        return (pelvis, neck)
-    i, target = names.index(neck), names.index(pelvis)
-    path = [i]
-    while i != target and parents[i] >= 0:
-        i = parents[i]
-        path.append(i)
-    if i != target:  # neck is not below the pelvis (e.g. both children of a ground root)
-        return (pelvis, neck)
-    return tuple(names[k] for k in reversed(path))
-
-
-def resolve_rig(names: Sequence[str], parents: Sequence[int] | None = None, rig: str | None = None) -> RigMap:
-    """The RigMap for a file: the named one, else the first explicit rig it fits, else by names.
+def resolve_rig(names: Sequence[str], parents: Sequence[int] | None = None, rig: str | None = None,
+                rest: np.ndarray | None = None, n_joints: int | None = None) -> RigMap:
+    """The RigMap for a file: the named one, else the first explicit rig it fits, else by names
+    and skeleton (`name_based_map`; `rest` and `n_joints` as there).
 
     Raises:
         RigMappingError: an unknown rig name, a named rig that does not fit, or no mapping found.
@@ -332,11 +200,11 @@ def resolve_rig(names: Sequence[str], parents: Sequence[int] | None = None, rig:
         lacking = RIGS[rig].missing(names)
         if lacking:
             raise RigMappingError(f"the file does not fit rig {rig!r}: it lacks joints {lacking}")
-        return RIGS[rig]
+        return replace(RIGS[rig], family=_FAMILIES[rig])
     for r in RIGS.values():
         if not r.missing(names):
-            return r
-    return name_based_map(names, parents)
+            return replace(r, family=_FAMILIES[r.name])
+    return name_based_map(names, parents, rest, n_joints)
 
 
 # ----------------------------------------------------------------------------- units and axes
@@ -438,17 +306,20 @@ def bvh_to_joints(path: str, rig: str | None = None, unit: str | None = None, sr
     Raises:
         InputFileError, RigMappingError, MotionDataError (each naming the file).
     """
-    from ikmo.motion_model.data.bvh import bvh_world_positions, read_bvh
+    from ikmo.motion_model.data.bvh import bvh_rest_positions, bvh_world_positions, read_bvh
 
     motion = read_bvh(path)
     names = motion.names + motion.end_site_names
     parents = list(motion.parents) + [p for p, _ in motion.end_sites]
+    label = rig_label(motion.names)
     try:
-        rmap = resolve_rig(names, parents, rig)
+        rmap = resolve_rig(names, parents, rig, bvh_rest_positions(motion), motion.n_joints)
         joints = rmap.apply(bvh_world_positions(motion, end_sites=True), names)
         joints, unit_used = to_metres_y_up(joints, unit)
-    except (RigMappingError, MotionDataError) as e:
-        raise type(e)(f"{path}: {e}") from e
+    except RigMappingError as e:
+        raise RigMappingError(f"{path}: {e}", missing=e.missing, family=e.family, rig=label) from e
+    except MotionDataError as e:
+        raise MotionDataError(f"{path}: {e}") from e
     fps = clean_fps(motion.fps)
     if src_fps and (src_fps_if_header is None or abs(fps - src_fps_if_header) < 0.5):
         fps = float(src_fps)
@@ -458,4 +329,80 @@ def bvh_to_joints(path: str, rig: str | None = None, unit: str | None = None, sr
     out = resample(joints, fps, dst_fps)
     if not np.isfinite(out).all():
         raise MotionDataError(f"{path}: the imported joints contain NaN or inf")
-    return out, {"rig": rmap.name, "unit": unit_used, "src_fps": fps, "src_frames": motion.n_frames}
+    return out, {"rig": rmap.name, "unit": unit_used, "src_fps": fps, "src_frames": motion.n_frames,
+                 "family": rmap.family, "guessed": list(rmap.guessed), "rig_label": label}
+
+
+def rig_label(joint_names: Sequence[str]) -> str:
+    """A short name for a rig, the same for every clip on it: ``"Mixamo rig 'Hips', 52 joints"``."""
+    from ikmo.motion_model.data.rig_match import rig_family
+
+    family = rig_family(joint_names)
+    kind = "unnamed" if family == "unknown" else family
+    return f"{kind} rig {joint_names[0]!r}, {len(joint_names)} joints"
+
+
+@dataclass(frozen=True)
+class RigReport:
+    """What `inspect_bvh` found in a file.
+
+    Attributes:
+        rig: the RigMap used (its name, family and guessed joints).
+        rows: (target joint, source description, "named" | "guessed" | "interpolated") × 22.
+        unit: the length unit used; fps: the header's frame rate; frames: frames in the file.
+        names: (N,) source joints and End Sites; parents: (N,) their parents.
+        rest: (N, 3) rest pose of all source joints, metres, y up; pose: (N, 3) frame `frame`.
+        rest22, pose22: (22, 3) the mapped joints of the rest pose and of frame `frame`, metres, y up.
+        frame: the frame drawn.
+    """
+
+    rig: RigMap
+    rows: tuple[tuple[str, str, str], ...]
+    unit: str
+    fps: float
+    frames: int
+    names: tuple[str, ...]
+    parents: tuple[int, ...]
+    rest: np.ndarray
+    pose: np.ndarray
+    rest22: np.ndarray
+    pose22: np.ndarray
+    frame: int
+
+
+def inspect_bvh(path: str, frame: int | None = None, rig: str | None = None, unit: str | None = None) -> RigReport:
+    """Map a BVH file's rig and report how (for `ikmo data inspect`); `frame` defaults to the middle.
+
+    Raises:
+        InputFileError, RigMappingError (naming the file and the joints it lacks), MotionDataError.
+    """
+    from ikmo.motion_model.data.bvh import bvh_rest_positions, bvh_world_positions, read_bvh
+
+    motion = read_bvh(path)
+    names = motion.names + motion.end_site_names
+    parents = tuple(motion.parents) + tuple(p for p, _ in motion.end_sites)
+    rest = bvh_rest_positions(motion)
+    try:
+        rmap = resolve_rig(names, parents, rig, rest, motion.n_joints)
+    except RigMappingError as e:
+        raise RigMappingError(f"{path}: {e}", missing=e.missing, family=e.family, rig=rig_label(motion.names)) from e
+    k = motion.n_frames // 2 if frame is None else frame
+    if not 0 <= k < motion.n_frames:
+        raise MotionDataError(f"{path}: frame {k} is outside the file's {motion.n_frames} frames")
+    pose = bvh_world_positions(motion.select_frames(np.array([k])), end_sites=True)[0]
+    both = np.stack([rest, pose])  # (2, N, 3)
+    mapped = rmap.apply(both, names)
+    used = guess_unit(mapped) if unit is None else unit
+    if used not in UNITS:
+        raise MotionDataError(f"unknown unit {used!r}; use one of {sorted(UNITS)}")
+    R = up_rotation(mapped[:1] * UNITS[used])
+    both = both * UNITS[used] @ R.T
+    mapped = mapped * UNITS[used] @ R.T
+    rows = []
+    for target, src in zip(HUMANML3D_22.joint_names, rmap.targets, strict=True):
+        if isinstance(src, Along):
+            rows.append((target, f"{src.t:.2f} along {' → '.join(src.chain)}", "interpolated"))
+        else:
+            rows.append((target, src, "guessed" if target in rmap.guessed else "named"))
+    return RigReport(rmap, tuple(rows), used, clean_fps(motion.fps), motion.n_frames, tuple(names), parents,
+                     both[0], both[1], mapped[0], mapped[1], k)
