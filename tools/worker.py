@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--log-level", type=int, default=logging.INFO)
     args = p.parse_args(argv)
     out = os.fdopen(os.dup(1), "wb")
-    stderr_filter = _filter_native_stderr()  # fd 1 and 2 now lead through the filter, never into the replies
+    stderr_filter = filter_native_stderr()  # fd 1 and 2 now lead through the filter, never into the replies
     setup_logging(args.log_level)
     try:
         serve(sys.stdin.buffer, out, args.threads, args.warm_pose)
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     os._exit(0)
 
 
-def _filter_native_stderr() -> Callable[[], None]:
+def filter_native_stderr() -> Callable[[], None]:
     """Lead this process's file descriptors 1 and 2 through a thread that drops mediapipe's native
     start-up chatter (`pose_estimation.NATIVE_CHATTER`, to the DEBUG log) and passes every other line
     to the real stderr; Python's own `sys.stdout` / `sys.stderr` write to the real stderr directly.

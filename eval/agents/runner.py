@@ -146,6 +146,11 @@ _WORKER: Worker | None = None
 
 def _init_worker(weights: str | None, threads: int, critique_rounds: int | None) -> None:
     global _WORKER
+    from ikmo.tools.worker import filter_native_stderr
+
+    # mediapipe's native start-up lines (TFLite, absl) go to the DEBUG log, as in the tool process;
+    # the pool talks to this worker over its own pipes, never fd 1/2.
+    filter_native_stderr()
     _WORKER = Worker(Path(weights) if weights else None, threads, critique_rounds)
     _WORKER.model  # noqa: B018 — load once, before the first task
 

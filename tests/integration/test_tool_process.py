@@ -183,8 +183,8 @@ def test_native_stderr_filter_drops_only_the_chatter() -> None:
     errors and anything else pass, and so does Python's own stderr."""
     script = """
 import os, sys
-from ikmo.tools.worker import _filter_native_stderr
-stop = _filter_native_stderr()
+from ikmo.tools.worker import filter_native_stderr
+stop = filter_native_stderr()
 os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n")
 os.write(2, b"W0000 00:00:1.2 99 inference_feedback_manager.cc:114] Feedback manager requires a model\\n")
 os.write(2, b"E0000 00:00:1.3 99 calculator_graph.cc:12] a real native error\\n")
