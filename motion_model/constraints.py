@@ -1,4 +1,4 @@
-"""The domain types every layer shares: one home for each concept (DESIGN.md, "The data flow").
+"""The domain types every layer shares: one home for each concept (docs/architecture.md, "Core types").
 
 Pydantic models, JSON-serialisable, validated on construction. The motion model tool takes a
 `MotionSpec` and nothing else; `ControlSignals` is its tensor form with explicit masks.

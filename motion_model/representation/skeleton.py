@@ -2,7 +2,7 @@
 
 HumanML3D (22 SMPL joints) and KIT-ML (21 joints) differ only in these tables; every algorithm
 (forward/inverse kinematics, features, mirroring) takes a `Skeleton` and never branches on its name.
-Conventions (DESIGN.md): metres, y up, the character faces +Z at frame 0, left side is +X.
+Conventions (docs/architecture.md): metres, y up, the character faces +Z at frame 0, left side is +X.
 """
 
 from __future__ import annotations
