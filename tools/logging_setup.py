@@ -18,5 +18,5 @@ def setup_logging(level: str | int | None = None) -> None:
         force=True,
     )
     # Third-party chatter that drowns our messages at INFO.
-    for noisy in ("httpx", "httpcore", "urllib3", "absl", "matplotlib", "PIL"):
+    for noisy in ("httpx", "httpcore", "urllib3", "absl", "matplotlib", "PIL", "vcr"):
         logging.getLogger(noisy).setLevel(max(lvl, logging.WARNING))
