@@ -34,7 +34,7 @@ from ikmo.motion_model.data.bvh import BVHMotion, bvh_rest_positions, read_bvh
 from ikmo.motion_model.data.rig_match import Along
 from ikmo.motion_model.data.rigs import UNITS, RigMap, along_points, guess_unit, resolve_rig, up_rotation
 from ikmo.motion_model.errors import RigMappingError
-from ikmo.motion_model.representation.skeleton import FPS, HUMANML3D_22
+from ikmo.motion_model.representation.skeleton import FPS, HUMANML3D_22, children_lists
 
 from .export_bvh import continuous_euler
 from .export_common import check_joints, output_file
@@ -110,10 +110,7 @@ def retarget_to_rig(joints: np.ndarray, rig_path: str | os.PathLike[str]) -> tup
     targets = _user_targets(rmap, names, rest, motion_f)
 
     T, J = joints.shape[0], user.n_joints
-    children: list[list[int]] = [[] for _ in names]
-    for ch, p in enumerate(parents):
-        if p >= 0:
-            children[p].append(ch)
+    children = children_lists(parents)
 
     def aimed(c: int) -> int | None:
         """The nearest joint at or below `c` that has a target."""
@@ -169,10 +166,7 @@ def write_retargeted_bvh(path: str | os.PathLike[str], joints: np.ndarray, rig_p
         cols = [j for j, o in enumerate(orders) if o == order]
         euler[:, cols] = continuous_euler(L[:, cols], order)
     out = io.StringIO()
-    children: list[list[int]] = [[] for _ in user.names]
-    for c, p in enumerate(user.parents):
-        if p >= 0:
-            children[p].append(c)
+    children = children_lists(user.parents)
     ends: dict[int, list[np.ndarray]] = {}
     for p, off in user.end_sites:
         ends.setdefault(p, []).append(off)

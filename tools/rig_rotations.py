@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ikmo.motion_model.representation.rotations import quat_between, quat_to_matrix
-from ikmo.motion_model.representation.skeleton import HUMANML3D_22, Skeleton
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22, Skeleton, children_lists
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +83,6 @@ def kabsch(rest: np.ndarray, observed: np.ndarray, weights: np.ndarray | None = 
     return Vt.swapaxes(-1, -2) @ D @ U.swapaxes(-1, -2)
 
 
-def _children(parents: Sequence[int]) -> list[list[int]]:
-    out: list[list[int]] = [[] for _ in parents]
-    for c, p in enumerate(parents):
-        if p >= 0:
-            out[p].append(c)
-    return out
-
-
 def motion_rest_offsets(
     joints: np.ndarray,
     skeleton: Skeleton = HUMANML3D_22,
@@ -115,7 +107,7 @@ def motion_rest_offsets(
         if p >= 0:
             lengths[c] = float(np.median(np.linalg.norm(joints[:, c] - joints[:, p], axis=-1)))
     offsets = directions * lengths[:, None]
-    for j, ch in enumerate(_children(parents)):
+    for j, ch in enumerate(children_lists(parents)):
         if len(ch) < 2:
             continue
         observed = joints[:, ch] - joints[:, j : j + 1]  # (T, K, 3)
@@ -169,7 +161,7 @@ def solve_rig_rotations(
     joints = np.asarray(joints, dtype=np.float64)
     rest_offsets = np.asarray(rest_offsets, dtype=np.float64)
     T, J, _ = joints.shape
-    children = _children(parents)
+    children = children_lists(parents)
     G = np.empty((T, J, 3, 3))
     L = np.empty((T, J, 3, 3))
     fk = np.empty((T, J, 3))

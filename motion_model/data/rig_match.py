@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ikmo.motion_model.representation.skeleton import HUMANML3D_22
+from ikmo.motion_model.representation.skeleton import HUMANML3D_22, children_lists
 
 # Fractions of the pelvis→neck arc length at which SMPL's spine1/2/3 sit on the target
 # skeleton: cumulative bone lengths .1316, .2748, .3322 of .5516 m.
@@ -215,10 +215,7 @@ class _Tree:
     def __init__(self, parents: Sequence[int], rest: np.ndarray) -> None:
         self.parents = list(parents)
         self.rest = np.asarray(rest, dtype=np.float64)
-        self.children: list[list[int]] = [[] for _ in parents]
-        for c, p in enumerate(parents):
-            if p >= 0:
-                self.children[p].append(c)
+        self.children = children_lists(parents)
         self.depth = [0] * len(parents)
         for j in range(len(parents)):  # parents precede children
             self.depth[j] = 0 if self.parents[j] < 0 else self.depth[self.parents[j]] + 1

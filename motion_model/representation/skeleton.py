@@ -7,9 +7,19 @@ Conventions (docs/architecture.md): metres, y up, the character faces +Z at fram
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+
+def children_lists(parents: Sequence[int]) -> list[list[int]]:
+    """Each joint's children, in joint order, from a parents list (−1 for a root)."""
+    out: list[list[int]] = [[] for _ in parents]
+    for c, p in enumerate(parents):
+        if p >= 0:
+            out[p].append(c)
+    return out
 
 
 @dataclass(frozen=True)
