@@ -232,9 +232,10 @@ def _split_concurrent(clause: str) -> tuple[str, list[str]]:
         return clause, []
     main, along = parts[0], parts[1:]
     head, *tail = _WITH_RE.split(main, maxsplit=1)
-    if tail and _find_action(head) is not None and _find_action(tail[0]) is not None and (
-            _find_action(tail[0]) or ("", 0))[0] != (_find_action(head) or ("", 0))[0]:
-        main, along = head, [tail[0], *along]
+    if tail:
+        first, second = _find_action(head), _find_action(tail[0])
+        if first is not None and second is not None and first[0] != second[0]:
+            main, along = head, [tail[0], *along]
     return main, along
 
 
@@ -418,9 +419,11 @@ def _parse(text: str, t: str) -> ParsedRequest:
     for whole in clauses:
         clause, together = _split_concurrent(whole)
         found = _find_action(clause)
-        with_actions = [(part, f[0]) for part in together if (f := _find_action(part)) is not None]
+        with_actions: list[tuple[str, str]] = []
         for part in together:
-            if _find_action(part) is None:
+            if (f := _find_action(part)) is not None:
+                with_actions.append((part, f[0]))
+            else:
                 req.ignored.append(part)
                 req.notes.append(f"{part!r} is not a motion the model knows (it makes the corpus's walks, runs, "
                                  "turns, jumps and gestures); it was left out")
@@ -478,8 +481,7 @@ def _walk_back_after_turning_around(req: ParsedRequest) -> None:
     no walk backwards)."""
     for i in range(2, len(req.actions)):
         a, turn = req.actions[i], req.actions[i - 1]
-        turned = (turn.path == "turn" and (turn.angle_deg or 0) >= 179) or turn.action.startswith("walk-turn") and (
-            turn.angle_deg or 0) >= 179
+        turned = (turn.path == "turn" or turn.action.startswith("walk-turn")) and (turn.angle_deg or 0) >= 179
         if a.action == "walk-back" and turned and not re.search(r"\bbackwards?\b", a.clause):
             leg = next((b for b in reversed(req.actions[:i - 1]) if b.distance_m is not None), None)
             back = _parse_clause(a.clause.replace("back", "forward"), req, "walk")

@@ -215,9 +215,9 @@ def _check_feasible(actions: list[ParsedAction]) -> None:
                 f"a jump {a.height_m:g} m high is beyond a person (a standing jump rises well under "
                 f"{MAX_JUMP_HEIGHT_M:g} m); ask for a jump without a height, or at most {MAX_JUMP_HEIGHT_M:g} m")
         if (vocabulary()["actions"][a.action]["kind"] == "locomotion" and a.distance_m is None and a.path is None
-                and a.duration_s is None and _DEICTIC.search(a.clause)):
+                and a.duration_s is None and (there := _DEICTIC.search(a.clause)) is not None):
             raise ConstraintError(
-                f"where is {_DEICTIC.search(a.clause).group(0)!r}? I can't see the scene: say how far and which way, "  # type: ignore[union-attr]
+                f"where is {there.group(0)!r}? I can't see the scene: say how far and which way, "
                 "e.g. 'walk 3 meters to the left'")
 
 
