@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ikmo.motion_model.constraints import MotionSpec, TrajectoryPlan
-from ikmo.motion_model.representation.skeleton import HUMANML3D_22
+from ikmo.tools.trajectory import path_length
 
 from ..metrics import mpjpe
 from .cases import Expectations, MotionExpect, PathExpect, VsPrevious, WristExpect
@@ -112,12 +112,13 @@ def wrap_deg(a: np.ndarray | float) -> np.ndarray:
 
 
 def facing_yaw_deg(joints: np.ndarray) -> np.ndarray:
-    """Facing yaw of each pose from hips and shoulders, degrees (0 = +Z, +90 = +X, left), as
-    `motion_model.control.align.facing_yaw` computes it. joints: (..., 22, 3) → (...,)."""
-    r_hip, l_hip, r_sho, l_sho = HUMANML3D_22.face_joints
-    j = np.asarray(joints, dtype=np.float64)
-    across = (j[..., r_hip, :] - j[..., l_hip, :]) + (j[..., r_sho, :] - j[..., l_sho, :])
-    return np.degrees(np.arctan2(across[..., 2], -across[..., 0]))
+    """Facing yaw of each pose from hips and shoulders (`motion_model.control.align.facing_yaw`),
+    degrees (0 = +Z, +90 = +X, left). joints: (..., 22, 3) → (...,)."""
+    import torch
+
+    from ikmo.motion_model.control.align import facing_yaw
+
+    return np.degrees(facing_yaw(torch.as_tensor(np.asarray(joints, dtype=np.float64))).numpy())
 
 
 def heading_change_deg(joints: np.ndarray) -> float:
@@ -147,11 +148,6 @@ def facing_vs_travel(joints: np.ndarray, fps: float) -> tuple[float | None, int]
     travel = np.degrees(np.arctan2(v[:, 0], v[:, 1]))
     diff = np.abs(wrap_deg(facing_yaw_deg(joints) - travel))
     return float(diff[fast].mean()), int(fast.sum())
-
-
-def ground_path_length(positions: np.ndarray) -> float:
-    p = np.asarray(positions, dtype=np.float64)
-    return float(np.linalg.norm(np.diff(p[:, [0, 2]], axis=0), axis=1).sum()) if len(p) > 1 else 0.0
 
 
 def canonical_pose(joints: np.ndarray) -> np.ndarray:
@@ -251,7 +247,7 @@ def path_stats(o: Outcome) -> dict[str, float] | None:
         from ikmo.tools.trajectory import end_heading_deg
 
         turn = end_heading_deg(plan)
-    return {"length_m": ground_path_length(pos), "displacement_m": disp,
+    return {"length_m": path_length(pos), "displacement_m": disp,
             "direction_deg": float(math.degrees(math.atan2(end[0], end[2]))) if disp > 1e-3 else 0.0,
             "net_turn_deg": turn}
 
@@ -355,7 +351,7 @@ def _motion(m: MotionExpect, o: Outcome) -> list[Check]:
         d = (len(j)) / fps
         out.append(Check("motion.duration_s", _in(d, m.duration_s), _fmt_range(m.duration_s, " s"), f"{d:.2f} s"))
     if m.pelvis_travel_m is not None:
-        v = ground_path_length(j[:, 0])
+        v = path_length(j[:, 0])
         out.append(Check("motion.pelvis_travel_m", _in(v, m.pelvis_travel_m), _fmt_range(m.pelvis_travel_m, " m"),
                          f"{v:.2f} m"))
     if m.displacement_m is not None:
