@@ -7,6 +7,7 @@ Files (names are the contract with tools/generate.py and the README):
   canonicalisation (`motion_model.representation.features.joints_to_features`); unnormalised;
 - ``motion.bvh``: `tools.export_bvh`;
 - ``motion_smpl.npz``: `tools.export_smpl` (AMASS-style SMPL parameters);
+- ``motion.glb``: `tools.export_glb` (the mannequin skinned to the skeleton, animated; glTF 2.0);
 - ``preview.mp4``: `tools.preview` (skeleton, floor grid, pelvis trace, targets and keyframes of
   the spec when one is given).
 """
@@ -38,6 +39,7 @@ FILE_NAMES = {
     "features": "features.npy",
     "bvh": "motion.bvh",
     "smpl": "motion_smpl.npz",
+    "glb": "motion.glb",
     "preview": "preview.mp4",
 }
 ALL_FORMATS = tuple(FILE_NAMES)
@@ -124,6 +126,10 @@ def write_motion_files(
             from .export_smpl import write_smpl
 
             write_smpl(path, joints, fps, model_path=smpl_model_path)
+        elif fmt == "glb":
+            from .export_glb import write_glb
+
+            write_glb(path, joints, fps, model_path=smpl_model_path)
         else:
             from .preview import PreviewOptions, write_preview
 

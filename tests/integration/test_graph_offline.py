@@ -137,7 +137,7 @@ def test_cli_generate(weights_dir: Path, tmp_path: Path) -> None:
         parse_keyframe_arg(str(tmp_path / "nope.jpg"))
 
 
-CONTRACT = {"joints.npy", "features.npy", "motion.bvh", "motion_smpl.npz", "preview.mp4", "spec.json", "config.json",
+CONTRACT = {"joints.npy", "features.npy", "motion.bvh", "motion_smpl.npz", "motion.glb", "preview.mp4", "spec.json", "config.json",
             "report.json"}
 
 
