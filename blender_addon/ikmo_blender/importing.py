@@ -60,6 +60,23 @@ def gltf_numpy_fix() -> Iterator[None]:
             del numpy.bool
 
 
+def glb_fps(path: str, default: float = 20.0) -> float:
+    """The frame rate a motion.glb names in its ``extras`` (tools/export_glb.py), else `default`."""
+    import json
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            magic, _, _, length, kind = struct.unpack("<4sIIII", f.read(20))
+            if magic != b"glTF" or kind != 0x4E4F534A:  # "JSON"
+                return default
+            extras = json.loads(f.read(length)).get("extras") or {}
+    except (OSError, ValueError, struct.error):
+        return default
+    fps = extras.get("fps")
+    return float(fps) if isinstance(fps, (int, float)) and fps > 0 else default
+
+
 def _new_objects(before: set[str]) -> list[bpy.types.Object]:
     return [o for o in bpy.data.objects if o.name not in before]
 
