@@ -90,7 +90,8 @@ def download(server: str, reply: dict[str, Any], name: str, folder: str, timeout
     """Fetch the run file `name` (e.g. motion.glb) of a generate `reply` into `folder`; its path."""
     url = reply.get("files", {}).get(name)
     if not url:
-        raise ServerError(f"the run {reply.get('id')} has no {name} (files: {', '.join(sorted(reply.get('files', {})))})")
+        have = ", ".join(sorted(reply.get("files", {})))
+        raise ServerError(f"the run {reply.get('id')} has no {name} (files: {have})")
     data = _request(urllib.parse.urljoin(_base(server) + "/", url), timeout=timeout)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"{reply.get('id', 'run')}_{name}")

@@ -8,8 +8,15 @@ import tempfile
 import textwrap
 
 import bpy
-from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
-                       StringProperty)
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 from bpy_extras.io_utils import ImportHelper
 
 from . import client, importing
@@ -28,12 +35,14 @@ class IKMoPhoto(bpy.types.PropertyGroup):
 class IKMoSettings(bpy.types.PropertyGroup):
     """What the panel edits (scene.ikmo) and what the last run answered."""
 
-    server: StringProperty(name="Server", default=client.DEFAULT_URL, description="address of a running `ikmo serve`")
+    server: StringProperty(name="Server", default=client.DEFAULT_URL,
+                           description="address of a running `ikmo serve`")
     text: StringProperty(name="Request", description="what the character should do, e.g. 'walk in an arc, then wave'")
     photos: CollectionProperty(type=IKMoPhoto)
     duration_s: FloatProperty(name="Duration", min=0.0, max=9.8, default=0.0,
                               description="seconds (0: as the request says)")
-    use_seed: BoolProperty(name="Seed", default=False, description="a fixed seed: the same request gives the same motion")
+    use_seed: BoolProperty(name="Seed", default=False,
+                           description="a fixed seed: the same request gives the same motion")
     seed: IntProperty(name="Seed", min=0, default=0)
     file_format: EnumProperty(name="Import", default="GLB", items=[
         ("GLB", "GLB", "armature with the skinned mannequin (motion.glb)"),
@@ -108,7 +117,10 @@ class IKMO_OT_generate(bpy.types.Operator):
             s.error = str(e)
             self.report({"ERROR"}, s.error)
             return {"CANCELLED"}
-        arm = importing.import_glb(path, importing.glb_fps(path)) if name.endswith(".glb") else importing.import_bvh(path)
+        if name.endswith(".glb"):
+            arm = importing.import_glb(path, importing.glb_fps(path))
+        else:
+            arm = importing.import_bvh(path)
         arm[importing.RUN_KEY] = str(reply.get("id", ""))
         arm, placed = importing.place_motion(arm, target)
         context.view_layer.objects.active = arm
@@ -138,7 +150,10 @@ class IKMO_OT_check_server(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def _wrapped(layout: bpy.types.UILayout, text: str, width: int = 42, **kw: object) -> None:
+def _wrapped(layout: bpy.types.UILayout, text: str, region: bpy.types.Region | None, **kw: object) -> None:
+    """Labels of `text` wrapped to the sidebar's width (Blender labels do not wrap; they cut off)."""
+    px = region.width if region is not None else 300
+    width = max(16, int(px / (7 * bpy.context.preferences.view.ui_scale)))
     for para in text.splitlines():
         for line in textwrap.wrap(para, width) or [""]:
             layout.label(text=line, **kw)
@@ -168,24 +183,24 @@ class IKMO_PT_panel(bpy.types.Panel):
                 row.prop(photo, "time_s", text="")
             row.operator(IKMO_OT_remove_photo.bl_idname, text="", icon="X").index = i
         box.operator(IKMO_OT_add_photos.bl_idname, icon="ADD")
+        col.prop(s, "duration_s")
         row = col.row(align=True)
-        row.prop(s, "duration_s")
         row.prop(s, "use_seed", text="")
         sub = row.row()
         sub.enabled = s.use_seed
         sub.prop(s, "seed")
-        col.prop(s, "file_format", expand=True)
+        col.row().prop(s, "file_format", expand=True)
         target = context.active_object
         on = target.name if target and target.type == "ARMATURE" else "a new armature"
         col.operator(IKMO_OT_generate.bl_idname, icon="PLAY", text=f"Generate onto {on}")
         if s.error:
             err = col.box()
             err.alert = True
-            _wrapped(err, s.error, icon="ERROR")
+            _wrapped(err, s.error, context.region, icon="ERROR")
         if s.answer:
-            _wrapped(col.box(), s.answer)
+            _wrapped(col.box(), s.answer, context.region)
         if s.notes:
-            _wrapped(col.box(), s.notes)
+            _wrapped(col.box(), s.notes, context.region)
 
 
 CLASSES = (IKMoPhoto, IKMoSettings, IKMO_OT_add_photos, IKMO_OT_remove_photo, IKMO_OT_generate, IKMO_OT_check_server,

@@ -47,7 +47,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (d / "jobs.json").write_text(json.dumps(jobs))
     run_blender(SCRIPT, str(d / "jobs.json"), str(d / "out.json"))
     bvh, glb, rig = json.loads((d / "out.json").read_text())
-    return {"motion": motion, "bvh": bvh, "glb": glb, "rig": rig, "rig_file": d / "on_rig.bvh", "rig_joints": rig_joints}
+    return {"motion": motion, "bvh": bvh, "glb": glb, "rig": rig, "rig_file": d / "on_rig.bvh",
+            "rig_joints": rig_joints}
 
 
 def test_blenders_bvh_importer_puts_every_joint_within_1mm(files: dict[str, Any]) -> None:
