@@ -22,6 +22,10 @@ The scheme here, per frame, parents before children (all vectorised over frames)
   chain (used for BVH, whose bone lengths are the motion's own). SMPL export, whose rest bone
   lengths are the body model's, aims along the observed bone directions instead.
 
+`aim_joints` is that solve in general form (any rest vectors, any targets): `solve_rig_rotations`
+(BVH, SMPL), the retargeting onto a user's rig (`tools.retarget_bvh`) and the GLB's bind pose
+(`tools.export_glb`) all call it.
+
 Frames: world rotation ``G_j = G_parent @ L_j``; position ``p_c = p_j + G_j @ offset_c``, the BVH and
 SMPL convention (column vectors).
 """
