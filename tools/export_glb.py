@@ -29,6 +29,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -139,7 +140,7 @@ def _srgb_to_linear(c: tuple[float, float, float]) -> list[float]:
 class _Blob:
     """The GLB's binary chunk: buffer views and accessors appended one array at a time."""
 
-    def __init__(self, gltf: object) -> None:
+    def __init__(self, gltf: Any) -> None:  # a pygltflib.GLTF2 (the library ships no type hints)
         self.gltf = gltf
         self.data = bytearray()
 
@@ -153,15 +154,15 @@ class _Blob:
             self.data.append(0)
         view = g.BufferView(buffer=0, byteOffset=len(self.data), byteLength=len(raw), target=target)
         self.data.extend(raw)
-        self.gltf.bufferViews.append(view)  # type: ignore[attr-defined]
+        self.gltf.bufferViews.append(view)
         flat = array.reshape(len(array), -1)
-        acc = g.Accessor(bufferView=len(self.gltf.bufferViews) - 1, componentType=component,  # type: ignore[attr-defined]
+        acc = g.Accessor(bufferView=len(self.gltf.bufferViews) - 1, componentType=component,
                          count=len(array), type=kind)
         if bounds:
             acc.min = [float(x) if component == _FLOAT else int(x) for x in flat.min(0)]
             acc.max = [float(x) if component == _FLOAT else int(x) for x in flat.max(0)]
-        self.gltf.accessors.append(acc)  # type: ignore[attr-defined]
-        return len(self.gltf.accessors) - 1  # type: ignore[attr-defined]
+        self.gltf.accessors.append(acc)
+        return len(self.gltf.accessors) - 1
 
 
 def glb_bytes(joints: np.ndarray, fps: float = FPS, *, model_path: str | os.PathLike[str] | None = None
