@@ -165,14 +165,16 @@ class _Blob:
         return len(self.gltf.accessors) - 1
 
 
-def glb_bytes(joints: np.ndarray, fps: float = FPS, *, model_path: str | os.PathLike[str] | None = None
-              ) -> tuple[bytes, RigPose]:
+def glb_bytes(joints: np.ndarray, fps: float = FPS, *, model_path: str | os.PathLike[str] | None = None,
+              rig: RigPose | None = None) -> tuple[bytes, RigPose]:
     """The GLB file content of a motion (see the module doc).
 
     Args:
         joints: (T, 22, 3) metres, y up, facing +Z at frame 0.
         fps: frames per second (key times are frame / fps).
         model_path: SMPL-format body model for the mesh (default ``$IKMO_SMPL_MODEL`` or the mannequin).
+        rig: `export_bvh.bvh_rig(joints)` when the caller has already solved it (the BVH export
+            of the same motion), so it is not solved twice.
     Returns:
         (bytes, rig): the file and the solved rig (``max_error_m``: how far a reader's joints can be
         from `joints`).
@@ -185,7 +187,7 @@ def glb_bytes(joints: np.ndarray, fps: float = FPS, *, model_path: str | os.Path
     joints = check_joints(joints)
     if not np.isfinite(fps) or fps <= 0:
         raise MotionDataError(f"fps must be a positive number, got {fps}")
-    rig = bvh_rig(joints)
+    rig = bvh_rig(joints) if rig is None else rig
     body = load_body_mesh(model_path)
     parents = HUMANML3D_22.parents
     T = joints.shape[0]
@@ -259,9 +261,10 @@ def glb_bytes(joints: np.ndarray, fps: float = FPS, *, model_path: str | os.Path
 
 
 def write_glb(path: str | os.PathLike[str], joints: np.ndarray, fps: float = FPS, *,
-              model_path: str | os.PathLike[str] | None = None) -> RigPose:
-    """Write `joints` (T, 22, 3) metres as `path` (.glb), atomically; returns the solved rig."""
-    data, rig = glb_bytes(joints, fps, model_path=model_path)
+              model_path: str | os.PathLike[str] | None = None, rig: RigPose | None = None) -> RigPose:
+    """Write `joints` (T, 22, 3) metres as `path` (.glb), atomically; returns the solved rig (see
+    `glb_bytes` for `rig`)."""
+    data, rig = glb_bytes(joints, fps, model_path=model_path, rig=rig)
     out = Path(path)
     with output_file(out) as tmp:
         tmp.write_bytes(data)

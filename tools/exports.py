@@ -111,6 +111,7 @@ def write_motion_files(
         raise MotionDataError(f"unknown export format(s) {unknown}; choose from {list(FILE_NAMES)}")
     out = Path(out_dir)
     written: dict[str, str] = {}
+    rig = None  # the BVH's solved rig, which the GLB reuses (the same solve; not with stretch)
     for fmt in wanted:
         path = out / FILE_NAMES[fmt]
         t0 = time.perf_counter()
@@ -121,7 +122,8 @@ def write_motion_files(
         elif fmt == "bvh":
             from .export_bvh import write_bvh
 
-            write_bvh(path, joints, fps, stretch=bvh_stretch)
+            solved = write_bvh(path, joints, fps, stretch=bvh_stretch)
+            rig = None if bvh_stretch else solved
         elif fmt == "smpl":
             from .export_smpl import write_smpl
 
@@ -129,7 +131,7 @@ def write_motion_files(
         elif fmt == "glb":
             from .export_glb import write_glb
 
-            write_glb(path, joints, fps, model_path=smpl_model_path)
+            write_glb(path, joints, fps, model_path=smpl_model_path, rig=rig)
         else:
             from .preview import PreviewOptions, write_preview
 
