@@ -47,6 +47,9 @@ class IKMoSettings(bpy.types.PropertyGroup):
     file_format: EnumProperty(name="Import", default="GLB", items=[
         ("GLB", "GLB", "armature with the skinned mannequin (motion.glb)"),
         ("BVH", "BVH", "armature only (motion.bvh)")])
+    folder: StringProperty(name="Files", subtype="DIR_PATH", default="",
+                           description="where the downloaded motions go (empty: //ikmo_runs beside the saved "
+                                       ".blend, else the temporary folder)")
     answer: StringProperty(name="Answer")
     notes: StringProperty(name="Notes")
     error: StringProperty(name="Error")
@@ -82,8 +85,10 @@ class IKMO_OT_remove_photo(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def _runs_folder() -> str:
-    """Next to the saved .blend (//ikmo_runs), else the temporary folder."""
+def _runs_folder(chosen: str) -> str:
+    """The folder the user chose, else next to the saved .blend (//ikmo_runs), else the temporary folder."""
+    if chosen:
+        return bpy.path.abspath(chosen)
     if bpy.data.filepath:
         return bpy.path.abspath("//ikmo_runs")
     return os.path.join(tempfile.gettempdir(), "ikmo_runs")
@@ -112,7 +117,7 @@ class IKMO_OT_generate(bpy.types.Operator):
             if name not in reply["files"]:  # an older server without GLB export
                 notes.append(f"the server wrote no {name}; imported motion.bvh")
                 name = "motion.bvh"
-            path = client.download(s.server, reply, name, _runs_folder())
+            path = client.download(s.server, reply, name, _runs_folder(s.folder))
         except client.ServerError as e:
             s.error = str(e)
             self.report({"ERROR"}, s.error)
@@ -190,6 +195,7 @@ class IKMO_PT_panel(bpy.types.Panel):
         sub.enabled = s.use_seed
         sub.prop(s, "seed")
         col.row().prop(s, "file_format", expand=True)
+        col.prop(s, "folder")
         target = context.active_object
         on = target.name if target and target.type == "ARMATURE" else "a new armature"
         col.operator(IKMO_OT_generate.bl_idname, icon="PLAY", text=f"Generate onto {on}")

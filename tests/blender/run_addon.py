@@ -17,6 +17,7 @@ import addon_utils
 import bpy
 
 zip_path, server, photo, out_path = sys.argv[sys.argv.index("--") + 1:][:4]
+files_dir = str(Path(out_path).parent / "downloads")
 bpy.ops.preferences.addon_install(filepath=zip_path, overwrite=True)
 addon_utils.enable("ikmo_blender", default_set=True, handle_error=None)
 bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -36,10 +37,11 @@ def state(result: set) -> dict:
             "active_run": active.get("ikmo_run") if active else None,
             "meshes": [o.name for o in bpy.data.objects if o.type == "MESH"],
             "frames": (int(round(action.frame_range[1] - action.frame_range[0])) + 1) if action else 0,
-            "scene_fps": scene.render.fps / scene.render.fps_base}
+            "scene_fps": scene.render.fps / scene.render.fps_base,
+            "downloads": sorted(os.listdir(files_dir)) if os.path.isdir(files_dir) else []}
 
 
-s.server = server
+s.server, s.folder = server, files_dir
 s.text = "walk forward 2 meters and strike this pose at the end"
 bpy.ops.ikmo.add_photos(directory=os.path.dirname(photo), files=[{"name": os.path.basename(photo)}])
 s.photos[0].use_time, s.photos[0].time_s = True, 3.0

@@ -78,6 +78,7 @@ def test_generate_imports_a_new_armature_with_the_answer(report: dict[str, Any])
     assert first["meshes"] == ["mannequin"] and first["active_run"] == first["run_id"]
     assert first["frames"] == 4 * 20 and first["scene_fps"] == 20  # 4 s at 20 fps
     assert "imported as a new armature" in first["notes"]
+    assert first["downloads"] == [f"{first['run_id']}_motion.glb"]  # into the folder the panel names
 
 
 def test_a_selected_ikmo_armature_gets_the_new_motion(report: dict[str, Any]) -> None:
