@@ -142,8 +142,11 @@ def place_motion(imported: bpy.types.Object, target: bpy.types.Object | None) ->
         for mod in mesh.modifiers:
             if mod.type == "ARMATURE":
                 mod.object = target
+    old_names = [m.name for m in old_meshes]
     for mesh in old_meshes:
         bpy.data.objects.remove(mesh, do_unlink=True)
+    for mesh, name in zip(_meshes_of(target), old_names):  # "mannequin.001" takes back "mannequin"
+        mesh.name = name
     for key in (FORMAT_KEY, RUN_KEY):
         if key in imported:
             target[key] = imported[key]
