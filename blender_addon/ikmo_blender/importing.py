@@ -145,7 +145,7 @@ def place_motion(imported: bpy.types.Object, target: bpy.types.Object | None) ->
     old_names = [m.name for m in old_meshes]
     for mesh in old_meshes:
         bpy.data.objects.remove(mesh, do_unlink=True)
-    for mesh, name in zip(_meshes_of(target), old_names):  # "mannequin.001" takes back "mannequin"
+    for mesh, name in zip(_meshes_of(target), old_names, strict=False):  # "mannequin.001" → "mannequin"
         mesh.name = name
     for key in (FORMAT_KEY, RUN_KEY):
         if key in imported:
