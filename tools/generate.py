@@ -4,7 +4,7 @@
 any sampling), samples with the motion model (stage 1 optimization + stage 2 ControlNet, as the
 spec's options say), and writes into `out_dir`:
 
-  joints.npy (T, 22, 3), features.npy (T−1, 263), motion.bvh, motion_smpl.npz, preview.mp4
+  joints.npy (T, 22, 3), features.npy (T−1, 263), motion.bvh, motion_smpl.npz, motion.glb, preview.mp4
   (through `tools.exports.write_motion_files`), spec.json, config.json, report.json.
 
 report.json holds the measured constraint errors (trajectory error mean/max, keyframe MPJPE after
