@@ -176,8 +176,11 @@ def _has(node: dict[str, Any] | list[Any], key: Any) -> bool:
                                                          and key < len(node))
 
 
-def load_study(path: str | Path) -> Study:
-    """The study of a YAML file, its photos checked. Raises InputFileError naming the file and field."""
+def load_study(path: str | Path, source: str | Path | None = None, check_photos: bool = True) -> Study:
+    """The study of a YAML file, its photos checked. Raises InputFileError naming the file and field.
+
+    source: the file its relative photo paths are relative to (default `path`; a built study's copy
+    names the original's)."""
     path = Path(path)
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -186,13 +189,13 @@ def load_study(path: str | Path) -> Study:
     if not isinstance(doc, dict):
         raise InputFileError(f"{path}: expected a mapping with name, conditions and items (see eval/studies/)")
     try:
-        study = Study.model_validate({**doc, "source": str(path.resolve())})
+        study = Study.model_validate({**doc, "source": str(Path(source or path).resolve())})
     except ValidationError as e:
         err = e.errors()[0]
         msg = re.sub(r"^Value error, ", "", err["msg"])
         raise InputFileError(f"{path}: {_where(err['loc'], doc)}: {msg}") from e
     for i, item in enumerate(study.items):
-        for j, ph in enumerate(item.photos):
+        for j, ph in enumerate(item.photos if check_photos else []):
             if not study.photo_path(ph).is_file():
                 raise InputFileError(f"{path}: items[{i}] ({item.id!r}).photos[{j}].path: "
                                      f"{study.photo_path(ph)} does not exist")

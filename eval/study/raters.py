@@ -12,9 +12,15 @@ the attention checks should catch most of them.
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+
+from ikmo.motion_model.errors import UsageError
 
 from .design import Trial
 
@@ -62,3 +68,56 @@ def make_raters(n: int, seed: int, inattentive: float = INATTENTIVE, first: int 
         out.append(Rater(k, float(rng.normal(0.0, BIAS_SD)), float(rng.uniform(*NOISE_SD)),
                          bool(rng.random() >= inattentive), rng))
     return out
+
+
+class StudyClient:
+    """A participant's side of the study's HTTP API (`ikmo study serve`), over plain HTTP (urllib)."""
+
+    def __init__(self, base_url: str, link: str, timeout_s: float = 30.0) -> None:
+        self.api = base_url.rstrip("/") + "/api" + link  # link: /p/TOKEN
+        self.timeout_s = timeout_s
+
+    def _call(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        req = urllib.request.Request(self.api + path, method="GET" if body is None else "POST",
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as r:
+                data = r.read()
+                return json.loads(data) if r.headers.get_content_type() == "application/json" else data
+        except urllib.error.HTTPError as e:
+            msg = json.loads(e.read() or b"{}").get("error", e.reason)
+            raise UsageError(f"the study server answered {e.code}: {msg}") from None
+
+    def state(self) -> dict[str, Any]:
+        return dict(self._call(""))
+
+    def consent(self) -> dict[str, Any]:
+        return dict(self._call("/consent", {"consent": True}))
+
+    def video(self, position: int, side: str) -> bytes:
+        return bytes(self._call(f"/video/{position}/{side}"))
+
+    def answer(self, position: int, rating_left: int, rating_right: int, choice: str) -> dict[str, Any]:
+        return dict(self._call("/answer", {"position": position, "rating_left": rating_left,
+                                           "rating_right": rating_right, "choice": choice,
+                                           "played": {"left": True, "right": True}}))
+
+
+def take_part(client: StudyClient, rater: Rater, trials: list[Trial], fits: dict[str, float]) -> int:
+    """Walk one link to the end as a participant would: consent, then per trial fetch both videos
+    and answer. `trials` is the participant's plan (what the server shows them: the rater needs it
+    only to know which video is which, as a person knows by looking). Returns the answers given."""
+    st = client.state()
+    if not st["consented"]:
+        st = client.consent()
+    n = 0
+    while not st["finished"]:
+        k = st["trial"]["position"]
+        for side in ("left", "right"):
+            if not client.video(k, side):
+                raise UsageError(f"trial {k}: the {side} video is empty")
+        rl, rr, choice = rater.answer(trials[k], fits)
+        st = client.answer(k, rl, rr, choice)
+        n += 1
+    return n

@@ -191,12 +191,17 @@ class Store:
             return [{k: r[k] for k in ANSWER_COLUMNS} for r in rows.fetchall()]
 
 
+SIMULATED = "simulated"  # the label of `ikmo study simulate`'s participants
+
+
 def read_answers(path: str | Path) -> list[dict[str, Any]]:
-    """Every answer of a responses file, read-only (the analysis: the server may still be running)."""
+    """Every answer of a responses file with its participant's label, read-only (the server may
+    still be running)."""
     db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
     try:
-        rows = db.execute("SELECT * FROM answers ORDER BY participant, position").fetchall()
-        return [{k: r[k] for k in ANSWER_COLUMNS} for r in rows]
+        rows = db.execute("SELECT a.*, p.label FROM answers a JOIN participants p ON p.number = a.participant "
+                          "ORDER BY a.participant, a.position").fetchall()
+        return [{**{k: r[k] for k in ANSWER_COLUMNS}, "label": r["label"]} for r in rows]
     finally:
         db.close()

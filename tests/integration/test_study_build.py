@@ -86,8 +86,7 @@ def test_measured_fit_prefers_the_fitting_motion(built: Path):
     from ikmo.eval.study.scoring import stimulus_fit
 
     man = json.loads((built / "manifest.json").read_text())
-    study = load_study(built / "study.yaml")
-    study.source = man["source"]
+    study = load_study(built / "study.yaml", source=man["source"])
     worker = Worker()
     fits = {s["id"]: stimulus_fit(study, s, built, worker) for s in man["stimuli"]}
     assert all(0.0 <= f.fit <= 1.0 and f.text is not None for f in fits.values())
