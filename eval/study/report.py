@@ -65,7 +65,7 @@ def preferences_figure(result: dict[str, Any], path: Path) -> Path:
     plt = _plt()
     comps = result["comparisons"]
     n_items = max((len(c["items"]) for c in comps), default=1)
-    fig, axes = plt.subplots(1, len(comps), figsize=(5.5 * len(comps), 0.42 * n_items + 1.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(comps), figsize=(5.5 * len(comps), 0.42 * n_items + 2.0), squeeze=False)
     for ax, c in zip(axes[0], comps, strict=True):
         names = [r["item"] for r in c["items"]]
         share_b = np.array([r["share_b"] for r in c["items"]]) * 100
@@ -77,7 +77,8 @@ def preferences_figure(result: dict[str, Any], path: Path) -> Path:
         ax.invert_yaxis()
         ax.set_xlim(0, 100)
         ax.set_xlabel("forced choices (%)")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.45 / (0.42 * n_items + 1.6) - 0.04), ncol=2, fontsize=8,
+                  frameon=False)
         ax.set_title(f"{c['a']} vs {c['b']}: which matches better", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
