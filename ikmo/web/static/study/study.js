@@ -23,6 +23,17 @@ async function call(path, body) {
   return data;
 }
 
+// The two panels, left and right, from one template: ids video-SIDE, watched-SIDE, likert-SIDE.
+for (const side of SIDES) {
+  const panel = $("panel").content.firstElementChild.cloneNode(true);
+  panel.dataset.side = side;
+  panel.querySelector("h3").textContent = side === "left" ? "Left" : "Right";
+  panel.querySelector("video").id = `video-${side}`;
+  panel.querySelector(".watched").id = `watched-${side}`;
+  panel.querySelector(".likert").id = `likert-${side}`;
+  $("pair").append(panel);
+}
+
 function buildScales() {
   for (const side of SIDES) {
     const box = document.querySelector(`#likert-${side} .scale`);
