@@ -240,6 +240,8 @@ def build_study(study: Study, out: Path, on_progress: Callable[[int, int, str], 
         else:
             todo.append(s)
     log.info("%d stimuli: %d finished earlier, %d to make", len(all_stimuli), len(records), len(todo))
+    if on_progress is not None:
+        on_progress(len(records), len(all_stimuli), "")
     models = _Models()
     with ExitStack() as stack:
         provs = _providers(study, todo, stack)

@@ -42,7 +42,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
                 bar.n = done
                 bar.set_postfix_str(sid)
                 bar.refresh()
-                log.info("stimulus %d/%d: %s", done, total, sid)
+                if sid:
+                    log.info("stimulus %d/%d: %s", done, total, sid)
 
             manifest = build_study(study, out, on_progress=progress)
         typer.echo(f"{len(manifest['stimuli'])} stimuli in {out} (manifest {out / 'manifest.json'}); "
