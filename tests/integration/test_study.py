@@ -358,3 +358,19 @@ def test_a_participant_completes_the_study_in_chromium_with_a_resume(fresh: Path
     assert [(r["participant"], r["position"], r["rating_right"], r["choice"]) for r in rows] == \
         [(0, k, 6, "right") for k in range(4)]
     assert not errors, errors
+
+
+def test_a_condition_can_name_weights_and_settings(tmp_path: Path):
+    weights = REPO / "motion_model" / "model" / "weights"
+    (tmp_path / "s.yaml").write_text(
+        "name: w\nduration_s: 1\nconditions: [{name: no_agents},\n"
+        f"  {{name: no_critic, weights: {weights}, settings: {{critique_rounds: 0, guidance_scale: 1.5}}}}]\n"
+        "items: [{id: a, text: walk forward 1 meter}]\nvideo: {width: 96, height: 64}\n")
+    r = ikmo("study", "build", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    rec = {s["condition"]: s for s in json.loads((tmp_path / "out" / "manifest.json").read_text())["stimuli"]}
+    assert rec["no_critic"]["pipeline"] == "agents" and rec["no_critic"]["trajectory"]
+    st = rec["no_critic"]["settings"]
+    assert (st["critique_rounds"], st["guidance_scale"], st["weights"]) == (0, 1.5, str(weights))
+    cfg = json.loads((tmp_path / "out" / rec["no_critic"]["files"]["config"]).read_text())
+    assert cfg["sampler"]["guidance_scale"] == 1.5 and cfg["settings"]["critique_rounds"] == 0  # what sampled
