@@ -35,6 +35,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from ikmo.eval.study.definition import Study
 from ikmo.eval.study.design import Trial, plan
@@ -126,7 +127,7 @@ def router(sa: StudyApp) -> APIRouter:
         p = sa.participant(token)
         if body.get("consent") is not True:
             raise ApiError(422, 'consent: send {"consent": true} to take part')
-        sa.store.consent(p.number)
+        await run_in_threadpool(sa.store.consent, p.number)  # a committed write: off the event loop
         return sa.state(token)
 
     @r.post("/api/p/{token}/answer")
@@ -141,9 +142,9 @@ def router(sa: StudyApp) -> APIRouter:
         if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < len(trials):
             raise ApiError(422, f"position = {k!r}: must be a trial number from 0 to {len(trials) - 1}")
         _bool_flags(body)
-        try:
-            sa.store.submit(p, trials, trials[k].id, body.get("rating_left"), body.get("rating_right"),
-                            body.get("choice"))
+        try:  # one committed transaction (fsync): off the event loop
+            await run_in_threadpool(sa.store.submit, p, trials, trials[k].id, body.get("rating_left"),
+                                    body.get("rating_right"), body.get("choice"))
         except SubmissionError as e:
             raise ApiError(e.status, str(e)) from None
         return sa.state(token)

@@ -121,6 +121,10 @@ def markdown(result: dict[str, Any], title: str, simulated: bool) -> str:
                   "|---|---:|---:|---:|---:|"]
         lines += [f"| {r['item']} | {r['n']} | {fmt(r['mean_a'])} | {fmt(r['mean_b'])} | {100 * r['share_b']:.0f} % |"
                   for r in c["items"]]
+        lines += ["", f"## Per participant: {c['a']} (A) vs {c['b']} (B)", "",
+                  "| participant | mean A | mean B | B − A |", "|---|---:|---:|---:|"]
+        lines += [f"| {q['participant']} | {fmt(q['mean_a'])} | {fmt(q['mean_b'])} | {fmt(q['mean_b'] - q['mean_a'])} |"
+                  for q in c["participants"]]
         lines.append("")
     return "\n".join(lines)
 
