@@ -96,8 +96,12 @@ def condition_settings(cond: Condition, seed: int, provider: ProviderConfig | No
     from ikmo.agents.settings import AgentSettings
 
     kw: dict[str, Any] = dict(provider.settings()) if provider is not None else {}
+    if cond.provider is not None:
+        # a provider that fails would silently become the offline agent: a comparison of providers
+        # must not (a condition may still allow it with settings: {fallback_offline: true})
+        kw["fallback_offline"] = False
     try:
-        return AgentSettings(**kw, **cond.settings, seed=seed, preview=False,
+        return AgentSettings(**{**kw, **cond.settings}, seed=seed, preview=False,
                              weights=Path(cond.weights) if cond.weights else None)
     except ValidationError as e:
         err = e.errors()[0]

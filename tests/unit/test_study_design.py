@@ -45,3 +45,17 @@ def test_attention_rules():
     assert attention_passed(ident, 4, 5, "left") and not attention_passed(ident, 2, 6, "right")
     assert attention_passed(mis, 6, 2, "left")
     assert not attention_passed(mis, 6, 2, "right") and not attention_passed(mis, 3, 3, "left")
+
+
+def test_a_provider_condition_never_falls_back_silently():
+    from ikmo.eval.agents.runner import parse_provider_arg
+    from ikmo.eval.study.build import condition_settings
+    from ikmo.eval.study.definition import Condition
+
+    cond = Condition(name="small", provider="smollm2@http://127.0.0.1:9/v1")
+    st = condition_settings(cond, 7, parse_provider_arg(cond.provider))
+    assert (st.provider, st.base_url, st.fallback_offline, st.seed, st.preview) == \
+        ("openai-compatible", "http://127.0.0.1:9/v1", False, 7, False)
+    allow = Condition(name="small", provider="smollm2@http://127.0.0.1:9/v1", settings={"fallback_offline": True})
+    assert condition_settings(allow, 7, parse_provider_arg(allow.provider)).fallback_offline is True
+    assert condition_settings(Condition(name="agents"), 0, None).fallback_offline is True  # offline: nothing to fall from
