@@ -58,4 +58,4 @@ def test_a_provider_condition_never_falls_back_silently():
         ("openai-compatible", "http://127.0.0.1:9/v1", False, 7, False)
     allow = Condition(name="small", provider="smollm2@http://127.0.0.1:9/v1", settings={"fallback_offline": True})
     assert condition_settings(allow, 7, parse_provider_arg(allow.provider)).fallback_offline is True
-    assert condition_settings(Condition(name="agents"), 0, None).fallback_offline is True  # offline: nothing to fall from
+    assert condition_settings(Condition(name="agents"), 0, None).fallback_offline is True  # offline: no fallback
