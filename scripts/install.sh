@@ -14,9 +14,11 @@ command -v "$PY" >/dev/null || PY=python3
 # (measured: 0.25 s of each run's imports).
 .venv/bin/python -m compileall -q ikmo agents tools motion_model eval prompts >/dev/null
 # System tools the tests use (Debian packages, installed only when missing; CI runs this as root):
-# Blender (with python3-numpy) checks our BVH and GLB with its own importers and runs the add-on; npm installs the glTF
-# validator and three.js into .node/ (scripts/install_node_tools.sh).
+# chromium, driven by Playwright in the browser tests (tests/web_fixtures.py; never `playwright install`, no browser
+# downloads); Blender (with python3-numpy) checks our BVH and GLB with its own importers and runs the add-on; npm
+# installs the glTF validator and three.js into .node/ (scripts/install_node_tools.sh).
 need_apt=()
+command -v chromium >/dev/null || need_apt+=(chromium)
 command -v blender >/dev/null || need_apt+=(blender)
 # Debian's Blender runs on the system Python; its glTF importer needs that Python's numpy.
 /usr/bin/python3 -c "import numpy" 2>/dev/null || need_apt+=(python3-numpy)
