@@ -56,9 +56,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-# The prompt cache's budget: a saved state of SmolLM2 or Gemma 3 at 4096 context is 75–95 MB, so this
-# keeps every agent's system prompt (describe, trajectory, critique, keyframe check) and more.
-PROMPT_CACHE_BYTES = 1 << 30
+# The prompt cache's budget, as llama-cpp-python counts it: llama.cpp's state size only, while each
+# saved state also holds a copy of the logits buffer (n_batch × vocabulary floats: 100 MB for SmolLM2,
+# 537 MB for Gemma 3's 262k vocabulary). Measured: a 1 GiB budget let a SmolLM2 server grow to 5.4 GB
+# and a Gemma 3 server was killed for memory after six calls; 128 MiB still keeps the agents' recent
+# system prompts (the lookup is by longest prefix, the eviction least recently used).
+PROMPT_CACHE_BYTES = 128 << 20
 
 
 class LlamaServer:

@@ -461,11 +461,13 @@ def run_eval(cfg: EvalConfig, on_result: Callable[[dict[str, Any]], None] | None
             raise InputFileError(f"{len(missing)} recording(s) missing under {cassettes}, e.g. {missing[0]}")
     todo = [t for t in tasks if t.key not in done]
     log.info("%d run(s): %d done earlier, %d to do", len(tasks), len(tasks) - len(todo), len(todo))
+    servers: dict[str, LlamaServer] = {}
     with ExitStack() as stack:
         if cfg.replay is None:
             for p in cfg.providers:
                 if p.local is not None and p.base_url is None and any(t.provider["label"] == p.label for t in todo):
                     server = stack.enter_context(LlamaServer(p.local))
+                    servers[p.label] = server
                     p.base_url = server.url
                     for t in todo:
                         if t.provider["label"] == p.label:
@@ -475,6 +477,14 @@ def run_eval(cfg: EvalConfig, on_result: Callable[[dict[str, Any]], None] | None
                                         "replay_of": str(cfg.replay) if cfg.replay else None})
 
         def finished(rec: dict[str, Any]) -> None:
+            server = servers.get(rec["provider"])
+            if server is not None and server.proc.poll() is not None:
+                # Its runs would fall back to the offline agent and score as the provider's: keep none of
+                # them; what finished before is kept and a rerun resumes.
+                raise ProviderError(
+                    f"the llama.cpp server for {rec['provider']} died (exit {server.proc.returncode}; -9 is "
+                    f"usually the system out of memory) during case {rec['case']}; the results before it are "
+                    f"kept in {results_path}: rerun the same command to resume")
             _append(results_path, rec)
             if on_result is not None:
                 on_result(rec)
