@@ -17,14 +17,15 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ikmo.motion_model.errors import ConstraintError
-from ikmo.motion_model.limits import MAX_FPS, MAX_GUIDANCE_SCALE, MAX_OPTIMIZATION_STEPS, MAX_SEED
+from ikmo.motion_model.limits import MAX_DURATION_S, MAX_FPS, MAX_GUIDANCE_SCALE, MAX_OPTIMIZATION_STEPS, MAX_SEED
 from ikmo.motion_model.representation.skeleton import FPS, HUMANML3D_22, MAX_FRAMES
 
 if TYPE_CHECKING:  # the domain types stay importable without torch (the agents' process never loads it)
     import torch
 
 N_JOINTS = HUMANML3D_22.n_joints
-MAX_DURATION_S = MAX_FRAMES / FPS  # 9.8 s
+WINDOW_S = MAX_FRAMES / FPS  # 9.8 s: one model window; longer motions are sampled in overlapping windows
+MAX_MOTION_FRAMES = int(round(MAX_DURATION_S * FPS))  # 2400 pose frames (limits.MAX_DURATION_S = 120 s)
 MAX_PELVIS_SPEED = 8.0  # m/s, faster than a sprinter: a constraint asking for more is an error
 PELVIS_HEIGHT_RANGE = (0.2, 1.6)  # m, lying-ish to jumping
 
@@ -303,7 +304,7 @@ class MotionSpec(_Model):
     keyframes: list[KeyframePose] = Field(default_factory=list)
     trajectory: Trajectory | None = None
     fps: float = Field(default=FPS, gt=0, le=MAX_FPS, allow_inf_nan=False)
-    n_frames: int = Field(ge=2, le=MAX_FRAMES)
+    n_frames: int = Field(ge=2, le=MAX_MOTION_FRAMES)
     options: GenerationOptions = Field(default_factory=GenerationOptions)
 
     @classmethod
@@ -452,7 +453,7 @@ class MotionResult(_Model):
 
 
 def duration_to_frames(duration_s: float, fps: float = FPS) -> int:
-    """Number of pose frames for a duration, clamped to the model's range [2, 196]."""
+    """Number of pose frames for a duration, clamped to [2, MAX_MOTION_FRAMES] (2400: 120 s)."""
     if not math.isfinite(duration_s) or duration_s <= 0:
         raise ConstraintError(f"duration must be a positive number of seconds, got {duration_s}")
-    return max(2, min(MAX_FRAMES, int(round(duration_s * fps))))
+    return max(2, min(MAX_MOTION_FRAMES, int(round(duration_s * fps))))

@@ -57,7 +57,8 @@ def generate_motion(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    from ikmo.motion_model.sampling import load_model, sample
+    from ikmo.motion_model.long_sampling import sample_long
+    from ikmo.motion_model.sampling import load_model
 
     t0 = time.perf_counter()
     if model is None:
@@ -74,15 +75,16 @@ def generate_motion(
     gs_used = model.diffusion.cfg.guidance_scale if gs is None else gs
 
     t0 = time.perf_counter()
-    motion = sample(model, [spec.description.text], [spec.n_frames], [None if control.is_empty() else control],
-                    seed=seed, steps=steps, guidance_scale=gs_used, optimization=opt_cfg,
-                    use_controlnet=opts.use_controlnet, on_step=on_step,
-                    timed_texts=[spec.description.timed_texts()])[0]
+    # One window (≤ 9.8 s) is one `sample`; a longer motion is sampled in overlapping windows.
+    motion = sample_long(model, spec.description.text, spec.n_frames, None if control.is_empty() else control,
+                         seed=seed, steps=steps, guidance_scale=gs_used, optimization=opt_cfg,
+                         use_controlnet=opts.use_controlnet, on_step=on_step,
+                         timed_texts=spec.description.timed_texts())
     timings["sample_s"] = time.perf_counter() - t0
     timings.update({f"sample_{k}": v for k, v in motion.timings.items()})
 
     from ikmo.motion_model.control.guidance import measured_errors
-    from ikmo.motion_model.motion_metrics import foot_skating_ratio
+    from ikmo.motion_model.motion_metrics import foot_skating_ratio, seam_velocity_jump
 
     from .rig_rotations import project_to_rig
 
@@ -104,6 +106,10 @@ def generate_motion(
     metrics: dict[str, float] = dict(measured_errors(joints, control, opt_cfg.align_yaw))
     metrics["foot_skating_ratio"] = foot_skating_ratio(joints, fps=motion.fps)
     metrics["rig_projection_mean_m"] = rig_delta
+    if motion.seams:  # a long motion: how its window hand-overs compare with its own changes of speed
+        jump = seam_velocity_jump(joints, motion.seams, fps=motion.fps)
+        metrics["seam_velocity_jump"], metrics["inside_velocity_jump"] = jump["seam_mean"], jump["inside_mean"]
+        metrics["seam_jump_ratio"] = jump["ratio"]
     timings["metrics_s"] = time.perf_counter() - t0
 
     from ikmo.tools.exports import ALL_FORMATS, write_motion_files
@@ -124,7 +130,7 @@ def generate_motion(
     json_metrics = {k: (None if math.isnan(v) else v) for k, v in metrics.items()}  # JSON has no NaN
     report = {"metrics": json_metrics, "timings_s": {k: round(v, 4) for k, v in timings.items()},
               "n_frames": spec.n_frames, "fps": motion.fps, "text": spec.description.text,
-              "n_keyframes": len(spec.keyframes), "trajectory_frames": int(control.traj_mask.any(-1).sum()),
+              "n_keyframes": len(spec.keyframes), "windows": [list(w) for w in motion.windows], "trajectory_frames": int(control.traj_mask.any(-1).sum()),
               "optimization_loss_first_last": motion.optimization_loss[:1] + motion.optimization_loss[-1:],
               "sampler": sampler}
     files["report"] = str(write_json(out / "report.json", report))
