@@ -145,10 +145,12 @@ def format_long(result: dict[str, Any]) -> str:
             "seam jump / inside, m/s (ratio) | foot skating | similarity per window: mean, min | traj err m |")
     lines = [head, "|" + "---|" * 10]
     for r in rows:
-        peak = "–" if r["peak_extra_mb"] is None else f"{r['peak_extra_mb']:.0f} ({_ratio(r['peak_extra_mb'], base['peak_extra_mb'])})"
+        peak = ("–" if r["peak_extra_mb"] is None
+                else f"{r['peak_extra_mb']:.0f} ({_ratio(r['peak_extra_mb'], base['peak_extra_mb'])})")
         sims = r["similarity_per_window"]
         lines.append(
-            f"| {r['duration_s']:g} s | {r['n_frames']} ({_ratio(r['n_frames'], base['n_frames'])}) | {r['n_windows']} | "
+            f"| {r['duration_s']:g} s | {r['n_frames']} ({_ratio(r['n_frames'], base['n_frames'])}) | "
+            f"{r['n_windows']} | "
             f"{r['seconds']:.2f} ({_ratio(r['seconds'], base['seconds'])}) | "
             f"{r['sample_s']:.2f} ({_ratio(r['sample_s'], base['sample_s'])}) | {peak} | "
             f"{r['seam_jump']:.2f} / {r['inside_jump']:.2f} ({r['seam_ratio']:.2f}) | {r['foot_skating']:.3f} | "

@@ -8,8 +8,9 @@ The network only ever sees windows of at most `model.max_frames` pose frames. Wi
 pose frames [a_k, e_k) of the whole motion, a_k = k·(W − overlap); it starts inside the previous
 window, and the overlap's first `hold` frames are *held*: the previous window's frames (already
 stitched, in world coordinates) become constraints of this window — pelvis position (xyz) and
-facing at every held frame, the full body pose every `HOLD_POSE_EVERY` frames — met by the same stage 1 as any keyframe or trajectory
-(gradient steps, then the exact projection), while the model in-paints what follows. The rest of
+facing at every held frame, the full body pose every `HOLD_POSE_EVERY` frames — met by the same
+stage 1 as any keyframe or trajectory (gradient steps, then the exact projection), while the
+model in-paints what follows. The rest of
 the overlap (`overlap − hold` frames) is cross-faded from the previous window to the new one with
 a cosine ramp, so the hand-over has no visible seam (measured: `motion_metrics.seam_velocity_jump`).
 

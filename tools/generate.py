@@ -130,7 +130,8 @@ def generate_motion(
     json_metrics = {k: (None if math.isnan(v) else v) for k, v in metrics.items()}  # JSON has no NaN
     report = {"metrics": json_metrics, "timings_s": {k: round(v, 4) for k, v in timings.items()},
               "n_frames": spec.n_frames, "fps": motion.fps, "text": spec.description.text,
-              "n_keyframes": len(spec.keyframes), "windows": [list(w) for w in motion.windows], "trajectory_frames": int(control.traj_mask.any(-1).sum()),
+              "n_keyframes": len(spec.keyframes), "windows": [list(w) for w in motion.windows],
+              "trajectory_frames": int(control.traj_mask.any(-1).sum()),
               "optimization_loss_first_last": motion.optimization_loss[:1] + motion.optimization_loss[-1:],
               "sampler": sampler}
     files["report"] = str(write_json(out / "report.json", report))
