@@ -7,9 +7,11 @@ including the preview). Each length is one fresh call with the same model and se
 (200 frames: already two windows) is the baseline measured in the same run, and each row gives
 its ratio to it — time and memory should grow with the frame ratio (linearly), not faster.
 
-Per length: wall seconds of the whole call and of the sampling alone; peak memory — the kernel's
-resident-set high-water mark reset (/proc/self/clear_refs) before the call and read back after
-(VmHWM − VmRSS before: the extra memory the call takes); the seam velocity jump
+Per length: wall seconds of the whole call and of the sampling alone (medians of `repeats` runs
+taken round the lengths); peak memory — in a fresh spawned process per length, after loading the
+model and a warm-up motion, the kernel's resident-set high-water mark is reset
+(/proc/self/clear_refs) and read back after the call (VmHWM − VmRSS: the extra memory it takes;
+in the benchmark's own process the allocator's caches of earlier calls would hide it); the seam velocity jump
 (`motion_metrics.seam_velocity_jump`: the largest change of joint velocity around each window
 hand-over against the same statistic inside the windows); foot skating (OmniControl's ratio); and
 the text–motion evaluator's cosine similarity of the request's sentence to each window's frames
@@ -19,11 +21,12 @@ the text–motion evaluator's cosine similarity of the request's sentence to eac
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -31,9 +34,9 @@ import torch
 from ikmo.eval.bench_speed import _reset_peak_rss, _status_kib
 from ikmo.eval.evaluator import Evaluator
 from ikmo.motion_model.constraints import Line, MotionDescription, MotionSpec, Segment, TrajectoryPlan
-from ikmo.motion_model.motion_metrics import foot_skating_ratio
+from ikmo.motion_model.motion_metrics import foot_skating_ratio, seam_velocity_jump
 from ikmo.motion_model.representation.features import joints_to_features
-from ikmo.motion_model.sampling import MotionModel
+from ikmo.motion_model.sampling import MotionModel, load_model
 from ikmo.tools.generate import generate_motion
 from ikmo.tools.toolbox import ToolSettings
 from ikmo.tools.trajectory import densify
@@ -47,9 +50,11 @@ WALK_SPEED_M_S = 1.2  # the offline planner's walking speed (agents/vocabulary.j
 @dataclass
 class LongConfig:
     durations_s: tuple[float, ...] = (10.0, 30.0, 60.0)
+    repeats: int = 3
     seed: int = 0
     num_threads: int = 2
     preview: bool = True
+    reference_s: float | None = 9.8  # one window, the same request: skating and similarity without seams
 
 
 @dataclass
@@ -91,25 +96,47 @@ def window_similarities(ev: Evaluator, joints: np.ndarray, windows: list[tuple[i
     return [float(x) for x in (m @ t[0])]
 
 
+def _formats(cfg: LongConfig) -> tuple[str, ...] | None:
+    return None if cfg.preview else ("joints", "features", "bvh", "smpl")
+
+
+def _peak_worker(weights: str | None, duration_s: float, cfg: LongConfig, out_dir: str, queue: Any) -> None:
+    torch.set_num_threads(cfg.num_threads)
+    model = load_model(weights)
+    generate_motion(walk_spec(2.0, cfg.seed), Path(out_dir) / "warmup", model=model, formats=("joints",))
+    if not _reset_peak_rss() or (rss := _status_kib("VmRSS")) is None:
+        queue.put(None)  # no /proc (not Linux): no figure rather than a wrong one
+        return
+    generate_motion(walk_spec(duration_s, cfg.seed), Path(out_dir) / "peak", model=model, formats=_formats(cfg))
+    queue.put(((_status_kib("VmHWM") or rss) - rss) / 1024)
+
+
+def peak_extra_mb(weights: Path | None, duration_s: float, cfg: LongConfig, out_dir: Path) -> float | None:
+    """Extra peak resident memory (MiB) of one `duration_s` request, in a fresh spawned process."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_peak_worker, args=(str(weights) if weights else None, duration_s, cfg, str(out_dir), q))
+    p.start()
+    try:
+        return cast("float | None", q.get(timeout=1800))
+    finally:
+        p.join()
+
+
 def run_case(model: MotionModel, ev: Evaluator, duration_s: float, out_dir: Path, cfg: LongConfig) -> LongRow:
     spec = walk_spec(duration_s, cfg.seed)
-    formats = None if cfg.preview else ("joints", "features", "bvh", "smpl")
-    measured = _reset_peak_rss() and (before := _status_kib("VmRSS")) is not None
     t0 = time.perf_counter()
-    res = generate_motion(spec, out_dir, model=model, settings=ToolSettings(),
-                          formats=formats)
+    res = generate_motion(spec, out_dir, model=model, settings=ToolSettings(), formats=_formats(cfg))
     seconds = time.perf_counter() - t0
-    peak = ((_status_kib("VmHWM") or 0) - before) / 1024 if measured else None
     report = _read_json(Path(res.files["report"]))
     joints = np.load(res.files["joints"])
     windows = [(int(a), int(b)) for a, b in report["windows"]]
     m = res.metrics
+    jump = seam_velocity_jump(joints, report["seams"])  # as report.json's metrics; also without seams
     sims = window_similarities(ev, joints, windows, spec.description.text)
     return LongRow(duration_s=duration_s, n_frames=spec.n_frames, n_windows=len(windows), seconds=seconds,
-                   sample_s=float(report["timings_s"]["sample_s"]), peak_extra_mb=peak,
-                   seam_jump=m.get("seam_velocity_jump", float("nan")),
-                   inside_jump=m.get("inside_velocity_jump", float("nan")),
-                   seam_ratio=m.get("seam_jump_ratio", float("nan")),
+                   sample_s=float(report["timings_s"]["sample_s"]), peak_extra_mb=None,
+                   seam_jump=jump["seam_mean"], inside_jump=jump["inside_mean"], seam_ratio=jump["ratio"],
                    foot_skating=foot_skating_ratio(joints), traj_err_mean=m["traj_err_mean"],
                    similarity_per_window=sims)
 
@@ -120,17 +147,33 @@ def _read_json(path: Path) -> dict[str, Any]:
     return dict(json.loads(path.read_text()))
 
 
-def run_long_benchmark(model: MotionModel, ev: Evaluator, cfg: LongConfig, out_dir: Path) -> dict[str, Any]:
-    """Every length of `cfg.durations_s` (the first is the baseline); a JSON-ready dict."""
+def run_long_benchmark(model: MotionModel, ev: Evaluator, cfg: LongConfig, out_dir: Path,
+                       weights: Path | None = None) -> dict[str, Any]:
+    """Every length of `cfg.durations_s` (the first is the baseline); a JSON-ready dict. `weights`:
+    the folder `model` was loaded from (None: bundled), for the memory subprocesses."""
     torch.set_num_threads(cfg.num_threads)
     # Warm-up (text encoder, caches, first-call allocations): not any length's cost.
     generate_motion(walk_spec(2.0, cfg.seed), out_dir / "warmup", model=model, settings=ToolSettings(),
                     formats=("joints",))
+    # Repeats go round the lengths (10, 30, 60, 10, 30, 60, ...) so that a busy machine slows every
+    # length alike; the motions are the same each time (same seed), the times and peaks are medians.
+    runs: dict[float, list[LongRow]] = {d: [] for d in cfg.durations_s}
+    for r in range(cfg.repeats):
+        for d in cfg.durations_s:
+            log.info("long motion: %gs (repeat %d/%d)", d, r + 1, cfg.repeats)
+            runs[d].append(run_case(model, ev, d, out_dir / f"{d:g}s", cfg))
     rows = []
-    for d in cfg.durations_s:
-        log.info("long motion: %gs", d)
-        rows.append(run_case(model, ev, d, out_dir / f"{d:g}s", cfg))
-    return {"config": asdict(cfg), "rows": [{**asdict(r), "similarity_mean": r.similarity_mean} for r in rows]}
+    for rs in runs.values():
+        row = asdict(rs[0])
+        row.update(seconds=statistics.median(x.seconds for x in rs), sample_s=statistics.median(x.sample_s for x in rs),
+                   seconds_runs=[x.seconds for x in rs], similarity_mean=rs[0].similarity_mean)
+        row["peak_extra_mb"] = peak_extra_mb(weights, rs[0].duration_s, cfg, out_dir / "memory")
+        rows.append(row)
+    out: dict[str, Any] = {"config": asdict(cfg), "rows": rows}
+    if cfg.reference_s is not None:
+        ref = run_case(model, ev, cfg.reference_s, out_dir / f"{cfg.reference_s:g}s", cfg)
+        out["reference"] = {**asdict(ref), "similarity_mean": ref.similarity_mean}
+    return out
 
 
 def _ratio(a: float | None, b: float | None) -> str:
@@ -155,4 +198,8 @@ def format_long(result: dict[str, Any]) -> str:
             f"{r['sample_s']:.2f} ({_ratio(r['sample_s'], base['sample_s'])}) | {peak} | "
             f"{r['seam_jump']:.2f} / {r['inside_jump']:.2f} ({r['seam_ratio']:.2f}) | {r['foot_skating']:.3f} | "
             f"{statistics.fmean(sims):.3f}, {min(sims):.3f} | {r['traj_err_mean']:.3f} |")
+    if (ref := result.get("reference")) is not None:
+        lines.append(f"reference, one window ({ref['duration_s']:g} s, {ref['n_frames']} frames, same request): "
+                     f"{ref['seconds']:.2f} s, foot skating {ref['foot_skating']:.3f}, similarity "
+                     f"{ref['similarity_mean']:.3f}, velocity jump inside {ref['inside_jump']:.2f} m/s")
     return "\n".join(lines)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the domain types stay importable without torch (the agents'
 N_JOINTS = HUMANML3D_22.n_joints
 WINDOW_S = MAX_FRAMES / FPS  # 9.8 s: one model window; longer motions are sampled in overlapping windows
 MAX_MOTION_FRAMES = int(round(MAX_DURATION_S * FPS))  # 2400 pose frames (limits.MAX_DURATION_S = 120 s)
+WINDOW_OVERLAP_FRAMES = 40  # 2 s shared by consecutive windows (long_sampling); a continued motion has at least these
 MAX_PELVIS_SPEED = 8.0  # m/s, faster than a sprinter: a constraint asking for more is an error
 PELVIS_HEIGHT_RANGE = (0.2, 1.6)  # m, lying-ish to jumping
 
@@ -297,6 +298,16 @@ class GenerationOptions(_Model):
     use_optimization: bool = True
 
 
+class MotionPrefix(_Model):
+    """An earlier motion this one continues: its `n_frames` frames (a `joints.npy`, (n_frames, 22, 3)
+    metres) are this motion's first frames — exactly, but for the last second, cross-faded into what
+    follows — and the rest is in-painted from their end (`long_sampling.sample_long`). A chat
+    follow-up "then wave" extends the motion this way."""
+
+    joints_path: str = Field(min_length=1)
+    n_frames: int = Field(ge=WINDOW_OVERLAP_FRAMES, le=MAX_MOTION_FRAMES)
+
+
 class MotionSpec(_Model):
     """Everything the motion model needs; the only input `tools.generate_motion` takes."""
 
@@ -306,6 +317,7 @@ class MotionSpec(_Model):
     fps: float = Field(default=FPS, gt=0, le=MAX_FPS, allow_inf_nan=False)
     n_frames: int = Field(ge=2, le=MAX_MOTION_FRAMES)
     options: GenerationOptions = Field(default_factory=GenerationOptions)
+    prefix: MotionPrefix | None = None
 
     @classmethod
     def from_description(cls, description: MotionDescription, **kw: object) -> MotionSpec:
@@ -321,6 +333,9 @@ class MotionSpec(_Model):
         passes may still be infeasible in practice; the model then returns its measured errors.
         """
         duration = (self.n_frames - 1) / self.fps
+        if self.prefix is not None and self.prefix.n_frames >= self.n_frames:
+            raise ConstraintError(f"the motion continues a {self.prefix.n_frames}-frame motion but has only "
+                                  f"{self.n_frames} frames; make it longer than the motion it continues")
         for i, kf in enumerate(self.keyframes):
             if kf.time_s > duration + 0.5 / self.fps:
                 raise ConstraintError(

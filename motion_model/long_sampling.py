@@ -7,8 +7,8 @@ from the end of the one before.
 The network only ever sees windows of at most `model.max_frames` pose frames. Window k covers
 pose frames [a_k, e_k) of the whole motion, a_k = k·(W − overlap); it starts inside the previous
 window, and the overlap's first `hold` frames are *held*: the previous window's frames (already
-stitched, in world coordinates) become constraints of this window — pelvis position (xyz) and
-facing at every held frame, the full body pose every `HOLD_POSE_EVERY` frames — met by the same
+stitched, in world coordinates) become constraints of this window — pelvis position (floor
+plane) and facing at every held frame, the full body pose every `HOLD_POSE_EVERY` frames — met by the same
 stage 1 as any keyframe or trajectory (gradient steps, then the exact projection), while the
 model in-paints what follows. The rest of
 the overlap (`overlap − hold` frames) is cross-faded from the previous window to the new one with
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ikmo.motion_model.constraints import N_JOINTS, ControlSignals, TimedText
+from ikmo.motion_model.constraints import N_JOINTS, WINDOW_OVERLAP_FRAMES, ControlSignals, TimedText
 from ikmo.motion_model.control.align import facing_yaw, rotate_y
 from ikmo.motion_model.control.footlock import lock_feet
 from ikmo.motion_model.control.projection import smoothed_facing
@@ -49,7 +49,7 @@ from ikmo.motion_model.sampling import SEGMENT_FADE_FRAMES, Motion, MotionModel,
 
 log = logging.getLogger(__name__)
 
-OVERLAP_FRAMES = 40  # 2 s shared by consecutive windows
+OVERLAP_FRAMES = WINDOW_OVERLAP_FRAMES  # 2 s shared by consecutive windows
 HOLD_FRAMES = 20  # the overlap's first 1 s: the previous window's frames, held as constraints
 HOLD_POSE_EVERY = 5  # held frames with the whole body pose as a keyframe (pelvis and facing: every frame)
 _SEED_STRIDE = 1_000_003  # a prime: window k's seed = seed + k·stride (mod 2^32)
@@ -70,20 +70,38 @@ class Window:
         return self.end - self.start
 
 
-def plan_windows(n_frames: int, window: int, overlap: int = OVERLAP_FRAMES, hold: int = HOLD_FRAMES) -> list[Window]:
+def plan_windows(n_frames: int, window: int, overlap: int = OVERLAP_FRAMES, hold: int = HOLD_FRAMES,
+                 given: int = 0) -> list[Window]:
     """The windows of an `n_frames` motion: one when it fits, else stride `window − overlap`, the last
-    window ending at `n_frames` (shorter than the others, never shorter than the overlap + 1)."""
-    if n_frames <= window:
+    window ending at `n_frames` (shorter than the others, never shorter than the overlap + 1).
+
+    given: frames already there (a motion being continued, `MotionPrefix`): the first window then
+    starts `overlap` frames before their end and holds and cross-fades like any later window.
+    """
+    if n_frames <= window and not given:
         return [Window(0, n_frames)]
     if not 0 < hold < overlap < window:
         raise ConstraintError(f"window planning needs 0 < hold ({hold}) < overlap ({overlap}) < window ({window})")
+    if given and not overlap <= given < n_frames:
+        raise ConstraintError(f"a motion can continue one of {overlap} to {n_frames - 1} frames, not {given}; "
+                              "continue a longer motion, or make this one longer")
     stride = window - overlap
+    if given:
+        n = math.ceil((n_frames - given) / stride)
+        starts = [given - overlap + k * stride for k in range(n)]
+        return [Window(a, min(a + window, n_frames), held=hold, fade=overlap - hold) for a in starts]
     n = math.ceil((n_frames - overlap) / stride)
     out = [Window(0, window)]
     for k in range(1, n):
         a = k * stride
         out.append(Window(a, min(a + window, n_frames), held=hold, fade=overlap - hold))
     return out
+
+
+def kept_prefix_frames(given: int, overlap: int = OVERLAP_FRAMES, hold: int = HOLD_FRAMES) -> int:
+    """How many of a continued motion's `given` frames stay exactly as they were: all but the last
+    `overlap − hold`, which are cross-faded into the continuation (as between any two windows)."""
+    return given - (overlap - hold)
 
 
 def seam_frames(windows: list[Window]) -> list[int]:
@@ -148,7 +166,11 @@ def window_control(control: ControlSignals | None, w: Window, held: torch.Tensor
     if held is not None and w.held:
         h = w.held
         local = _to_local(held.float(), origin, yaw)  # (h, 22, 3)
-        traj[:h], traj_mask[:h] = local[:, 0], True
+        # The pelvis in the floor plane only: holding its height too let each window start a little
+        # lower than the one before, which compounds (30 s walk, 3 seeds: median pelvis 0.89 m →
+        # 0.82 m, foot skating after the rig 0.12 → 0.16); the cross-fade joins the heights instead.
+        traj[:h] = local[:, 0]
+        traj_mask[:h, 0] = traj_mask[:h, 2] = True
         rel = local - local[:, :1]
         rel = rotate_y(rel, -facing_yaw(local)) if align_yaw else rel
         # The body pose every HOLD_POSE_EVERY frames (ending on the last held frame), not at every
@@ -192,21 +214,26 @@ def sample_long(
     segment_fade: int = SEGMENT_FADE_FRAMES,
     overlap: int = OVERLAP_FRAMES,
     hold: int = HOLD_FRAMES,
+    prefix: np.ndarray | None = None,
 ) -> Motion:
     """One motion of any length (2 … MAX_MOTION_FRAMES pose frames), in windows (module docstring).
 
     Arguments as `sample`'s for one motion; control: the whole motion's `ControlSignals` (n_frames,
     world) or None; timed_texts: the description's segments over the whole motion. A motion that
     fits one window is exactly `sample`'s. `on_step(step, total)` counts the steps of all windows.
-    Returns a `Motion` whose `windows` lists each window's [start, end).
+    prefix: (P, 22, 3) world joints of a motion this one continues (P ≥ overlap): frames [0, P) of
+    the result, exactly but for the last `overlap − hold` (`kept_prefix_frames`), cross-faded into
+    the windows sampled from their end. Returns a `Motion` whose `windows` lists
+    each window's [start, end).
     """
-    windows = plan_windows(n_frames, model.max_frames, overlap, hold)
+    given = 0 if prefix is None else int(prefix.shape[0])
+    windows = plan_windows(n_frames, model.max_frames, overlap, hold, given=given)
     timed = timed_texts or []
     if control is not None and control.n_frames != n_frames:
         raise ConstraintError(f"control signals have {control.n_frames} frames but the length is {n_frames}")
     kw = {"steps": steps, "guidance_scale": guidance_scale, "optimization": optimization,
           "use_controlnet": use_controlnet, "segment_fade": segment_fade}
-    if len(windows) == 1:
+    if len(windows) == 1 and not given:
         m = sample(model, [text], [n_frames], [control], seed=seed, foot_lock=foot_lock, on_step=on_step,
                    timed_texts=[timed], **kw)[0]  # type: ignore[arg-type]
         m.windows = [(0, n_frames)]
@@ -216,10 +243,12 @@ def sample_long(
     no_lock = lock_cfg.model_copy(update={"enabled": False})  # once, over the stitched motion
     total_steps = (steps or model.diffusion.cfg.sample_steps) * len(windows)
     out = np.zeros((n_frames, N_JOINTS, 3))
+    if prefix is not None:
+        out[:given] = prefix
     timings: dict[str, float] = {}
     losses: list[float] = []
     for k, w in enumerate(windows):
-        if k == 0:
+        if not w.held:
             origin, yaw, held = torch.zeros(3), 0.0, None
         else:
             held = torch.as_tensor(out[w.start:w.start + w.held])
@@ -245,8 +274,15 @@ def sample_long(
         log.debug("window %d/%d: frames %d..%d", k + 1, len(windows), w.start, w.end)
     t0 = time.perf_counter()
     if lock_cfg.enabled:
-        pinned = control.pose_mask.cpu().numpy() if control is not None else None
+        pinned = np.zeros((n_frames, N_JOINTS), dtype=bool)
+        if control is not None:
+            pinned |= control.pose_mask.cpu().numpy()
+        kept = kept_prefix_frames(given, overlap, hold) if given else 0
+        pinned[:kept] = True  # a foot planted in the kept frames stays where it was
         out = lock_feet(out, lock_cfg, pinned)
+    if prefix is not None:
+        kept = kept_prefix_frames(given, overlap, hold)
+        out[:kept] = prefix[:kept]  # exactly (the lock's ramps may have touched the last kept frames)
     timings["foot_lock_s"] = time.perf_counter() - t0
     feats = joints_to_features(torch.from_numpy(out), canonical=False).numpy()
     return Motion(features=feats.astype(np.float32), joints=out.astype(np.float32), fps=FPS, text=text,

@@ -53,6 +53,7 @@ def generate_motion(
     settings = settings if settings is not None else ToolSettings()
     spec.check()  # before loading or sampling anything
     control = spec.to_control()
+    prefix = _load_prefix(spec)
     timings: dict[str, float] = {}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -79,7 +80,7 @@ def generate_motion(
     motion = sample_long(model, spec.description.text, spec.n_frames, None if control.is_empty() else control,
                          seed=seed, steps=steps, guidance_scale=gs_used, optimization=opt_cfg,
                          use_controlnet=opts.use_controlnet, on_step=on_step,
-                         timed_texts=spec.description.timed_texts())
+                         timed_texts=spec.description.timed_texts(), prefix=prefix)
     timings["sample_s"] = time.perf_counter() - t0
     timings.update({f"sample_{k}": v for k, v in motion.timings.items()})
 
@@ -91,13 +92,20 @@ def generate_motion(
     # Every file (joints, BVH, SMPL, preview) and every metric describe the same rigid-skeleton motion.
     t0 = time.perf_counter()
     joints = project_to_rig(motion.joints)
+    from ikmo.motion_model.long_sampling import kept_prefix_frames
+
+    n_kept = 0 if prefix is None else kept_prefix_frames(len(prefix))
     if model.foot_lock.enabled:
         # The rig's fixed bone lengths move the feet the sampler had locked (bundled weights, "walk
         # forward 3 meters, then bow": skating 0.06 before the rig, 0.40 after); lock them again on
         # the rigid legs (the IK keeps their lengths, so the motion stays on the rig).
         from ikmo.motion_model.control.footlock import lock_feet
 
-        joints = lock_feet(joints, model.foot_lock, control.pose_mask.cpu().numpy())
+        pinned = control.pose_mask.cpu().numpy().copy()
+        pinned[:n_kept] = True  # a continued motion's kept frames are not moved, nor its planted feet
+        joints = lock_feet(joints, model.foot_lock, pinned)
+    if prefix is not None:
+        joints[:n_kept] = prefix[:n_kept]  # the motion it continues, exactly as it was delivered
     joints = joints.astype(np.float32)
     rig_delta = float(np.linalg.norm(joints - motion.joints, axis=-1).mean())
     timings["rig_projection_s"] = time.perf_counter() - t0
@@ -130,7 +138,9 @@ def generate_motion(
     json_metrics = {k: (None if math.isnan(v) else v) for k, v in metrics.items()}  # JSON has no NaN
     report = {"metrics": json_metrics, "timings_s": {k: round(v, 4) for k, v in timings.items()},
               "n_frames": spec.n_frames, "fps": motion.fps, "text": spec.description.text,
-              "n_keyframes": len(spec.keyframes), "windows": [list(w) for w in motion.windows],
+              "n_keyframes": len(spec.keyframes),
+              "continues": None if spec.prefix is None else spec.prefix.model_dump(),
+              "windows": [list(w) for w in motion.windows], "seams": motion.seams,
               "trajectory_frames": int(control.traj_mask.any(-1).sum()),
               "optimization_loss_first_last": motion.optimization_loss[:1] + motion.optimization_loss[-1:],
               "sampler": sampler}
@@ -138,6 +148,21 @@ def generate_motion(
     log.info("motion written to %s (traj err %.3f m, keyframe MPJPE %.3f m, sampling %.2f s)", out,
              metrics["traj_err_mean"], metrics["keyframe_mpjpe"], timings["sample_s"])
     return MotionResult(files=files, metrics={k: float(v) for k, v in metrics.items()}, spec=spec, config=config)
+
+
+def _load_prefix(spec: MotionSpec) -> np.ndarray | None:
+    """(P, 22, 3) joints of the motion `spec` continues, checked against `spec.prefix`, or None."""
+    if spec.prefix is None:
+        return None
+    from ikmo.motion_model.errors import ConstraintError
+
+    from .export_common import load_joints
+
+    joints = load_joints(spec.prefix.joints_path)
+    if len(joints) != spec.prefix.n_frames:
+        raise ConstraintError(f"the motion to continue, {spec.prefix.joints_path}, has {len(joints)} frames, not the "
+                              f"{spec.prefix.n_frames} the spec says; give its joints.npy as it was written")
+    return joints
 
 
 def _train_summary(meta: dict[str, Any]) -> dict[str, Any]:

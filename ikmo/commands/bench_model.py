@@ -109,6 +109,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         weights: Annotated[Path | None, typer.Option(help="motion model directory (default: bundled)")] = None,
         evaluator: Annotated[Path | None, typer.Option(help="evaluator .safetensors (default: bundled)")] = None,
         durations: Annotated[str, typer.Option(help="comma-separated seconds; the first is the baseline")] = "10,30,60",
+        repeats: Annotated[int, typer.Option(min=1, help="runs per length (times: medians)")] = 3,
         seed: Annotated[int, typer.Option(min=0, max=MAX_SEED)] = 0,
         threads: Annotated[int, typer.Option(min=1)] = 2,
         preview: Annotated[bool, typer.Option(help="write (and time) preview.mp4 too")] = True,
@@ -130,8 +131,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             raise UsageError(f"--durations {durations!r}: give seconds separated by commas, e.g. 10,30,60") from None
         if not secs or any(not 0 < d <= MAX_DURATION_S for d in secs):
             raise UsageError(f"--durations {durations!r}: each must be 0 < seconds <= {MAX_DURATION_S:g}")
-        cfg = LongConfig(durations_s=secs, seed=seed, num_threads=threads, preview=preview)
-        result = run_long_benchmark(load_model(weights), load_evaluator(evaluator), cfg, out.with_suffix(""))
+        cfg = LongConfig(durations_s=secs, repeats=repeats, seed=seed, num_threads=threads, preview=preview)
+        result = run_long_benchmark(load_model(weights), load_evaluator(evaluator), cfg, out.with_suffix(""), weights)
         write_json(out, result)
         typer.echo(format_long(result))
         typer.echo(f"JSON: {out}; motions in {out.with_suffix('')}/")

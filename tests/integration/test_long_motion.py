@@ -18,6 +18,7 @@ from ikmo.eval.bench_long import walk_spec
 from ikmo.motion_model.constraints import Arc, KeyframePose, Line, MotionDescription, MotionSpec, TrajectoryPlan
 from ikmo.motion_model.data.synthetic import synthetic_walk
 from ikmo.motion_model.long_sampling import plan_windows, sample_long
+from ikmo.motion_model.motion_metrics import seam_velocity_jump
 from ikmo.tools.generate import generate_motion
 from ikmo.tools.toolbox import ToolSettings
 from ikmo.tools.trajectory import densify
@@ -111,4 +112,26 @@ def test_a_chat_followup_extends_the_motion(model, tmp_path: Path) -> None:
     assert [s.action for s in spec.description.segments] == ["walk", "walk-back", "bow"]
     assert spec.description.segments[0] == first.spec.description.segments[0]  # the walk as it was
     assert spec.n_frames > 196 > first.spec.n_frames
+    conv.close()
+
+
+def test_a_followup_that_adds_actions_continues_the_motion_it_had(model, tmp_path: Path) -> None:
+    conv = Conversation(tmp_path / "chat.sqlite", "ext", make_context(model, critique_rounds=0, preview=False),
+                        tmp_path / "runs")
+    first = raise_if_failed(conv.say("walk forward 8 meters"))
+    before = np.load(first.files["joints"])
+    ext = conv.say("then wave and bow")
+    spec = raise_if_failed(ext).spec
+    assert spec.prefix is not None and spec.prefix.n_frames == len(before) == first.spec.n_frames
+    after = np.load(ext["result"].files["joints"])
+    assert after.shape == (spec.n_frames, 22, 3) and spec.n_frames > len(before)
+    kept = len(before) - 20  # the last second blends into what follows
+    np.testing.assert_allclose(after[:kept], before[:kept], atol=1e-6)  # the motion it had, kept
+    assert any("continues the previous motion" in n for n in ext["notes"])
+    # The hand-over is no jump: its frames change speed no more than the rest of the motion does.
+    jump = seam_velocity_jump(after, [kept, len(before)])
+    assert jump["ratio"] < 1.5, jump
+    # An edit that changes what was there ("make it slower") is made anew.
+    slower = raise_if_failed(conv.say("make it slower"))
+    assert slower.spec.prefix is None
     conv.close()
