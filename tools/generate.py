@@ -91,10 +91,12 @@ def generate_motion(
 
     # Every file (joints, BVH, SMPL, preview) and every metric describe the same rigid-skeleton motion.
     t0 = time.perf_counter()
-    joints = project_to_rig(motion.joints)
     from ikmo.motion_model.long_sampling import kept_prefix_frames
 
     n_kept = 0 if prefix is None else kept_prefix_frames(len(prefix))
+    # A continued motion takes the rig of the motion it continues: its kept frames come back as they
+    # were, and one rest shape plays the whole file (the BVH reproduces every frame).
+    joints = project_to_rig(motion.joints, rest_from=None if prefix is None else prefix[:n_kept])
     if model.foot_lock.enabled:
         # The rig's fixed bone lengths move the feet the sampler had locked (bundled weights, "walk
         # forward 3 meters, then bow": skating 0.06 before the rig, 0.40 after); lock them again on
@@ -105,7 +107,7 @@ def generate_motion(
         pinned[:n_kept] = True  # a continued motion's kept frames are not moved, nor its planted feet
         joints = lock_feet(joints, model.foot_lock, pinned)
     if prefix is not None:
-        joints[:n_kept] = prefix[:n_kept]  # the motion it continues, exactly as it was delivered
+        joints[:n_kept] = prefix[:n_kept]  # as delivered (a lock reaching into them moved a few feet)
     joints = joints.astype(np.float32)
     rig_delta = float(np.linalg.norm(joints - motion.joints, axis=-1).mean())
     timings["rig_projection_s"] = time.perf_counter() - t0

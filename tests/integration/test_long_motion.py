@@ -126,7 +126,7 @@ def test_a_followup_that_adds_actions_continues_the_motion_it_had(model, tmp_pat
     after = np.load(ext["result"].files["joints"])
     assert after.shape == (spec.n_frames, 22, 3) and spec.n_frames > len(before)
     kept = len(before) - 20  # the last second blends into what follows
-    np.testing.assert_allclose(after[:kept], before[:kept], atol=1e-6)  # the motion it had, kept
+    np.testing.assert_allclose(after[:kept], before[:kept], atol=1e-5)  # the motion it had, kept
     assert any("continues the previous motion" in n for n in ext["notes"])
     # The hand-over is no jump: its frames change speed no more than the rest of the motion does.
     jump = seam_velocity_jump(after, [kept, len(before)])
