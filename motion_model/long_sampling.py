@@ -105,10 +105,12 @@ def kept_prefix_frames(given: int, overlap: int = OVERLAP_FRAMES, hold: int = HO
 
 
 def seam_frames(windows: list[Window]) -> list[int]:
-    """Frames where the motion's source changes: the end of each held part and of each cross-fade."""
+    """Frames where the motion's source changes: the end of each held part and of each cross-fade
+    (a continued motion's first window hands over from the motion it continues)."""
     out: list[int] = []
-    for w in windows[1:]:
-        out += [w.start + w.held, w.start + w.held + w.fade]
+    for w in windows:
+        if w.held:
+            out += [w.start + w.held, w.start + w.held + w.fade]
     return out
 
 

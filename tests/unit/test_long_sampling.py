@@ -84,3 +84,4 @@ def test_seam_velocity_jump_sees_a_seam_and_not_a_smooth_motion() -> None:
     assert jump["ratio"] > 2.5 * smooth["ratio"] and jump["seam_max"] > 4.0  # 0.2 m in one frame: 4 m/s
     assert np.isnan(seam_velocity_jump(walk, [])["ratio"])
     assert seam_frames(plan_windows(400, 197)) == [177, 197, 334, 354]
+    assert seam_frames(plan_windows(300, 197, given=100)) == [80, 100]  # from the motion it continues
