@@ -31,6 +31,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ from ikmo.motion_model.model.diffusion import OnStep
 from ikmo.motion_model.model_config import FootLockConfig, OptimizationConfig
 from ikmo.motion_model.representation.features import joints_to_features
 from ikmo.motion_model.representation.skeleton import FPS
-from ikmo.motion_model.sampling import SEGMENT_FADE_FRAMES, Motion, MotionModel, sample
+from ikmo.motion_model.sampling import Motion, MotionModel, sample
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,16 @@ OVERLAP_FRAMES = WINDOW_OVERLAP_FRAMES  # 2 s shared by consecutive windows
 HOLD_FRAMES = 20  # the overlap's first 1 s: the previous window's frames, held as constraints
 HOLD_POSE_EVERY = 5  # held frames with the whole body pose as a keyframe (pelvis and facing: every frame)
 _SEED_STRIDE = 1_000_003  # a prime: window k's seed = seed + k·stride (mod 2^32)
+
+
+class SampleOptions(TypedDict, total=False):
+    """The knobs of `sampling.sample` that `sample_long` passes on to every window."""
+
+    steps: int | None
+    guidance_scale: float | None
+    optimization: OptimizationConfig | None
+    use_controlnet: bool
+    segment_fade: int
 
 
 @dataclass(frozen=True)
@@ -206,21 +217,18 @@ def sample_long(
     control: ControlSignals | None = None,
     *,
     seed: int = 0,
-    steps: int | None = None,
-    guidance_scale: float | None = None,
-    optimization: OptimizationConfig | None = None,
-    use_controlnet: bool = True,
     foot_lock: FootLockConfig | None = None,
     on_step: OnStep | None = None,
     timed_texts: list[TimedText] | None = None,
-    segment_fade: int = SEGMENT_FADE_FRAMES,
     overlap: int = OVERLAP_FRAMES,
     hold: int = HOLD_FRAMES,
     prefix: np.ndarray | None = None,
+    **knobs: Unpack[SampleOptions],
 ) -> Motion:
     """One motion of any length (2 … MAX_MOTION_FRAMES pose frames), in windows (module docstring).
 
-    Arguments as `sample`'s for one motion; control: the whole motion's `ControlSignals` (n_frames,
+    Arguments as `sample`'s for one motion (`knobs`: steps, guidance_scale, optimization,
+    use_controlnet, segment_fade, passed to every window); control: the whole motion's `ControlSignals` (n_frames,
     world) or None; timed_texts: the description's segments over the whole motion. A motion that
     fits one window is exactly `sample`'s. `on_step(step, total)` counts the steps of all windows.
     prefix: (P, 22, 3) world joints of a motion this one continues (P ≥ overlap): frames [0, P) of
@@ -233,17 +241,15 @@ def sample_long(
     timed = timed_texts or []
     if control is not None and control.n_frames != n_frames:
         raise ConstraintError(f"control signals have {control.n_frames} frames but the length is {n_frames}")
-    kw = {"steps": steps, "guidance_scale": guidance_scale, "optimization": optimization,
-          "use_controlnet": use_controlnet, "segment_fade": segment_fade}
     if len(windows) == 1 and not given:
         m = sample(model, [text], [n_frames], [control], seed=seed, foot_lock=foot_lock, on_step=on_step,
-                   timed_texts=[timed], **kw)[0]  # type: ignore[arg-type]
+                   timed_texts=[timed], **knobs)[0]
         m.windows = [(0, n_frames)]
         return m
-    opt_cfg = optimization if optimization is not None else model.optimization
+    opt_cfg = knobs.get("optimization") or model.optimization
     lock_cfg = foot_lock if foot_lock is not None else model.foot_lock
     no_lock = lock_cfg.model_copy(update={"enabled": False})  # once, over the stitched motion
-    total_steps = (steps or model.diffusion.cfg.sample_steps) * len(windows)
+    total_steps = (knobs.get("steps") or model.diffusion.cfg.sample_steps) * len(windows)
     out = np.zeros((n_frames, N_JOINTS, 3))
     if prefix is not None:
         out[:given] = prefix
@@ -263,7 +269,7 @@ def sample_long(
                 on_step(k * n + i, total_steps)
 
         m = sample(model, [text], [w.n_frames], [wc], seed=window_seed(seed, k), foot_lock=no_lock,
-                   on_step=step_cb, timed_texts=[window_texts(timed, w)], **kw)[0]  # type: ignore[arg-type]
+                   on_step=step_cb, timed_texts=[window_texts(timed, w)], **knobs)[0]
         for key, v in m.timings.items():
             timings[key] = timings.get(key, 0.0) + v
         losses += m.optimization_loss

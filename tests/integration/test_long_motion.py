@@ -34,6 +34,7 @@ def test_a_30s_request_writes_600_frames_and_every_file_agrees(model, tmp_path: 
     assert spec.n_frames == report["n_frames"] == 600
     assert [tuple(w) for w in report["windows"]] == [(w.start, w.end) for w in plan_windows(600, model.max_frames)]
     assert len(report["windows"]) == 4 and report["windows"][-1][1] == 600
+    assert report["seams"] == [177, 197, 334, 354, 491, 511]
     assert np.load(out / "joints.npy").shape == (600, 22, 3)
     assert np.load(out / "features.npy").shape == (599, 263)
     smpl = np.load(out / "motion_smpl.npz")

@@ -33,6 +33,8 @@ def test_windows_cover_the_motion_with_fixed_overlaps(n: int) -> None:
     assert len(ws) == (1 if n <= 197 else int(np.ceil((n - OVERLAP_FRAMES) / (197 - OVERLAP_FRAMES))))
     with pytest.raises(ConstraintError, match="hold"):
         plan_windows(400, 197, overlap=10, hold=20)
+    with pytest.raises(ConstraintError, match="continue one of 40 to 399 frames, not 30"):
+        plan_windows(400, 197, given=30)
 
 
 def test_timed_texts_are_cut_per_window() -> None:
@@ -84,4 +86,5 @@ def test_seam_velocity_jump_sees_a_seam_and_not_a_smooth_motion() -> None:
     assert jump["ratio"] > 2.5 * smooth["ratio"] and jump["seam_max"] > 4.0  # 0.2 m in one frame: 4 m/s
     assert np.isnan(seam_velocity_jump(walk, [])["ratio"])
     assert seam_frames(plan_windows(400, 197)) == [177, 197, 334, 354]
-    assert seam_frames(plan_windows(300, 197, given=100)) == [80, 100]  # from the motion it continues
+    assert seam_frames(plan_windows(300, 197, given=200)) == [180, 200]  # from the motion it continues
+    assert [(w.start, w.end) for w in plan_windows(300, 197, given=100)] == [(60, 257), (217, 300)]
