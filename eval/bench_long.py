@@ -54,6 +54,7 @@ class LongConfig:
     seed: int = 0
     num_threads: int = 2
     preview: bool = True
+    measure_memory: bool = True
     reference_s: float | None = 9.8  # one window, the same request: skating and similarity without seams
 
 
@@ -167,7 +168,8 @@ def run_long_benchmark(model: MotionModel, ev: Evaluator, cfg: LongConfig, out_d
         row = asdict(rs[0])
         row.update(seconds=statistics.median(x.seconds for x in rs), sample_s=statistics.median(x.sample_s for x in rs),
                    seconds_runs=[x.seconds for x in rs], similarity_mean=rs[0].similarity_mean)
-        row["peak_extra_mb"] = peak_extra_mb(weights, rs[0].duration_s, cfg, out_dir / "memory")
+        row["peak_extra_mb"] = (peak_extra_mb(weights, rs[0].duration_s, cfg, out_dir / "memory")
+                                if cfg.measure_memory else None)
         rows.append(row)
     out: dict[str, Any] = {"config": asdict(cfg), "rows": rows}
     if cfg.reference_s is not None:

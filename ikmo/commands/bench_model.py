@@ -113,6 +113,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         seed: Annotated[int, typer.Option(min=0, max=MAX_SEED)] = 0,
         threads: Annotated[int, typer.Option(min=1)] = 2,
         preview: Annotated[bool, typer.Option(help="write (and time) preview.mp4 too")] = True,
+        memory: Annotated[bool, typer.Option(help="measure peak memory in a fresh process per length")] = True,
         out: Annotated[Path, typer.Option(help="JSON result; the motions go into its folder")] = Path(
             "runs/bench_long.json"),
     ) -> None:
@@ -131,7 +132,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             raise UsageError(f"--durations {durations!r}: give seconds separated by commas, e.g. 10,30,60") from None
         if not secs or any(not 0 < d <= MAX_DURATION_S for d in secs):
             raise UsageError(f"--durations {durations!r}: each must be 0 < seconds <= {MAX_DURATION_S:g}")
-        cfg = LongConfig(durations_s=secs, repeats=repeats, seed=seed, num_threads=threads, preview=preview)
+        cfg = LongConfig(durations_s=secs, repeats=repeats, seed=seed, num_threads=threads, preview=preview,
+                         measure_memory=memory)
         result = run_long_benchmark(load_model(weights), load_evaluator(evaluator), cfg, out.with_suffix(""), weights)
         write_json(out, result)
         typer.echo(format_long(result))

@@ -17,6 +17,7 @@ from ikmo.agents.state import MotionRequest
 from ikmo.eval.bench_long import walk_spec
 from ikmo.motion_model.constraints import Arc, KeyframePose, Line, MotionDescription, MotionSpec, TrajectoryPlan
 from ikmo.motion_model.data.synthetic import synthetic_walk
+from ikmo.motion_model.errors import UsageError
 from ikmo.motion_model.long_sampling import plan_windows, sample_long
 from ikmo.motion_model.motion_metrics import seam_velocity_jump
 from ikmo.tools.generate import generate_motion
@@ -136,3 +137,21 @@ def test_a_followup_that_adds_actions_continues_the_motion_it_had(model, tmp_pat
     slower = raise_if_failed(conv.say("make it slower"))
     assert slower.spec.prefix is None
     conv.close()
+
+
+def test_bench_long_prints_ratios_to_the_first_length(weights_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ikmo.cli import _build
+
+    out = tmp_path / "long.json"
+    res = CliRunner().invoke(_build(), ["bench", "long", "--weights", str(weights_dir), "--durations", "10,20",
+                                        "--repeats", "1", "--no-preview", "--no-memory", "--threads", "1",
+                                        "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "| 20 s | 400 (2.00×) | 3 |" in res.output and "reference, one window" in res.output
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["n_windows"] for r in rows] == [2, 3]
+    assert all(len(r["similarity_per_window"]) == r["n_windows"] and np.isfinite(r["seam_ratio"]) for r in rows)
+    bad = CliRunner().invoke(_build(), ["bench", "long", "--durations", "10,500", "--out", str(out)])
+    assert isinstance(bad.exception, UsageError) and "each must be 0 < seconds <= 120" in str(bad.exception)
