@@ -18,13 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ikmo.motion_model.errors import ConstraintError
 from ikmo.motion_model.limits import MAX_DURATION_S, MAX_FPS, MAX_GUIDANCE_SCALE, MAX_OPTIMIZATION_STEPS, MAX_SEED
-from ikmo.motion_model.representation.skeleton import FPS, HUMANML3D_22, MAX_FRAMES
+from ikmo.motion_model.representation.skeleton import FPS, HUMANML3D_22
 
 if TYPE_CHECKING:  # the domain types stay importable without torch (the agents' process never loads it)
     import torch
 
 N_JOINTS = HUMANML3D_22.n_joints
-WINDOW_S = MAX_FRAMES / FPS  # 9.8 s: one model window; longer motions are sampled in overlapping windows
 MAX_MOTION_FRAMES = int(round(MAX_DURATION_S * FPS))  # 2400 pose frames (limits.MAX_DURATION_S = 120 s)
 WINDOW_OVERLAP_FRAMES = 40  # 2 s shared by consecutive windows (long_sampling); a continued motion has at least these
 MAX_PELVIS_SPEED = 8.0  # m/s, faster than a sprinter: a constraint asking for more is an error
