@@ -13,4 +13,24 @@ command -v "$PY" >/dev/null || PY=python3
 # set (as on our CI and dev machines) every `ikmo` call would recompile the package from source
 # (measured: 0.25 s of each run's imports).
 .venv/bin/python -m compileall -q ikmo agents tools motion_model eval prompts >/dev/null
+# System tools the tests use (Debian packages, installed only when missing; CI runs this as root):
+# chromium, driven by Playwright in the browser tests (tests/web_fixtures.py; never `playwright install`, no browser
+# downloads); Blender (with python3-numpy) checks our BVH and GLB with its own importers and runs the add-on; npm
+# installs the glTF validator and three.js into .node/ (scripts/install_node_tools.sh).
+need_apt=()
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v blender >/dev/null || need_apt+=(blender)
+# Debian's Blender runs on the system Python; its glTF importer needs that Python's numpy.
+/usr/bin/python3 -c "import numpy" 2>/dev/null || need_apt+=(python3-numpy)
+command -v npm >/dev/null || need_apt+=(nodejs npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    lock=(); command -v flock >/dev/null && lock=(flock /tmp/apt.lock)  # other installs may run apt too
+    "${lock[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${lock[@]}" apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "note: ${need_apt[*]} missing (install with apt as root); the tests that need them are skipped" >&2
+  fi
+fi
+command -v npm >/dev/null && bash scripts/install_node_tools.sh
 echo "IKMo installed in $(pwd)/.venv"

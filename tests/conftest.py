@@ -26,3 +26,7 @@ def hml3d_fixture_dir(shared_dir: Path) -> Path:
         pytest.skip(f"{d} is absent")
     return d
 
+
+
+# Real servers and a real browser for the web tests (tests/web_fixtures.py).
+pytest_plugins = ["web_fixtures"]

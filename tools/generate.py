@@ -4,7 +4,7 @@
 any sampling), samples with the motion model (stage 1 optimization + stage 2 ControlNet, as the
 spec's options say), and writes into `out_dir`:
 
-  joints.npy (T, 22, 3), features.npy (T−1, 263), motion.bvh, motion_smpl.npz, preview.mp4
+  joints.npy (T, 22, 3), features.npy (T−1, 263), motion.bvh, motion_smpl.npz, motion.glb, preview.mp4
   (through `tools.exports.write_motion_files`), spec.json, config.json, report.json.
 
 report.json holds the measured constraint errors (trajectory error mean/max, keyframe MPJPE after
@@ -25,6 +25,7 @@ import numpy as np
 from ikmo.motion_model.constraints import MotionResult, MotionSpec
 from ikmo.motion_model.fileio import write_json
 from ikmo.motion_model.model.diffusion import OnStep
+from ikmo.motion_model.model_config import FootLockConfig
 from ikmo.motion_model.sampling import MotionModel
 
 from .toolbox import ToolSettings
@@ -87,28 +88,9 @@ def generate_motion(
     from ikmo.motion_model.control.guidance import measured_errors
     from ikmo.motion_model.motion_metrics import foot_skating_ratio, seam_velocity_jump
 
-    from .rig_rotations import project_to_rig
-
     # Every file (joints, BVH, SMPL, preview) and every metric describe the same rigid-skeleton motion.
     t0 = time.perf_counter()
-    from ikmo.motion_model.long_sampling import kept_prefix_frames
-
-    n_kept = 0 if prefix is None else kept_prefix_frames(len(prefix))
-    # A continued motion takes the rig of the motion it continues: its kept frames come back as they
-    # were, and one rest shape plays the whole file (the BVH reproduces every frame).
-    joints = project_to_rig(motion.joints, rest_from=None if prefix is None else prefix[:n_kept])
-    if model.foot_lock.enabled:
-        # The rig's fixed bone lengths move the feet the sampler had locked (bundled weights, "walk
-        # forward 3 meters, then bow": skating 0.06 before the rig, 0.40 after); lock them again on
-        # the rigid legs (the IK keeps their lengths, so the motion stays on the rig).
-        from ikmo.motion_model.control.footlock import lock_feet
-
-        pinned = control.pose_mask.cpu().numpy().copy()
-        pinned[:n_kept] = True  # a continued motion's kept frames are not moved, nor its planted feet
-        joints = lock_feet(joints, model.foot_lock, pinned)
-    if prefix is not None:
-        joints[:n_kept] = prefix[:n_kept]  # as delivered (a lock reaching into them moved a few feet)
-    joints = joints.astype(np.float32)
+    joints = onto_rig(motion.joints, model.foot_lock, control.pose_mask.cpu().numpy(), prefix=prefix)
     rig_delta = float(np.linalg.norm(joints - motion.joints, axis=-1).mean())
     timings["rig_projection_s"] = time.perf_counter() - t0
 
@@ -165,6 +147,36 @@ def _load_prefix(spec: MotionSpec) -> np.ndarray | None:
         raise ConstraintError(f"the motion to continue, {spec.prefix.joints_path}, has {len(joints)} frames, not the "
                               f"{spec.prefix.n_frames} the spec says; give its joints.npy as it was written")
     return joints
+
+
+def onto_rig(joints: np.ndarray, foot_lock: FootLockConfig, pose_mask: np.ndarray,
+             prefix: np.ndarray | None = None) -> np.ndarray:
+    """The sampler's joints as the user gets them: on the rigid skeleton, feet locked again.
+
+    joints: (T, 22, 3) metres; pose_mask: (T, 22) the keyframe-constrained joints (the foot lock
+    leaves them alone); prefix: (P, 22, 3) the motion these joints continue (`MotionSpec.prefix`),
+    whose kept frames come back as delivered. Returns (T, 22, 3) float32.
+    """
+    from ikmo.motion_model.long_sampling import kept_prefix_frames
+
+    from .rig_rotations import project_to_rig
+
+    n_kept = 0 if prefix is None else kept_prefix_frames(len(prefix))
+    # A continued motion takes the rig of the motion it continues: its kept frames come back as they
+    # were, and one rest shape plays the whole file (the BVH reproduces every frame).
+    out = project_to_rig(joints, rest_from=None if prefix is None else prefix[:n_kept])
+    if foot_lock.enabled:
+        # The rig's fixed bone lengths move the feet the sampler had locked (bundled weights, "walk
+        # forward 3 meters, then bow": skating 0.06 before the rig, 0.40 after); lock them again on
+        # the rigid legs (the IK keeps their lengths, so the motion stays on the rig).
+        from ikmo.motion_model.control.footlock import lock_feet
+
+        pinned = np.array(pose_mask, dtype=bool, copy=True)
+        pinned[:n_kept] = True  # a continued motion's kept frames are not moved, nor its planted feet
+        out = lock_feet(out, foot_lock, pinned)
+    if prefix is not None:
+        out[:n_kept] = prefix[:n_kept]  # as delivered (a lock reaching into them moved a few feet)
+    return np.asarray(out, dtype=np.float32)
 
 
 def _train_summary(meta: dict[str, Any]) -> dict[str, Any]:
