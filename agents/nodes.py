@@ -33,6 +33,7 @@ from ikmo.tools import trajectory as traj_tools
 from . import critic, offline_planner
 from .context import Context
 from .errors import ProviderError
+from .extension import continuation
 from .fit_check import check_fit, photo_stamp, wants_images
 from .gesture_poses import gesture_keyframes
 from .llm import llm_or_fallback, provider_label
@@ -67,7 +68,9 @@ def begin(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
         "critique_round": 0, "retries": {"describe": 0, "trajectory": 0, "keyframe_pose": 0},
         "feedback": {"describe": "", "trajectory": "", "keyframe_pose": ""},
         "failures": {k: "" for k in (state.get("failures") or {})}, "keyframes": drop,
-        "validation": None, "result": None, "best_attempt": None, "decision": None, "status": "running",
+        "validation": None, "result": None, "best_attempt": None,
+        "previous_result": state.get("result") if state.get("followup") else None,
+        "decision": None, "status": "running",
         "error": None, "answer": None, "spec": None,
         "attempts": restart(), "notes": restart(),
         "transcript": restart(Event.now("user", req.text, images=[i.model_dump() for i in req.images],
@@ -223,6 +226,7 @@ def validate(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
         try:
             spec = MotionSpec.from_description(desc, keyframes=kfs, trajectory=state.get("trajectory"),
                                                options=state.get("options") or GenerationOptions())
+            spec.prefix = continuation(state.get("previous_result"), desc, spec.n_frames, spec.trajectory)
             check_spec(spec)
         except ConstraintError as e:
             error, fault = str(e), fault_of(str(e))
@@ -230,8 +234,11 @@ def validate(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
             error, fault = f"invalid specification: {e}", "describe"
     if error is None:
         assert spec is not None
-        return {"spec": spec, "validation": Validation(ok=True),
-                "transcript": [Event.now("validate", f"ok: {spec.n_frames} frames, {len(spec.keyframes)} keyframes")]}
+        kept = "" if spec.prefix is None else (f"; continues the previous motion (its {spec.prefix.n_frames} "
+                                               "frames kept, the last second blended into what follows)")
+        return {"spec": spec, "validation": Validation(ok=True), "notes": [kept[2:]] if kept else [],
+                "transcript": [Event.now("validate", f"ok: {spec.n_frames} frames, {len(spec.keyframes)} keyframes"
+                                         f"{kept}")]}
     retries = (state.get("retries") or {}).get(fault, 0)
     # Offline agents are deterministic: sending the error back would return the same answer.
     can_retry = not is_offline(ctx) and fault != "keyframe_pose" and retries < ctx.settings.max_retries

@@ -527,6 +527,8 @@ _EDIT_FASTER = re.compile(r"\b(faster|quicker|speed (it )?up|more quickly|hurry)
 _EDIT_LONGER = re.compile(r"\b(longer|extend|lengthen)\b")
 _EDIT_SHORTER = re.compile(r"\b(shorter|shorten|trim)\b")
 _EDIT_ADD = re.compile(r"\b(add|also|append|include|plus|and then)\b")
+# "then walk back and bow": a message that starts by saying what comes next continues the motion.
+_EDIT_NEXT = re.compile(r"^\W*(and )?(then|after that|afterwards|next|followed by|continue)\b")
 _EDIT_START = re.compile(r"\b(at the (start|beginning)|first|before)\b")
 _EDIT_REPLACE = re.compile(r"\b(instead|replace|rather than|change it to|swap)\b")
 _EDIT_DROP = re.compile(r"\b(remove|drop|without|no more|don't|do not)\b")
@@ -579,7 +581,7 @@ def apply_followup(previous: ParsedRequest, text: str) -> tuple[ParsedRequest, l
             names = {a.action for a in new.actions}
             out.actions = [a for a in out.actions if a.action not in names] or out.actions
             changes.append(f"removed {', '.join(sorted(names))}")
-        elif _EDIT_ADD.search(t) or _KEYFRAME_END.search(t) or _EDIT_START.search(t):
+        elif _EDIT_ADD.search(t) or _EDIT_NEXT.search(t) or _KEYFRAME_END.search(t) or _EDIT_START.search(t):
             if _EDIT_START.search(t):
                 out.actions = new.actions + out.actions
             else:

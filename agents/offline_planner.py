@@ -90,17 +90,17 @@ def segment_durations(req: ParsedRequest, duration_override: float | None = None
         if sum(durs) > MAX_DURATION_S:
             if any(f is not None for f in fixed) and sum(f for f in fixed if f is not None) > MAX_DURATION_S:
                 raise ConstraintError(
-                    f"the request asks for {sum(f for f in fixed if f is not None):.1f}s of motion but the model "
-                    f"makes at most {MAX_DURATION_S:.1f}s; ask for less time or fewer actions"
+                    f"the request asks for {sum(f for f in fixed if f is not None):.1f}s of motion but a motion "
+                    f"lasts at most {MAX_DURATION_S:g}s; ask for less time or fewer actions"
                 )
             scale = MAX_DURATION_S / sum(durs)
             durs = [d * scale for d in durs]
-            notes.append(f"shortened to the model's {MAX_DURATION_S:.1f}s limit (everything {1 / scale:.2f}x faster)")
+            notes.append(f"shortened to the {MAX_DURATION_S:g}s limit of a motion (everything {1 / scale:.2f}x faster)")
         return durs, notes
     if total > MAX_DURATION_S + 1e-6:
         raise ConstraintError(
-            f"a {total:g}s motion is longer than the model can make ({MAX_DURATION_S:.1f}s); ask for at most "
-            f"{MAX_DURATION_S:.1f}s"
+            f"a {total:g}s motion is longer than a motion may last ({MAX_DURATION_S:g}s); ask for at most "
+            f"{MAX_DURATION_S:g}s, or make it in parts"
         )
     fixed_sum = sum(f for f in fixed if f is not None)
     free = [i for i, f in enumerate(fixed) if f is None]

@@ -85,7 +85,7 @@ def checkpoint_serializer() -> Any:
     allowed = [("ikmo.agents.state", n) for n in ("MotionRequest", "ImageRef", "Validation", "Attempt", "Event")]
     allowed += [("ikmo.motion_model.constraints", n) for n in (
         "MotionDescription", "Segment", "KeyframePose", "Trajectory", "TrajectoryPlan", "Line", "Arc", "Circle",
-        "Zigzag", "Waypoints", "Stand", "MotionSpec", "GenerationOptions", "MotionResult")]
+        "Zigzag", "Waypoints", "Stand", "MotionSpec", "MotionPrefix", "GenerationOptions", "MotionResult")]
     return JsonPlusSerializer(allowed_msgpack_modules=allowed)
 
 

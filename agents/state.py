@@ -187,6 +187,7 @@ class GraphState(TypedDict, total=False):
     options: GenerationOptions
     critique_round: int
     result: MotionResult | None
+    previous_result: MotionResult | None  # a follow-up's: the last turn's motion, which it may continue
     best_attempt: int | None
     decision: Literal["accept", "reseed", "stronger_guidance", "replan"] | None
     attempts: Annotated[list[Attempt], accumulate]

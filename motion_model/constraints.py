@@ -17,14 +17,15 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ikmo.motion_model.errors import ConstraintError
-from ikmo.motion_model.limits import MAX_FPS, MAX_GUIDANCE_SCALE, MAX_OPTIMIZATION_STEPS, MAX_SEED
-from ikmo.motion_model.representation.skeleton import FPS, HUMANML3D_22, MAX_FRAMES
+from ikmo.motion_model.limits import MAX_DURATION_S, MAX_FPS, MAX_GUIDANCE_SCALE, MAX_OPTIMIZATION_STEPS, MAX_SEED
+from ikmo.motion_model.representation.skeleton import FPS, HUMANML3D_22
 
 if TYPE_CHECKING:  # the domain types stay importable without torch (the agents' process never loads it)
     import torch
 
 N_JOINTS = HUMANML3D_22.n_joints
-MAX_DURATION_S = MAX_FRAMES / FPS  # 9.8 s
+MAX_MOTION_FRAMES = int(round(MAX_DURATION_S * FPS))  # 2400 pose frames (limits.MAX_DURATION_S = 120 s)
+WINDOW_OVERLAP_FRAMES = 40  # 2 s shared by consecutive windows (long_sampling); a continued motion has at least these
 MAX_PELVIS_SPEED = 8.0  # m/s, faster than a sprinter: a constraint asking for more is an error
 PELVIS_HEIGHT_RANGE = (0.2, 1.6)  # m, lying-ish to jumping
 
@@ -296,6 +297,16 @@ class GenerationOptions(_Model):
     use_optimization: bool = True
 
 
+class MotionPrefix(_Model):
+    """An earlier motion this one continues: its `n_frames` frames (a `joints.npy`, (n_frames, 22, 3)
+    metres) are this motion's first frames — exactly, but for the last second, cross-faded into what
+    follows — and the rest is in-painted from their end (`long_sampling.sample_long`). A chat
+    follow-up "then wave" extends the motion this way."""
+
+    joints_path: str = Field(min_length=1)
+    n_frames: int = Field(ge=WINDOW_OVERLAP_FRAMES, le=MAX_MOTION_FRAMES)
+
+
 class MotionSpec(_Model):
     """Everything the motion model needs; the only input `tools.generate_motion` takes."""
 
@@ -303,8 +314,9 @@ class MotionSpec(_Model):
     keyframes: list[KeyframePose] = Field(default_factory=list)
     trajectory: Trajectory | None = None
     fps: float = Field(default=FPS, gt=0, le=MAX_FPS, allow_inf_nan=False)
-    n_frames: int = Field(ge=2, le=MAX_FRAMES)
+    n_frames: int = Field(ge=2, le=MAX_MOTION_FRAMES)
     options: GenerationOptions = Field(default_factory=GenerationOptions)
+    prefix: MotionPrefix | None = None
 
     @classmethod
     def from_description(cls, description: MotionDescription, **kw: object) -> MotionSpec:
@@ -320,6 +332,9 @@ class MotionSpec(_Model):
         passes may still be infeasible in practice; the model then returns its measured errors.
         """
         duration = (self.n_frames - 1) / self.fps
+        if self.prefix is not None and self.prefix.n_frames >= self.n_frames:
+            raise ConstraintError(f"the motion continues a {self.prefix.n_frames}-frame motion but has only "
+                                  f"{self.n_frames} frames; make it longer than the motion it continues")
         for i, kf in enumerate(self.keyframes):
             if kf.time_s > duration + 0.5 / self.fps:
                 raise ConstraintError(
@@ -452,7 +467,7 @@ class MotionResult(_Model):
 
 
 def duration_to_frames(duration_s: float, fps: float = FPS) -> int:
-    """Number of pose frames for a duration, clamped to the model's range [2, 196]."""
+    """Number of pose frames for a duration, clamped to [2, MAX_MOTION_FRAMES] (2400: 120 s)."""
     if not math.isfinite(duration_s) or duration_s <= 0:
         raise ConstraintError(f"duration must be a positive number of seconds, got {duration_s}")
-    return max(2, min(MAX_FRAMES, int(round(duration_s * fps))))
+    return max(2, min(MAX_MOTION_FRAMES, int(round(duration_s * fps))))

@@ -9,3 +9,4 @@ MAX_OPTIMIZATION_STEPS = 1000  # stage-1 gradient steps per selected DDIM step (
 MAX_FPS = 1000.0  # frames per second of a motion file (the model samples at 20)
 MAX_DIFFUSION_STEPS = 1000  # DDIM steps of one sample: the training schedule's length (default 10)
 MAX_COORDINATE_M = 10_000.0  # |x|, |y|, |z| of a joint in a motion file: 10 km from the origin
+MAX_DURATION_S = 120.0  # seconds of one motion (generated in overlapping model windows; 9.8 s each): 2 min

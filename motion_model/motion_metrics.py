@@ -68,3 +68,45 @@ def foot_skating_ratio(joints: np.ndarray, fps: float = FPS, feet: Sequence[int]
     contact = (h[:-1] < height_m) & (h[1:] < height_m)
     skating = contact & (speed > speed_m_s) & (speed_avg > speed_m_s)
     return float(skating.any(axis=1).mean())
+
+
+SEAM_RADIUS = 2  # frames either side of a seam in which a jump counts as the seam's
+
+
+def velocity_jumps(joints: np.ndarray, fps: float = FPS) -> np.ndarray:
+    """Per-frame change of joint velocity, m/s: mean over joints of ‖v_{t+1} − v_t‖ with
+    v_t = (x_{t+1} − x_t)·fps. joints: (T, J, 3) metres, T ≥ 3 → (T − 2,); entry i is centred on frame i + 1."""
+    joints = check_positions(joints, "joints")
+    if joints.ndim != 3 or joints.shape[0] < 3:
+        raise MotionDataError(f"velocity jumps need (T>=3, J, 3) joints, got {joints.shape}")
+    v = np.diff(joints, axis=0) * fps
+    return np.linalg.norm(np.diff(v, axis=0), axis=-1).mean(-1)
+
+
+def seam_velocity_jump(joints: np.ndarray, seams: Sequence[int], fps: float = FPS,
+                       radius: int = SEAM_RADIUS) -> dict[str, float]:
+    """How visible the seams of a motion stitched from windows are.
+
+    The largest velocity jump within ±radius frames of each seam frame (`seam_mean` / `seam_max`
+    over the seams, m/s) against the same statistic everywhere else (`inside_mean`: the largest jump
+    of every (2·radius + 1)-frame stretch farther from any seam). `ratio` = seam_mean / inside_mean:
+    about 1 means a seam cannot be told from the motion's own changes of speed. NaN without seams.
+    joints: (T, J, 3) metres.
+    """
+    jumps = velocity_jumps(joints, fps)  # entry i ↔ frame i + 1
+    frames = np.arange(1, len(jumps) + 1)
+    k = 2 * radius + 1
+    padded = np.pad(jumps, radius, mode="edge")
+    local_max = np.lib.stride_tricks.sliding_window_view(padded, k).max(-1)  # (T − 2,) centred on each frame
+    seams = [s for s in seams if 1 <= s <= len(jumps)]
+    nan = float("nan")
+    if not seams:
+        return {"seam_mean": nan, "seam_max": nan, "inside_mean": float(local_max.mean()), "ratio": nan}
+    near = np.zeros(len(jumps), dtype=bool)
+    for s in seams:
+        near |= np.abs(frames - s) <= 2 * radius
+    at_seams = local_max[np.asarray(seams) - 1]
+    inside = float(local_max[~near].mean()) if (~near).any() else nan
+    seam_mean = float(at_seams.mean())
+    return {"seam_mean": seam_mean, "seam_max": float(at_seams.max()), "inside_mean": inside,
+            "ratio": seam_mean / inside if inside > 0 else nan}

@@ -75,6 +75,9 @@ class Motion:
     joints: (T, 22, 3) float32 global joint positions, metres, y up, starting at the origin facing +Z.
     fps: frames per second of `joints` (20).
     timings: seconds spent per stage of the batch this motion was generated in.
+    windows: pose-frame ranges [start, end) of the model windows it was sampled in (`long_sampling`;
+    empty from `sample`, whose motions are one window); seams: the frames where a window hands over
+    to the next (`long_sampling.seam_frames`).
     """
 
     features: np.ndarray
@@ -84,6 +87,8 @@ class Motion:
     seed: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     optimization_loss: list[float] = field(default_factory=list)
+    windows: list[tuple[int, int]] = field(default_factory=list)
+    seams: list[int] = field(default_factory=list)
 
     @property
     def n_frames(self) -> int:

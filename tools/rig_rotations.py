@@ -247,17 +247,20 @@ def rig_forward(
     return pos
 
 
-def project_to_rig(joints: np.ndarray, skeleton: Skeleton = HUMANML3D_22) -> np.ndarray:
+def project_to_rig(joints: np.ndarray, skeleton: Skeleton = HUMANML3D_22,
+                   rest_from: np.ndarray | None = None) -> np.ndarray:
     """The nearest motion a rigid rig with `skeleton`'s bone lengths can play: (T, J, 3) → (T, J, 3).
 
     A diffusion model's joints (recovered from root-relative positions) let bones stretch by
     centimetres and the hips/spine fan of the pelvis deform; a BVH or SMPL rig cannot, so every file
     of one motion would disagree. This fits the rig (rest shape = the motion's own rigidified
     multi-child geometry, bone lengths = the skeleton's) and returns its forward kinematics: the root
-    path is kept exactly, bone directions as closely as a rigid rig allows.
+    path is kept exactly, bone directions as closely as a rigid rig allows. rest_from: (T', J, 3)
+    frames whose shape sets the rest instead of all of `joints` (a motion continuing one already on
+    the rig: its rest, so the frames it continues come back unchanged and one rig plays the whole).
     """
     joints = np.asarray(joints, dtype=np.float64)
-    rest = motion_rest_offsets(joints, skeleton)
+    rest = motion_rest_offsets(joints if rest_from is None else np.asarray(rest_from, dtype=np.float64), skeleton)
     norms = np.linalg.norm(rest, axis=-1, keepdims=True)
     rest = np.where(norms > 1e-9, rest / np.maximum(norms, 1e-9), 0.0) * skeleton.bone_lengths[:, None]
     return solve_rig_rotations(joints, rest, skeleton.parents).positions

@@ -34,7 +34,7 @@ DEFAULT_CASES_DIR = Path(__file__).resolve().parents[1] / "cases" / "agents"
 CATEGORIES = (
     "sequencing", "simultaneous", "counts", "distances", "durations", "speeds", "directions", "shapes", "turns",
     "styles", "timing", "photos", "multi_photo", "unsupported", "impossible", "ambiguous", "injection",
-    "non_english", "followup",
+    "non_english", "followup", "long",
 )
 
 Range = tuple[float, float]

@@ -146,7 +146,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         out: Annotated[Path, typer.Option("--out", "-o", help="output folder (the only place written)")],
         keyframe: Annotated[list[str] | None, typer.Option(
             "--keyframe", "-k", help="photo of a pose, IMAGE or IMAGE@SECONDS; repeatable")] = None,
-        duration: Annotated[float | None, typer.Option(help="seconds (≤ 9.8); default from the text")] = None,
+        duration: Annotated[float | None, typer.Option(
+            help="seconds (≤ 120; beyond 9.8 s made in overlapping windows); default from the text")] = None,
         provider: Annotated[str | None, typer.Option(help=PROVIDER_HELP)] = None,
         model: Annotated[str | None, typer.Option(help="model name for openai-compatible")] = None,
         base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server URL")] = None,

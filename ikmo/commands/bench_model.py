@@ -1,4 +1,4 @@
-"""Commands of the evaluation room: `ikmo bench control`, `ikmo bench speed`, `ikmo train evaluator`.
+"""Commands of the evaluation room: `ikmo bench control|speed|long`, `ikmo train evaluator`.
 
 Thin: parse options, call `ikmo.eval`, print the table, write JSON. Heavy imports stay inside.
 """
@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from ikmo.motion_model.limits import MAX_SEED
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +133,41 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         write_json(out, r.to_dict())
         typer.echo(format_speed(r))
         typer.echo(f"JSON: {out}")
+
+    @bench.command("long")
+    def bench_long(
+        weights: Annotated[Path | None, typer.Option(help="motion model directory (default: bundled)")] = None,
+        evaluator: Annotated[Path | None, typer.Option(help="evaluator .safetensors (default: bundled)")] = None,
+        durations: Annotated[str, typer.Option(help="comma-separated seconds; the first is the baseline")] = "10,30,60",
+        repeats: Annotated[int, typer.Option(min=1, help="runs per length (times: medians)")] = 3,
+        seed: Annotated[int, typer.Option(min=0, max=MAX_SEED)] = 0,
+        threads: Annotated[int, typer.Option(min=1)] = 2,
+        preview: Annotated[bool, typer.Option(help="write (and time) preview.mp4 too")] = True,
+        memory: Annotated[bool, typer.Option(help="measure peak memory in a fresh process per length")] = True,
+        out: Annotated[Path, typer.Option(help="JSON result; the motions go into its folder")] = Path(
+            "runs/bench_long.json"),
+    ) -> None:
+        """Motions of 10, 30 and 60 s in overlapping windows: seconds, peak memory, seam velocity jump,
+        foot skating and text–motion similarity per window, with ratios to the first length."""
+        from ikmo.eval.bench_long import LongConfig, format_long, run_long_benchmark
+        from ikmo.eval.evaluator import load_evaluator
+        from ikmo.motion_model.constraints import MAX_DURATION_S
+        from ikmo.motion_model.errors import UsageError
+        from ikmo.motion_model.fileio import write_json
+        from ikmo.motion_model.sampling import load_model
+
+        try:
+            secs = tuple(float(d) for d in durations.split(",") if d.strip())
+        except ValueError:
+            raise UsageError(f"--durations {durations!r}: give seconds separated by commas, e.g. 10,30,60") from None
+        if not secs or any(not 0 < d <= MAX_DURATION_S for d in secs):
+            raise UsageError(f"--durations {durations!r}: each must be 0 < seconds <= {MAX_DURATION_S:g}")
+        cfg = LongConfig(durations_s=secs, repeats=repeats, seed=seed, num_threads=threads, preview=preview,
+                         measure_memory=memory)
+        result = run_long_benchmark(load_model(weights), load_evaluator(evaluator), cfg, out.with_suffix(""), weights)
+        write_json(out, result)
+        typer.echo(format_long(result))
+        typer.echo(f"JSON: {out}; motions in {out.with_suffix('')}/")
 
     @train.command("evaluator")
     def train_evaluator_cmd(

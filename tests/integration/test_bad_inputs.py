@@ -73,7 +73,7 @@ def _make_inputs(d: Path) -> None:
         "spec_hugeseed.json": json.dumps(spec)[:-1] + ', "options": {"seed": ' + "9" * 5000 + "}}",
         "spec_negseed.json": json.dumps({**spec, "options": {"seed": -1}}),
         "spec_duration0.json": json.dumps({**spec, "description": {"text": "walk", "duration_s": 0}}),
-        "spec_duration99.json": json.dumps({**spec, "description": {"text": "walk", "duration_s": 99}}),
+        "spec_duration999.json": json.dumps({**spec, "description": {"text": "walk", "duration_s": 999}}),
         "spec_nan.json": json.dumps(spec)[:-1] + ', "fps": NaN}',
         "spec_fps0.json": json.dumps({**spec, "fps": 0}),
         "spec_frames1.json": json.dumps({**spec, "n_frames": 1}),

@@ -22,7 +22,7 @@ from ikmo.agents.providers import make_chat_model
 from ikmo.agents.run import raise_if_failed, run_request
 from ikmo.agents.state import MotionRequest
 from ikmo.agents.structured import StructuredOutputError, ask_structured
-from ikmo.motion_model.constraints import MotionDescription
+from ikmo.motion_model.constraints import MAX_DURATION_S, MotionDescription
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +89,7 @@ def test_structured_call_returns_valid_or_fails_cleanly(llama_url: str) -> None:
     except StructuredOutputError as e:
         assert len(e.errors) == 2  # 1 + max_retries tries, each error recorded
     else:
-        assert isinstance(out, MotionDescription) and 0 < out.duration_s <= 9.8
+        assert isinstance(out, MotionDescription) and 0 < out.duration_s <= MAX_DURATION_S
 
 
 def test_graph_with_a_weak_real_model_never_crashes(llama_url: str, model, tmp_path: Path) -> None:
@@ -98,7 +98,7 @@ def test_graph_with_a_weak_real_model_never_crashes(llama_url: str, model, tmp_p
     final = run_request(req, _ctx(llama_url, max_retries=0, motion_model=model))
     result = raise_if_failed(final)  # valid from the model, or repaired from the offline agent
     desc = result.spec.description
-    assert 0 < desc.duration_s <= 9.8 and desc.text
+    assert 0 < desc.duration_s <= MAX_DURATION_S and desc.text
     transcript = json.loads((tmp_path / "o" / "transcript.json").read_text())
     assert transcript[-1]["node"] == "respond"
     spec = json.loads((tmp_path / "o" / "agent_spec.json").read_text())

@@ -69,7 +69,7 @@ def test_a_local_path_keyframe(api, photos: list[Path]) -> None:
     (b"{not json", 400, "not JSON"),
     (b'["a list"]', 400, "JSON object"),
     (b'{"text": "walk", "colour": "red"}', 400, "colour"),
-    (b'{"text": "walk", "duration_s": 30}', 400, "duration_s"),
+    (b'{"text": "walk", "duration_s": 300}', 400, "duration_s"),
     (b'{"text": "walk", "keyframes": [{"image_base64": "!!!"}]}', 400, "not valid base64"),
     (b'{"text": "walk", "keyframes": [{"time_s": 1}]}', 400, "exactly one of image_base64 or path"),
     (b'{"text": "blorp fnord zzz"}', 422, "no motion found"),

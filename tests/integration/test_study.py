@@ -99,8 +99,8 @@ def test_measured_fit_prefers_the_fitting_motion(built: Path):
 @pytest.mark.parametrize(("text", "message"), [
     ("name: x\nconditions: [{name: no_agents}]\nitems: [{id: a, text: hi}]\n",
      "conditions: List should have at least 2 items"),
-    ("name: x\nconditions: [{name: no_agents}, {name: agents}]\nitems: [{id: a, text: hi, duration_s: 50}]\n",
-     "items[0] ('a').duration_s: Input should be less than or equal to 9.8"),
+    ("name: x\nconditions: [{name: no_agents}, {name: agents}]\nitems: [{id: a, text: hi, duration_s: 500}]\n",
+     "items[0] ('a').duration_s: Input should be less than or equal to 120"),
     ("name: x\nconditions: [{name: no_agents}, {name: agents}]\nitems: [{id: a, text: hi, photos: [{path: no.png}]}]\n",
      "items[0] ('a').photos[0].path:"),
     ("name: x\nconditions: [{name: no_agents, provider: smollm2}, {name: agents}]\nitems: [{id: a, text: hi}]\n",

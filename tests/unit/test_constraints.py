@@ -116,6 +116,7 @@ def test_plan_primitives_are_a_closed_discriminated_set() -> None:
 
 def test_duration_to_frames_clamps_and_rejects_nonsense() -> None:
     assert duration_to_frames(3.0) == 60
-    assert duration_to_frames(30.0) == 196
+    assert duration_to_frames(30.0) == 600  # beyond one 196-frame window: sampled in overlapping windows
+    assert duration_to_frames(1000.0) == 2400  # the 120 s limit of a motion
     with pytest.raises(ConstraintError):
         duration_to_frames(float("nan"))

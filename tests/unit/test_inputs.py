@@ -47,7 +47,7 @@ def test_a_thread_id_is_a_name_not_a_path(tid: str) -> None:
 def test_validation_message_is_one_line_with_field_value_and_range() -> None:
     with pytest.raises(ValidationError) as e:
         MotionRequest(text="walk\nnow", duration_s=1000.0, seed=2**64, out_dir="o")
-    msg = validation_message(e.value, {"duration_s": "--duration"}, allowed={"duration_s": "0 < seconds <= 9.8"})
+    msg = validation_message(e.value, {"duration_s": "--duration"}, allowed={"duration_s": "0 < seconds <= 120"})
     assert "\n" not in msg
-    assert "--duration = 1000.0: input should be less than or equal to 9.8 (allowed: 0 < seconds <= 9.8)" in msg
+    assert "--duration = 1000.0: input should be less than or equal to 120 (allowed: 0 < seconds <= 120)" in msg
     assert "seed = 18446744073709551616: input should be less than or equal to 4294967295" in msg
