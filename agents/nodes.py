@@ -25,6 +25,7 @@ from ikmo.motion_model.constraints import (
     MotionResult,
     MotionSpec,
     TrajectoryPlan,
+    Waypoints,
     duration_to_frames,
 )
 from ikmo.motion_model.errors import ConstraintError, IKMoError
@@ -170,11 +171,16 @@ def trajectory(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
     assert desc is not None
     parsed = parsed_from_dict(state["parsed"])
     notes: list[str] = []
-    try:
-        plan: TrajectoryPlan | None = offline_planner.plan_trajectory(parsed, desc)
-    except (ConstraintError, ValidationError, ValueError) as e:
-        plan, notes = None, [f"offline trajectory failed: {e}"]
-    if not is_offline(ctx):
+    drawn = state["request"].path_xz
+    if drawn:  # the user's own path (drawn in the studio) is the plan: no agent second-guesses it
+        plan: TrajectoryPlan | None = TrajectoryPlan(primitives=[Waypoints(points_xz=list(drawn))])
+        notes.append(f"the trajectory is the path you drew ({len(drawn)} points)")
+    else:
+        try:
+            plan = offline_planner.plan_trajectory(parsed, desc)
+        except (ConstraintError, ValidationError, ValueError) as e:
+            plan, notes = None, [f"offline trajectory failed: {e}"]
+    if not is_offline(ctx) and not drawn:
         system = render_prompt("trajectory_v1", TrajectoryPlan)
         user = f"Request: {state['request'].text}\nDescription: {desc.model_dump_json()}"
         if fb := (state.get("feedback") or {}).get("trajectory"):

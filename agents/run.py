@@ -159,9 +159,13 @@ class Conversation:
                 return past.config
         return None
 
-    def say(self, text: str, on_event: OnEvent | None = None) -> dict[str, Any]:
+    def say(self, text: str, on_event: OnEvent | None = None, *, images: list[S.ImageRef] | None = None,
+            path_xz: list[tuple[float, float]] | None = None, out_dir: Path | None = None) -> dict[str, Any]:
         """One user message (answer to a pending question, first request, or follow-up) → final state.
 
+        images: photos given beside the words (the studio's uploads; `ikmo chat` names them in the
+        text); path_xz: a drawn pelvis path that replaces the trajectory agent's (None: the agents
+        plan it); out_dir: where this turn writes (default OUT_ROOT/turnNNN).
         Raises UsageError for a message that cannot be a request (too long, not text). A turn that
         was killed before it finished is dropped, and this turn's answer says so.
         """
@@ -175,28 +179,31 @@ class Conversation:
                 self.app.checkpointer.delete_thread(self.thread_id)  # type: ignore[union-attr]
             else:
                 config = settled
-        final = self._say(text, config, on_event)
+        final = self._say(text, config, on_event, list(images or []), path_xz, out_dir)
         if dropped is not None and final.get("answer"):
             final["answer"] = (f"(Your earlier message {dropped!r} was interrupted before it finished and was not "
                                f"applied; send it again if you still want it.) {final['answer']}")
         return final
 
-    def _say(self, text: str, config: RunnableConfig, on_event: OnEvent | None) -> dict[str, Any]:
+    def _say(self, text: str, config: RunnableConfig, on_event: OnEvent | None, given: list[S.ImageRef],
+             path_xz: list[tuple[float, float]] | None, out: Path | None) -> dict[str, Any]:
         snap = self.app.get_state(config)
         if any(task.interrupts for task in snap.tasks):  # the message answers the pending question
             return _stream(self.app, Command(resume=text), config, self.context, on_event)
         prev = dict(snap.values)
-        images = [parse_keyframe_arg(tok) for tok in _image_tokens(text)]
+        images = given + [parse_keyframe_arg(tok) for tok in _image_tokens(text)]
         n_images = len(images) + (len(prev["request"].images) if prev.get("request") else 0)
         if n_images > S.MAX_IMAGES:
             raise UsageError(f"a request holds at most {S.MAX_IMAGES} photos; this message would make it {n_images}")
-        out_dir = str(self.out_root / f"turn{self.turns():03d}")
+        out_dir = str(out or self.out_root / f"turn{self.turns():03d}")
         if not prev.get("request"):
-            req = S.MotionRequest(text=text, images=images, seed=self.context.settings.seed, out_dir=out_dir)
+            req = S.MotionRequest(text=text, images=images, seed=self.context.settings.seed, out_dir=out_dir,
+                                  path_xz=path_xz)
             return _stream(self.app, {"request": req}, config, self.context, on_event)
         old: S.MotionRequest = prev["request"]
         pinned = _pin_times(old, prev)
-        req = S.MotionRequest(text=text, images=pinned + images, duration_s=None, seed=old.seed, out_dir=out_dir)
+        req = S.MotionRequest(text=text, images=pinned + images, duration_s=None, seed=old.seed, out_dir=out_dir,
+                              path_xz=path_xz)
         return _stream(self.app, {"request": req, "followup": text}, config, self.context, on_event)
 
 
