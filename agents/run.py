@@ -160,12 +160,14 @@ class Conversation:
         return None
 
     def say(self, text: str, on_event: OnEvent | None = None, *, images: list[S.ImageRef] | None = None,
-            path_xz: list[tuple[float, float]] | None = None, out_dir: Path | None = None) -> dict[str, Any]:
+            path_xz: list[tuple[float, float]] | None = None, duration_s: float | None = None,
+            out_dir: Path | None = None) -> dict[str, Any]:
         """One user message (answer to a pending question, first request, or follow-up) → final state.
 
         images: photos given beside the words (the studio's uploads; `ikmo chat` names them in the
         text); path_xz: a drawn pelvis path that replaces the trajectory agent's (None: the agents
-        plan it); out_dir: where this turn writes (default OUT_ROOT/turnNNN).
+        plan it); duration_s: the motion's length (None: from the words, or a follow-up's edit); out_dir:
+        where this turn writes (default OUT_ROOT/turnNNN).
         Raises UsageError for a message that cannot be a request (too long, not text). A turn that
         was killed before it finished is dropped, and this turn's answer says so.
         """
@@ -179,14 +181,15 @@ class Conversation:
                 self.app.checkpointer.delete_thread(self.thread_id)  # type: ignore[union-attr]
             else:
                 config = settled
-        final = self._say(text, config, on_event, list(images or []), path_xz, out_dir)
+        final = self._say(text, config, on_event, list(images or []), path_xz, duration_s, out_dir)
         if dropped is not None and final.get("answer"):
             final["answer"] = (f"(Your earlier message {dropped!r} was interrupted before it finished and was not "
                                f"applied; send it again if you still want it.) {final['answer']}")
         return final
 
     def _say(self, text: str, config: RunnableConfig, on_event: OnEvent | None, given: list[S.ImageRef],
-             path_xz: list[tuple[float, float]] | None, out: Path | None) -> dict[str, Any]:
+             path_xz: list[tuple[float, float]] | None, duration_s: float | None, out: Path | None
+             ) -> dict[str, Any]:
         snap = self.app.get_state(config)
         if any(task.interrupts for task in snap.tasks):  # the message answers the pending question
             return _stream(self.app, Command(resume=text), config, self.context, on_event)
@@ -198,12 +201,12 @@ class Conversation:
         out_dir = str(out or self.out_root / f"turn{self.turns():03d}")
         if not prev.get("request"):
             req = S.MotionRequest(text=text, images=images, seed=self.context.settings.seed, out_dir=out_dir,
-                                  path_xz=path_xz)
+                                  path_xz=path_xz, duration_s=duration_s)
             return _stream(self.app, {"request": req}, config, self.context, on_event)
         old: S.MotionRequest = prev["request"]
         pinned = _pin_times(old, prev)
-        req = S.MotionRequest(text=text, images=pinned + images, duration_s=None, seed=old.seed, out_dir=out_dir,
-                              path_xz=path_xz)
+        req = S.MotionRequest(text=text, images=pinned + images, duration_s=duration_s, seed=old.seed,
+                              out_dir=out_dir, path_xz=path_xz)
         return _stream(self.app, {"request": req, "followup": text}, config, self.context, on_event)
 
 

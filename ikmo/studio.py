@@ -9,7 +9,8 @@ the checkpoints), so a reload finds every thread, message, answer and motion aga
     GET  /v1/threads                     the threads, newest first
     POST /v1/threads                     a new thread → {"id"}
     GET  /v1/threads/ID                  its turns: message, photos, drawn path, reply (answer, notes, files, metrics)
-    POST /v1/threads/ID/messages         {"text", "photos": [{"id", "time_s"}], "path_xz": [[x, z], ...] | null}
+    POST /v1/threads/ID/messages         {"text", "photos": [{"id", "time_s"}], "path_xz": [[x, z], ...] | null,
+                                          "duration_s": null}
                                          → 202 {"job", "events"}: progress at /v1/jobs/JOB/events
     POST /v1/photos                      a photo's bytes (≤ 20 MB) → its reading: fitted skeleton overlay, fit check
     GET  /v1/photos/ID/FILE              the photo and its overlay
@@ -68,6 +69,7 @@ class MessageIn(BaseModel):
     text: NonEmptyRequestText
     photos: list[PhotoIn] = Field(default_factory=list, max_length=MAX_IMAGES)
     path_xz: list[tuple[float, float]] | None = Field(default=None, min_length=2, max_length=MAX_PATH_POINTS)
+    duration_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
 
 
 class ThreadIndex:
@@ -184,16 +186,18 @@ class Studio:
         chat = Conversation(self.db, tid, ctx, self.service.out_root)
         try:
             final = chat.say(msg.text, on_event=lambda ev: job.emit(progress_event(ev, out)), images=images,
-                             path_xz=msg.path_xz, out_dir=out)
+                             path_xz=msg.path_xz, duration_s=msg.duration_s, out_dir=out)
             question = chat.pending_question()
         except IKMoError as e:
             clear_failed_run(out)
             status, reply = int(HTTPStatus.UNPROCESSABLE_ENTITY), {"id": job.id, "error": str(e)}
         else:
-            status, reply = run_reply(job.id, final, out, round(time.perf_counter() - t0, 3))
-            if question:  # the agents ask before they can make it: an answer to show, not a failure
-                status, reply = int(HTTPStatus.OK), {**reply, "question": question, "status": "question"}
-                reply.pop("error", None)
+            seconds = round(time.perf_counter() - t0, 3)
+            if question:  # the agents ask before they can make it: a question to answer, not a failure
+                status, reply = int(HTTPStatus.OK), {"id": job.id, "status": "question", "question": question,
+                                                     "notes": list(final.get("notes") or []), "seconds": seconds}
+            else:
+                status, reply = run_reply(job.id, final, out, seconds)
         finally:
             chat.close()
         reply = {**reply, "turn": turn}

@@ -41,14 +41,15 @@ const S = {
   busy: false,
 };
 
-function saveDraft() {
-  if (!S.threadId) return;
-  localStorage.setItem("ikmo.draft." + S.threadId, JSON.stringify({ photos: S.photos.filter((p) => !p.busy), path: S.path,
-                                                                    text: $("text").value }));
-}
+// What is being prepared for the next message (text, photos and their times, the drawn path), kept
+// per thread in the browser so a reload loses none of it; "new" before the first message.
+const draftKey = () => "ikmo.draft." + (S.threadId || "new");
+function draftJSON() { return JSON.stringify({ photos: S.photos.filter((p) => !p.busy), path: S.path, text: $("text").value,
+                                               duration: $("duration").value }); }
+function saveDraft() { localStorage.setItem(draftKey(), draftJSON()); }
 function loadDraft() {
-  const d = JSON.parse(localStorage.getItem("ikmo.draft." + S.threadId) || "null");
-  S.photos = d?.photos || []; S.path = d?.path || null; $("text").value = d?.text || "";
+  const d = JSON.parse(localStorage.getItem(draftKey()) || "null");
+  S.photos = d?.photos || []; S.path = d?.path || null; $("text").value = d?.text || ""; $("duration").value = appliedDuration = d?.duration || "";
   renderPhotos(); drawPathLine(); renderTimeline();
 }
 
@@ -95,7 +96,7 @@ const grid = new THREE.GridHelper(2 * FLOOR_HALF, 2 * FLOOR_HALF, 0x3b4456, 0x26
 const floor = new THREE.Mesh(new THREE.PlaneGeometry(2 * FLOOR_HALF, 2 * FLOOR_HALF),
                              new THREE.MeshStandardMaterial({ color: 0x171b23, roughness: 1 }));
 floor.rotation.x = -Math.PI / 2; floor.position.y = -0.002; scene.add(floor);
-const origin = new THREE.Mesh(new THREE.RingGeometry(0.12, 0.16, 32), new THREE.MeshBasicMaterial({ color: 0xf2a03d, side: THREE.DoubleSide }));
+const origin = new THREE.Mesh(new THREE.RingGeometry(0.12, 0.16, 32), new THREE.MeshBasicMaterial({ color: 0xffd166, side: THREE.DoubleSide }));
 origin.rotation.x = -Math.PI / 2; origin.position.y = 0.003; scene.add(origin);
 const floorPlane = new THREE.Plane(new THREE.Vector3(0, 1, 0), 0);
 const raycaster = new THREE.Raycaster();
@@ -158,10 +159,14 @@ function showFrame(f) {
   skA.visible = S.show !== "b" && !mannequin; skB.visible = S.show !== "a" && S.player.attempts?.length > 1;
   if (S.show === "b") { skB.visible = true; }
   poseSkeleton(skA, a[fa]); if (skB.visible) poseSkeleton(skB, b[fb]);
+  if ($("follow").checked) {   // keep the pelvis in view: move the orbit target and the camera with it
+    const p = a[fa][0], d = new THREE.Vector3(p[0] - controls.target.x, 0, p[2] - controls.target.z);
+    controls.target.add(d); camera.position.add(d);
+  }
   if (mixer && mannequinClip) { mixer.setTime(S.frame / FPS); }
   $("scrub").value = String(S.frame);
   $("clock").textContent = `${(S.frame / FPS).toFixed(2)} s · ${S.frame + 1}/${n}`;
-  $("tl-playhead").style.left = `${(100 * S.frame / FPS) / S.duration}%`;
+  $("tl-playhead").style.left = `${(100 * S.frame / FPS) / timelineSeconds()}%`;
   document.body.dataset.frame = String(S.frame);
 }
 
@@ -176,21 +181,24 @@ function buildPlayerScene() {
   if (trailLine) { scene.remove(trailLine); trailLine = null; }
   const P = S.player; if (!P) return;
   const tgt = P.target?.positions;
-  if (tgt && tgt.length) { targetLine = lineOf(tgt.map((p) => [p[0], p[2]]), 0xf2a03d, true, 0.012); scene.add(targetLine); }
+  if (tgt && tgt.length) { targetLine = lineOf(tgt.map((p) => [p[0], p[2]]), 0xffd166, true, 0.012); scene.add(targetLine); }
   trailLine = lineOf(P.joints.map((p) => [p[0][0], p[0][2]]), 0x6d7890, false, 0.006); scene.add(trailLine);
   for (const kf of P.keyframes || []) {   // a ghost of each key pose, where and how the body stands then
     const f = Math.min(P.joints.length - 1, Math.round(kf.time_s * FPS));
     const at = P.joints[f][0], yaw = yawOf(P.joints[f]);
     const c = Math.cos(yaw), s = Math.sin(yaw);
     const pose = kf.joints.map((q) => [at[0] + c * q[0] + s * q[2], at[1] + q[1], at[2] - s * q[0] + c * q[2]]);
-    const g = makeSkeleton(0xb7a6ff, 0.35); poseSkeleton(g, pose); ghosts.add(g);
+    const g = makeSkeleton(0xc9bcff, 0.5); poseSkeleton(g, pose); ghosts.add(g);
   }
   // frame the motion
   const xs = P.joints.map((p) => p[0][0]), zs = P.joints.map((p) => p[0][2]);
   const cx = (Math.min(...xs) + Math.max(...xs)) / 2, cz = (Math.min(...zs) + Math.max(...zs)) / 2;
   const span = Math.max(2, Math.max(...xs) - Math.min(...xs), Math.max(...zs) - Math.min(...zs));
-  controls.target.set(cx, 0.9, cz);
-  camera.position.set(cx + span * 1.1, 1.6 + span * 0.55, cz + span * 1.35);
+  if ($("follow").checked) {   // close on the body; the camera then moves with the pelvis
+    const p = P.joints[0][0]; controls.target.set(p[0], 0.9, p[2]); camera.position.set(p[0] + 2.6, 1.9, p[2] + 3.4);
+  } else {                     // the whole motion in view
+    controls.target.set(cx, 0.9, cz); camera.position.set(cx + span * 1.1, 1.6 + span * 0.55, cz + span * 1.35);
+  }
   S.duration = Math.min(MAX_DURATION, Math.max(1, (P.joints.length - 1) / FPS));
   $("scrub").max = String(P.joints.length - 1);
   $("empty-hint").hidden = true;
@@ -344,7 +352,7 @@ function endStroke(offFloor) {
     notice("That path runs too far from the start; draw it within the grid."); drawPathLine(); return;
   }
   S.path = moved; drawPathLine(); saveDraft();
-  notice("Path drawn: your next message uses it as the pelvis trajectory. ✕ Clear path gives it back to the agents.", "info");
+  if (!offFloor) notice("Path drawn: your next message uses it as the pelvis trajectory. ✕ Clear path gives it back to the agents.", "info");
 }
 
 function setTool(tool) {
@@ -407,10 +415,14 @@ function renderPhotos() {
 
 function renderTimeline() {
   const ruler = $("tl-ruler"), lane = $("tl-lane"); ruler.innerHTML = ""; lane.innerHTML = "";
-  const D = S.duration; $("tl-duration").textContent = `${D.toFixed(1)} s`;
+  const D = timelineSeconds();
   for (let t = 0; t <= D + 1e-6; t += 0.5) {
     const tick = el("i"); tick.style.left = `${100 * t / D}%`; ruler.appendChild(tick);
-    if (Math.abs(t - Math.round(t)) < 1e-6) { const s = el("span", null, `${t.toFixed(0)}s`); s.style.left = `${100 * t / D}%`; ruler.appendChild(s); }
+    if (Math.abs(t - Math.round(t)) < 1e-6 && t > 0) { const s = el("span", null, `${t.toFixed(0)}s`); s.style.left = `${100 * t / D}%`; ruler.appendChild(s); }
+  }
+  for (const kf of S.player?.keyframes || []) {   // the current motion's key poses (photos and words)
+    const k = el("div", "tl-key"); k.style.left = `${100 * Math.min(kf.time_s, D) / D}%`;
+    k.title = `key pose at ${kf.time_s.toFixed(2)} s (${kf.source || "keyframe"})`; ruler.appendChild(k);
   }
   S.photos.forEach((p, i) => {
     if (p.busy) return;
@@ -425,7 +437,7 @@ function renderTimeline() {
       chip.setPointerCapture(ev.pointerId);
       const move = (e) => {
         const r = $("timeline").getBoundingClientRect();
-        const time = Math.round(20 * Math.max(0, Math.min(1, (e.clientX - r.left) / r.width)) * D) / 20;
+        const time = Math.round(20 * Math.max(0, Math.min(1, (e.clientX - r.left) / r.width)) * D) / 20;   // on a frame
         p.time_s = time; chip.style.left = `${100 * time / D}%`; label.textContent = `${time.toFixed(2)}s`; chip.classList.remove("auto");
       };
       const up = () => { chip.removeEventListener("pointermove", move); chip.removeEventListener("pointerup", up); renderPhotos(); saveDraft(); };
@@ -435,7 +447,23 @@ function renderTimeline() {
     lane.appendChild(chip);
   });
   $("tl-playhead").style.left = `${(100 * S.frame / FPS) / D}%`;
+  const late = S.photos.filter((p) => p.time_s != null && p.time_s > D);
+  if (late.length) notice(`A photo is set after the end (${D.toFixed(1)} s): drag it earlier or make the length longer.`);
 }
+
+// The timeline spans the length asked for (the "length" field), else the motion shown, else 6 s.
+function timelineSeconds() {
+  const asked = Number($("duration").value);
+  return asked > 0 ? Math.min(MAX_DURATION, asked) : S.duration;
+}
+let appliedDuration = "";
+$("duration").addEventListener("change", () => {
+  const v = $("duration").value;
+  if (v === appliedDuration) return;   // a second change event (on blur) would rebuild the timeline mid-drag
+  appliedDuration = v;
+  if (v !== "" && !(Number(v) >= 0.5 && Number(v) <= MAX_DURATION)) { notice(`A motion lasts 0.5 to ${MAX_DURATION} s; leave the length empty to let the agents choose.`); $("duration").value = ""; }
+  renderTimeline(); saveDraft();
+});
 
 function updateDraftInfo() {
   const bits = [];
@@ -472,8 +500,9 @@ async function openThread(id) {
   if (running) follow(running.run_id, running);
 }
 
-async function newThread() {
+async function newThread(carryDraft = false) {
   const { id } = await api("POST", "/v1/threads");
+  if (carryDraft) localStorage.setItem("ikmo.draft." + id, draftJSON());   // the message being sent keeps its photos and path
   await refreshThreads(); await openThread(id);
   return id;
 }
@@ -547,9 +576,10 @@ $("composer").addEventListener("submit", async (e) => {
   if (!text) { notice("Say what the motion should be first."); return; }
   if (S.busy) { notice("The last message is still being made; wait for it."); return; }
   if (S.photos.some((p) => p.busy)) { notice("A photo is still being read; send when it shows its fit."); return; }
+  const body = { text, photos: S.photos.map((p) => ({ id: p.id, time_s: p.time_s })), path_xz: S.path,
+                 duration_s: Number($("duration").value) > 0 ? Number($("duration").value) : null };
   try {
-    if (!S.threadId) await newThread();
-    const body = { text, photos: S.photos.map((p) => ({ id: p.id, time_s: p.time_s })), path_xz: S.path };
+    if (!S.threadId) await newThread(true);
     const r = await api("POST", `/v1/threads/${S.threadId}/messages`, body);
     $("text").value = ""; S.photos = []; renderPhotos(); renderTimeline(); saveDraft();  // the path stays drawn
     const data = await api("GET", `/v1/threads/${S.threadId}`); S.turns = data.turns; renderChat();
@@ -593,6 +623,6 @@ setInterval(health, 3000);
   health(); renderTimeline(); renderResults(null);
   const list = await refreshThreads();
   if (S.threadId && list?.some((t) => t.id === S.threadId)) await openThread(S.threadId);
-  else { S.threadId = null; renderChat(); }
+  else { S.threadId = null; renderChat(); loadDraft(); }
   document.body.dataset.studio = "ready";
 })();
