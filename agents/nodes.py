@@ -39,7 +39,7 @@ from .gesture_poses import gesture_keyframes
 from .llm import llm_or_fallback, provider_label
 from .offline_parser import apply_followup, parse_request, parsed_from_dict, parsed_to_dict, vocabulary
 from .providers import is_offline
-from .state import Attempt, Event, GraphState, KeyframeTask, Validation, restart
+from .state import Attempt, Event, GraphState, KeyframeTask, MotionRequest, Validation, restart
 from .structured import render_prompt
 from .validation import check_spec, fault_of
 from .vision import vision_content
@@ -58,12 +58,16 @@ def _emit(runtime: Runtime[Context], stage: str, **data: Any) -> None:
 
 
 def begin(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Start a run (or a conversation turn): reset per-run fields, keep what a follow-up edits."""
-    req = state["request"]
+    """Start a run (or a conversation turn): reset per-run fields, keep what a follow-up edits.
+
+    A request given as JSON (the LangGraph server of `langgraph dev`, which passes the input as
+    it came) is read into its `MotionRequest` here, once, for every later node."""
+    req = MotionRequest.model_validate(state["request"])
     old_kf = state.get("keyframes") or {}
     drop = {k: None for k in old_kf if int(k) >= len(req.images)}
     _emit(runtime, "begin")
     return {
+        "request": req,
         "options": GenerationOptions(seed=req.seed, guidance_scale=runtime.context.settings.guidance_scale),
         "critique_round": 0, "retries": {"describe": 0, "trajectory": 0, "keyframe_pose": 0},
         "feedback": {"describe": "", "trajectory": "", "keyframe_pose": ""},

@@ -144,8 +144,8 @@ class Studio:
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
         if os.environ.get("IKMO_DATABASE_URL"):
-            log.warning("IKMO_DATABASE_URL is set, but the studio keeps its threads in %s (a Postgres checkpointer "
-                        "is not installed)", self.db)
+            log.warning("IKMO_DATABASE_URL is set, but this version keeps the studio's threads in SQLite only (%s); "
+                        "a Postgres checkpointer is not implemented yet", self.db)
 
     def close(self) -> None:
         self.index.close()
