@@ -11,7 +11,7 @@ import math
 import time
 from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ikmo.motion_model.constraints import (
     MAX_DURATION_S,
@@ -53,6 +53,18 @@ RequestText = Annotated[str, Field(max_length=MAX_TEXT_CHARS), AfterValidator(_u
 NonEmptyRequestText = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS), AfterValidator(_unicode_text)]
 
 
+def _on_floor(v: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    if not all(math.isfinite(c) and abs(c) <= MAX_PATH_EXTENT_M for p in v for c in p):
+        raise ValueError(f"every point of a drawn path must lie on the floor within {MAX_PATH_EXTENT_M:g} m of the "
+                         "start")
+    return v
+
+
+# A pelvis path drawn on the floor: 2 to MAX_PATH_POINTS (x, z) points, metres, near the start.
+FloorPath = Annotated[list[tuple[float, float]], Field(min_length=2, max_length=MAX_PATH_POINTS),
+                      AfterValidator(_on_floor)]
+
+
 class ImageRef(BaseModel):
     """A keyframe photo; `time_s` None = the agents choose the time (text hints, image order)."""
 
@@ -72,15 +84,7 @@ class MotionRequest(BaseModel):
     out_dir: str
     # A pelvis path the user drew on the floor, (x, z) metres from the start (the studio): it is the
     # trajectory, in place of the trajectory agent's plan.
-    path_xz: list[tuple[float, float]] | None = Field(default=None, min_length=2, max_length=MAX_PATH_POINTS)
-
-    @field_validator("path_xz")
-    @classmethod
-    def _path_on_floor(cls, v: list[tuple[float, float]] | None) -> list[tuple[float, float]] | None:
-        if v is not None and not all(math.isfinite(c) and abs(c) <= MAX_PATH_EXTENT_M for p in v for c in p):
-            raise ValueError(f"every point of a drawn path must lie on the floor within {MAX_PATH_EXTENT_M:g} m "
-                             "of the start")
-        return v
+    path_xz: FloorPath | None = None
 
 
 class InputState(TypedDict):

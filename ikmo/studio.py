@@ -41,7 +41,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ikmo.agents.context import Context
 from ikmo.agents.run import Conversation
-from ikmo.agents.state import MAX_IMAGES, MAX_PATH_EXTENT_M, MAX_PATH_POINTS, ImageRef, NonEmptyRequestText
+from ikmo.agents.state import (
+    MAX_IMAGES,
+    MAX_PATH_EXTENT_M,
+    MAX_PATH_POINTS,
+    FloorPath,
+    ImageRef,
+    NonEmptyRequestText,
+)
 from ikmo.motion_model.constraints import MAX_DURATION_S
 from ikmo.motion_model.errors import IKMoError, InputFileError, validation_message
 from ikmo.server import MAX_BODY_BYTES, RUN_ID, MotionService, clear_failed_run, progress_event, run_reply, save_image
@@ -68,7 +75,7 @@ class MessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: NonEmptyRequestText
     photos: list[PhotoIn] = Field(default_factory=list, max_length=MAX_IMAGES)
-    path_xz: list[tuple[float, float]] | None = Field(default=None, min_length=2, max_length=MAX_PATH_POINTS)
+    path_xz: FloorPath | None = None
     duration_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
 
 

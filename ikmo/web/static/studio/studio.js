@@ -101,10 +101,10 @@ origin.rotation.x = -Math.PI / 2; origin.position.y = 0.003; scene.add(origin);
 const floorPlane = new THREE.Plane(new THREE.Vector3(0, 1, 0), 0);
 const raycaster = new THREE.Raycaster();
 
-function makeSkeleton(colourMid, opacity = 1) {
+function makeSkeleton(colourMid, opacity = 1, sided = true) {
   const group = new THREE.Group();
   const mat = (c) => new THREE.MeshStandardMaterial({ color: c, roughness: 0.5, transparent: opacity < 1, opacity });
-  const colour = (j) => LEFT.has(j) ? 0x4fb3ff : RIGHT.has(j) ? 0xff8a3d : colourMid;
+  const colour = (j) => !sided ? colourMid : LEFT.has(j) ? 0x4fb3ff : RIGHT.has(j) ? 0xff8a3d : colourMid;
   const joints = [], bones = [];
   for (let j = 0; j < 22; j++) {
     const m = new THREE.Mesh(new THREE.SphereGeometry(j === 15 ? 0.09 : 0.028, 16, 12), mat(colour(j)));
@@ -124,7 +124,7 @@ function poseSkeleton(sk, pose) {   // pose: 22 x [x, y, z]
   }
 }
 const skA = makeSkeleton(0xe8ecf4); scene.add(skA); skA.visible = false;
-const skB = makeSkeleton(0x9aa4ff, 0.55); scene.add(skB); skB.visible = false;
+const skB = makeSkeleton(0xe07be0, 0.7, false); scene.add(skB); skB.visible = false;   // attempt B: one colour
 const ghosts = new THREE.Group(); scene.add(ghosts);
 let targetLine = null, trailLine = null, drawnLine = null, handles = new THREE.Group(); scene.add(handles);
 let mannequin = null, mixer = null, mannequinClip = null;
@@ -195,7 +195,7 @@ function buildPlayerScene() {
   const cx = (Math.min(...xs) + Math.max(...xs)) / 2, cz = (Math.min(...zs) + Math.max(...zs)) / 2;
   const span = Math.max(2, Math.max(...xs) - Math.min(...xs), Math.max(...zs) - Math.min(...zs));
   if ($("follow").checked) {   // close on the body; the camera then moves with the pelvis
-    const p = P.joints[0][0]; controls.target.set(p[0], 0.9, p[2]); camera.position.set(p[0] + 2.6, 1.9, p[2] + 3.4);
+    const p = P.joints[0][0]; controls.target.set(p[0], 0.9, p[2]); camera.position.set(p[0] + 3.4, 2.2, p[2] + 4.4);
   } else {                     // the whole motion in view
     controls.target.set(cx, 0.9, cz); camera.position.set(cx + span * 1.1, 1.6 + span * 0.55, cz + span * 1.35);
   }
@@ -291,6 +291,8 @@ function drawPathLine() {
   handles.clear();
   const pts = S.path;
   $("path-info").textContent = pts ? `your path: ${pathLength(pts).toFixed(1)} m, ${pts.length} points — it replaces the agents' path` : "";
+  $("empty-hint").hidden = Boolean(pts || S.player);
+  updateDraftInfo();
   if (!pts) return;
   drawnLine = lineOf(pts, 0x39c6d8, false, 0.02); scene.add(drawnLine);
   if (S.tool === "edit") {
