@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import re
-import sqlite3
 import threading
 import time
 import uuid
@@ -40,7 +39,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ikmo.agents.context import Context
-from ikmo.agents.run import Conversation
+from ikmo.agents.run import Conversation, is_postgres_url, open_database
 from ikmo.agents.state import (
     MAX_IMAGES,
     MAX_PATH_EXTENT_M,
@@ -80,57 +79,69 @@ class MessageIn(BaseModel):
 
 
 class ThreadIndex:
-    """The studio's list of threads and their turns, in the same SQLite file as the checkpoints."""
+    """The studio's list of threads and their turns, in the same database as the checkpoints (the
+    SQLite file, or Postgres given IKMO_DATABASE_URL)."""
 
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: Path | str) -> None:
         self.db = db
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(str(db), check_same_thread=False)
-        with self._conn:
-            self._conn.execute("CREATE TABLE IF NOT EXISTS studio_threads (id TEXT PRIMARY KEY, title TEXT, "
-                               "created REAL, updated REAL)")
-            self._conn.execute("CREATE TABLE IF NOT EXISTS studio_turns (thread_id TEXT, turn INTEGER, run_id TEXT, "
-                               "message TEXT, request TEXT, status INTEGER, reply TEXT, created REAL, "
-                               "PRIMARY KEY (thread_id, turn))")
+        self._conn = open_database(db)
+        self._pg = is_postgres_url(db)
+        self._exec("CREATE TABLE IF NOT EXISTS studio_threads (id TEXT PRIMARY KEY, title TEXT, "
+                   "created DOUBLE PRECISION, updated DOUBLE PRECISION)")
+        self._exec("CREATE TABLE IF NOT EXISTS studio_turns (thread_id TEXT, turn INTEGER, run_id TEXT, "
+                   "message TEXT, request TEXT, status INTEGER, reply TEXT, created DOUBLE PRECISION, "
+                   "PRIMARY KEY (thread_id, turn))")
+
+    def _exec(self, sql: str, *params: Any, fetch: bool = False) -> list[Any]:
+        """One statement, committed (`?` placeholders; `%s` for Postgres)."""
+        if self._pg:
+            sql = sql.replace("?", "%s")
+        cur = self._conn.execute(sql, params)
+        rows = list(cur.fetchall()) if fetch else []
+        if not self._pg:
+            self._conn.commit()
+        return rows
 
     def new_thread(self) -> str:
         tid = "t" + uuid.uuid4().hex[:12]
-        with self._lock, self._conn:
+        with self._lock:
             now = time.time()
-            self._conn.execute("INSERT INTO studio_threads VALUES (?, ?, ?, ?)", (tid, "", now, now))
+            self._exec("INSERT INTO studio_threads VALUES (?, ?, ?, ?)", tid, "", now, now)
         return tid
 
     def exists(self, tid: str) -> bool:
         with self._lock:
-            return self._conn.execute("SELECT 1 FROM studio_threads WHERE id = ?", (tid,)).fetchone() is not None
+            return bool(self._exec("SELECT 1 FROM studio_threads WHERE id = ?", tid, fetch=True))
 
     def threads(self) -> list[dict[str, Any]]:
         with self._lock:
-            rows = self._conn.execute(
+            rows = self._exec(
                 "SELECT t.id, t.title, t.created, t.updated, COUNT(u.turn) FROM studio_threads t LEFT JOIN "
-                "studio_turns u ON u.thread_id = t.id GROUP BY t.id ORDER BY t.updated DESC").fetchall()
+                "studio_turns u ON u.thread_id = t.id GROUP BY t.id, t.title, t.created, t.updated "
+                "ORDER BY t.updated DESC", fetch=True)
         return [{"id": r[0], "title": r[1] or "(new thread)", "created": r[2], "updated": r[3], "turns": r[4]}
                 for r in rows]
 
     def add_turn(self, tid: str, run_id: str, message: str, request: dict[str, Any]) -> int:
-        with self._lock, self._conn:
-            n = self._conn.execute("SELECT COUNT(*) FROM studio_turns WHERE thread_id = ?", (tid,)).fetchone()[0]
-            self._conn.execute("INSERT INTO studio_turns VALUES (?, ?, ?, ?, ?, NULL, NULL, ?)",
-                               (tid, n, run_id, message, json.dumps(request), time.time()))
-            self._conn.execute("UPDATE studio_threads SET updated = ?, title = CASE WHEN title = '' THEN ? ELSE "
-                               "title END WHERE id = ?", (time.time(), message[:80], tid))
-        return int(n)
+        with self._lock:
+            n = int(self._exec("SELECT COUNT(*) FROM studio_turns WHERE thread_id = ?", tid, fetch=True)[0][0])
+            self._exec("INSERT INTO studio_turns VALUES (?, ?, ?, ?, ?, NULL, NULL, ?)",
+                       tid, n, run_id, message, json.dumps(request), time.time())
+            self._exec("UPDATE studio_threads SET updated = ?, title = CASE WHEN title = '' THEN ? ELSE title END "
+                       "WHERE id = ?", time.time(), message[:80], tid)
+        return n
 
     def finish_turn(self, tid: str, turn: int, status: int, reply: dict[str, Any]) -> None:
-        with self._lock, self._conn:
-            self._conn.execute("UPDATE studio_turns SET status = ?, reply = ? WHERE thread_id = ? AND turn = ?",
-                               (status, json.dumps(reply), tid, turn))
-            self._conn.execute("UPDATE studio_threads SET updated = ? WHERE id = ?", (time.time(), tid))
+        with self._lock:
+            self._exec("UPDATE studio_turns SET status = ?, reply = ? WHERE thread_id = ? AND turn = ?",
+                       status, json.dumps(reply), tid, turn)
+            self._exec("UPDATE studio_threads SET updated = ? WHERE id = ?", time.time(), tid)
 
     def turns(self, tid: str) -> list[dict[str, Any]]:
         with self._lock:
-            rows = self._conn.execute("SELECT turn, run_id, message, request, status, reply, created FROM studio_turns "
-                                      "WHERE thread_id = ? ORDER BY turn", (tid,)).fetchall()
+            rows = self._exec("SELECT turn, run_id, message, request, status, reply, created FROM studio_turns "
+                              "WHERE thread_id = ? ORDER BY turn", tid, fetch=True)
         return [{"turn": r[0], "run_id": r[1], "message": r[2], "request": json.loads(r[3]), "status": r[4],
                  "reply": json.loads(r[5]) if r[5] else None, "created": r[6]} for r in rows]
 
@@ -141,18 +152,20 @@ class ThreadIndex:
 class Studio:
     """The studio's routes on a `MotionService` (its queue, workers and run folders)."""
 
-    def __init__(self, service: MotionService, db: Path | None = None) -> None:
+    def __init__(self, service: MotionService, db: Path | str | None = None) -> None:
         self.service = service
-        self.db = Path(db) if db is not None else service.out_root / "studio.sqlite"
-        self.db.parent.mkdir(parents=True, exist_ok=True)
+        url = os.environ.get("IKMO_DATABASE_URL", "")
+        self.db: Path | str = url if db is None and is_postgres_url(url) else Path(
+            db if db is not None else service.out_root / "studio.sqlite")
+        if isinstance(self.db, Path):
+            self.db.parent.mkdir(parents=True, exist_ok=True)
         self.index = ThreadIndex(self.db)
         self.photos = service.out_root / "studio_photos"
         self.photos.mkdir(parents=True, exist_ok=True)
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
-        if os.environ.get("IKMO_DATABASE_URL"):
-            log.warning("IKMO_DATABASE_URL is set, but this version keeps the studio's threads in SQLite only (%s); "
-                        "a Postgres checkpointer is not implemented yet", self.db)
+        if url and not is_postgres_url(url):
+            log.warning("IKMO_DATABASE_URL is not a postgresql:// URL; the studio's threads stay in %s", self.db)
 
     def close(self) -> None:
         self.index.close()
