@@ -9,6 +9,7 @@ psycopg) is missing.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import socket
@@ -27,7 +28,10 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
     pytest.importorskip("langgraph.checkpoint.postgres", reason="the postgres extra is not installed")
-    if not (shutil.which("initdb") and shutil.which("pg_ctl")):
+    # Debian keeps PostgreSQL's programs out of PATH, in /usr/lib/postgresql/VERSION/bin.
+    path = os.pathsep.join([os.environ.get("PATH", ""), *sorted(glob.glob("/usr/lib/postgresql/*/bin"))])
+    initdb, pg_ctl = shutil.which("initdb", path=path), shutil.which("pg_ctl", path=path)
+    if not (initdb and pg_ctl):
         pytest.skip("PostgreSQL (initdb, pg_ctl) is not installed")
     data = Path(tempfile.mkdtemp(prefix="ikmo_pg_"))
     as_user: list[str] = []
@@ -40,14 +44,14 @@ def postgres_url() -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     db = data / "db"
-    subprocess.run([*as_user, "initdb", "-D", str(db), "-U", "ikmo", "--auth=trust"], check=True,
+    subprocess.run([*as_user, initdb, "-D", str(db), "-U", "ikmo", "--auth=trust"], check=True,
                    capture_output=True)
-    subprocess.run([*as_user, "pg_ctl", "-D", str(db), "-w", "-l", str(data / "log"), "-o",
+    subprocess.run([*as_user, pg_ctl, "-D", str(db), "-w", "-l", str(data / "log"), "-o",
                     f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
     try:
         yield f"postgresql://ikmo@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_user, "pg_ctl", "-D", str(db), "-m", "fast", "stop"], capture_output=True)
+        subprocess.run([*as_user, pg_ctl, "-D", str(db), "-m", "fast", "stop"], capture_output=True)
         shutil.rmtree(data, ignore_errors=True)
 
 
