@@ -497,7 +497,7 @@ async function openThread(id) {
   renderChat(); loadDraft();
   const lastOk = [...S.turns].reverse().find((t) => t.status === 200 && t.reply?.files?.["joints.npy"]);
   if (lastOk) await loadPlayer(lastOk.run_id);
-  else { S.player = null; skA.visible = skB.visible = false; ghosts.clear(); $("empty-hint").hidden = false; renderResults(null); }
+  else { S.player = null; skA.visible = skB.visible = false; ghosts.clear(); $("empty-hint").hidden = Boolean(S.path); renderResults(null); }
   const running = S.turns.find((t) => t.status == null);
   if (running) follow(running.run_id, running);
 }
@@ -586,6 +586,7 @@ $("composer").addEventListener("submit", async (e) => {
     $("text").value = ""; S.photos = []; renderPhotos(); renderTimeline(); saveDraft();  // the path stays drawn
     const data = await api("GET", `/v1/threads/${S.threadId}`); S.turns = data.turns; renderChat();
     follow(r.job, S.turns[S.turns.length - 1]);
+    refreshThreads();
   } catch (err) { notice(err.message); }   // the draft (text, photos, path) stays as it was
 });
 $("text").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("composer").requestSubmit(); });
