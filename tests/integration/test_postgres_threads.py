@@ -15,12 +15,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from web_fixtures import wait_for_job
 
 pytestmark = pytest.mark.integration
 
@@ -55,14 +55,6 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(data, ignore_errors=True)
 
 
-def _wait(url: str, job: str) -> dict:
-    for _ in range(1200):
-        state = httpx.get(f"{url}/v1/jobs/{job}", timeout=10).json()
-        if state["state"] == "done":
-            return state
-        time.sleep(0.1)
-    raise AssertionError("the job never finished")
-
 
 def test_two_servers_share_threads(postgres_url: str, server_process, weights_dir: Path, tmp_path: Path) -> None:
     env = {"IKMO_WEIGHTS": str(weights_dir), "IKMO_PREVIEW": "false", "IKMO_CRITIQUE_ROUNDS": "0",
@@ -71,12 +63,12 @@ def test_two_servers_share_threads(postgres_url: str, server_process, weights_di
     a, b = server_process(argv, env=env), server_process(argv, env=env)
     tid = httpx.post(a.url + "/v1/threads", timeout=10).json()["id"]
     job = httpx.post(f"{a.url}/v1/threads/{tid}/messages", json={"text": "walk forward 2 meters"}, timeout=30)
-    first = _wait(a.url, job.json()["job"])
+    first = wait_for_job(a.url, job.json()["job"])
     assert first["status"] == 200, first
     frames = len(httpx.get(f"{a.url}/v1/player/{first['reply']['id']}", timeout=30).json()["joints"])
     assert any(t["id"] == tid for t in httpx.get(b.url + "/v1/threads", timeout=10).json()["threads"])
     job = httpx.post(f"{b.url}/v1/threads/{tid}/messages", json={"text": "make it slower"}, timeout=30)
-    second = _wait(b.url, job.json()["job"])
+    second = wait_for_job(b.url, job.json()["job"])
     assert second["status"] == 200 and "slower" in " ".join(second["reply"]["notes"]), second
     slower = len(httpx.get(f"{b.url}/v1/player/{second['reply']['id']}", timeout=30).json()["joints"])
     assert slower > frames  # B edited the motion A made: the checkpoint is shared

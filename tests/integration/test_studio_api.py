@@ -4,13 +4,12 @@ inputs (not an image, a path off the floor, an unknown photo or thread), each on
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from helpers import make_context
-from web_fixtures import serve_in_thread
+from web_fixtures import serve_in_thread, wait_for_job
 
 from ikmo.server import MotionService, build_app
 from ikmo.studio import Studio
@@ -28,14 +27,6 @@ def url(model, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN001, ANN20
     studio.close()
 
 
-def _wait(url: str, job: str) -> dict:
-    for _ in range(600):
-        state = httpx.get(f"{url}/v1/jobs/{job}", timeout=10).json()
-        if state["state"] == "done":
-            return state
-        time.sleep(0.1)
-    raise AssertionError("the job never finished")
-
 
 def test_photo_thread_and_player(url: str, photos: list[Path]) -> None:
     r = httpx.post(url + "/v1/photos", content=photos[1].read_bytes(), timeout=120)
@@ -49,7 +40,7 @@ def test_photo_thread_and_player(url: str, photos: list[Path]) -> None:
             "path_xz": [[0.3, 0.5], [0.6, 1.2], [0.5, 2.0]], "duration_s": 3.0}
     r = httpx.post(f"{url}/v1/threads/{tid}/messages", json=body, timeout=30)
     assert r.status_code == 202, r.text
-    done = _wait(url, r.json()["job"])
+    done = wait_for_job(url, r.json()["job"])
     assert done["status"] == 200, done
     reply = done["reply"]
     assert "the trajectory is the path you drew (3 points)" in reply["notes"]
