@@ -56,14 +56,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+# The prompt cache's budget: a saved state of SmolLM2 or Gemma 3 at 4096 context is 75–95 MB, so this
+# keeps every agent's system prompt (describe, trajectory, critique, keyframe check) and more.
+PROMPT_CACHE_BYTES = 1 << 30
+
+
 class LlamaServer:
     """`python -m llama_cpp.server` for a local model on `host:port` (0: a free port), started at
     once; `wait()` blocks until /v1/models answers. One thread by default: on a busy machine
     llama.cpp's spinning worker threads slow it down (measured five-fold with SmolLM2 on 2 cores).
-    Use as a context manager, or `close()` it."""
+
+    `prompt_cache` keeps the evaluated state of earlier prompts in RAM (llama.cpp's `--cache`): the
+    agents take turns with long system prompts (the trajectory agent's is ~2,400 tokens with its
+    schema), which llama.cpp alone re-evaluates whenever the previous call was another agent's; with
+    the cache a request pays only for what follows the longest prefix it has seen
+    (`benchmarks/bench_llm_cache.py`). Use as a context manager, or `close()` it."""
 
     def __init__(self, name: str, port: int = 0, host: str = "127.0.0.1", n_ctx: int = 4096, threads: int = 1,
-                 quiet: bool = True) -> None:
+                 quiet: bool = True, prompt_cache: bool = True) -> None:
         if importlib.util.find_spec("llama_cpp") is None:
             raise ProviderError("llama.cpp's server is not installed: pip install 'llama-cpp-python[server]'")
         self.name = name
@@ -73,6 +83,8 @@ class LlamaServer:
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf), "--host", host,
                "--port", str(self.port), "--n_ctx", str(n_ctx), "--n_threads", str(threads),
                "--n_threads_batch", str(threads), "--verbose", "false"]
+        if prompt_cache:
+            cmd += ["--cache", "true", "--cache_type", "ram", "--cache_size", str(PROMPT_CACHE_BYTES)]
         log.info("starting llama.cpp server for %s (%s) on %s", name, self.gguf.name, self.url)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL if quiet else None,
                                      stderr=subprocess.PIPE if quiet else None)

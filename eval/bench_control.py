@@ -39,9 +39,11 @@ from ikmo.motion_model.control.align import facing_yaw, rotate_y
 from ikmo.motion_model.errors import ConfigError
 from ikmo.motion_model.fileio import write_json
 from ikmo.motion_model.model_config import FootLockConfig, OptimizationConfig
+from ikmo.motion_model.representation.skeleton import FPS
 from ikmo.motion_model.sampling import MotionModel, sample
 
 from . import metrics
+from .agents.expectations import facing_vs_travel, walks_forward
 from .cases import ControlCase
 from .evaluator import Evaluator
 
@@ -77,6 +79,8 @@ class BenchConfig:
     steps: int | None = None
     guidance_scale: float | None = None
     diversity_pairs: int = 300
+    # Score the motions as `ikmo generate` writes them (rigid rig, feet locked again): the request table.
+    user_rig: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -111,24 +115,56 @@ def trajectory_errors(joints: np.ndarray, case: ControlCase) -> np.ndarray:
 def generate(run: MethodRun, cases: Sequence[ControlCase], cfg: BenchConfig,
              on_batch: Callable[[int, int], None] | None = None) -> tuple[list[np.ndarray], list[np.ndarray], float]:
     """Motions of one method for all cases: (features list of (T-1, 263), joints list of (T, 22, 3),
-    seconds per motion). Batch b uses seed cfg.seed + b for every method, so methods share noise."""
+    seconds per motion). Batch b uses seed cfg.seed + b for every method, so methods share noise.
+    A case's segments condition their own frames, as in `ikmo generate`; with `cfg.user_rig` the
+    motions are the files a user gets (`tools.generate.onto_rig`), features re-derived from them."""
     if run.model is None:
-        return [c.features for c in cases], [c.joints for c in cases], 0.0
+        if any(c.features is None or c.joints is None for c in cases):
+            raise ConfigError("the 'real' method needs real motions; request cases have none")
+        return [c.features for c in cases], [c.joints for c in cases], 0.0  # type: ignore[misc]
     feats, joints = [], []
     t0 = time.perf_counter()
     n_batches = math.ceil(len(cases) / cfg.batch_size)
     for b in range(n_batches):
         batch = cases[b * cfg.batch_size:(b + 1) * cfg.batch_size]
         controls = [c.control() for c in batch] if run.use_control else None
+        timed = [c.spec.description.timed_texts() for c in batch]
         motions = sample(run.model, [c.text for c in batch], [c.n_frames for c in batch], controls,
                          seed=cfg.seed + b, steps=cfg.steps, guidance_scale=cfg.guidance_scale,
                          optimization=run.optimization, use_controlnet=run.use_controlnet,
-                         foot_lock=run.foot_lock)
-        feats += [m.features for m in motions]
-        joints += [m.joints for m in motions]
+                         foot_lock=run.foot_lock, timed_texts=timed if any(timed) else None)
+        for m, c in zip(motions, batch, strict=True):
+            if cfg.user_rig:
+                from ikmo.tools.exports import motion_features
+                from ikmo.tools.generate import onto_rig
+
+                j = onto_rig(m.joints, run.foot_lock or run.model.foot_lock, c.control().pose_mask.numpy())
+                feats.append(motion_features(j))
+                joints.append(j)
+            else:
+                feats.append(m.features)
+                joints.append(m.joints)
         if on_batch is not None:
             on_batch(b + 1, n_batches)
     return feats, joints, (time.perf_counter() - t0) / len(cases)
+
+
+def facing_errors(joints: Sequence[np.ndarray], cases: Sequence[ControlCase]) -> list[float]:
+    """Per motion that walks forwards (by its segments' actions, or its caption read by the offline
+    parser), the mean angle between the body's facing and its direction of travel, degrees; motions
+    with fewer than 10 frames faster than 0.3 m/s say nothing and are left out."""
+    from ikmo.agents.offline_parser import parse_request
+
+    out = []
+    for j, c in zip(joints, cases, strict=True):
+        segs = c.spec.description.segments
+        actions = [s.action for s in segs] if segs else [a.action for a in parse_request(c.text).actions]
+        if not walks_forward(actions):
+            continue
+        mean, moving = facing_vs_travel(j, FPS)
+        if mean is not None and moving >= 10:
+            out.append(mean)
+    return out
 
 
 def score(name: str, feats: Sequence[np.ndarray], joints: Sequence[np.ndarray], cases: Sequence[ControlCase],
@@ -140,6 +176,8 @@ def score(name: str, feats: Sequence[np.ndarray], joints: Sequence[np.ndarray], 
     ce = metrics.aggregate_control_errors([trajectory_errors(j, c) for j, c in zip(joints, cases, strict=True)],
                                           THRESHOLDS)
     kf = np.concatenate([keyframe_errors(j, c, align_yaw) for j, c in zip(joints, cases, strict=True)])
+    skating = [metrics.foot_skating_ratio(j) for j in joints]
+    facing = facing_errors(joints, cases)
     row: dict[str, Any] = {
         "method": name,
         "fid": metrics.fid(real_emb, emb),
@@ -148,7 +186,14 @@ def score(name: str, feats: Sequence[np.ndarray], joints: Sequence[np.ndarray], 
         "r_precision_top3": rp.r_precision[2],
         "matching_score": rp.matching_score,
         "diversity": metrics.diversity(emb, cfg.diversity_pairs, seed=cfg.seed),
-        "skating_ratio": float(np.mean([metrics.foot_skating_ratio(j) for j in joints])),
+        "skating_ratio": float(np.mean(skating)),
+        "skating_ok_share": float(np.mean(np.asarray(skating) <= metrics.REAL_SKATING)),
+        "facing_err_median_deg": float(np.median(facing)) if facing else float("nan"),
+        "n_forward_walks": len(facing),
+        "text_similarity": float(np.mean(np.sum(emb * text_emb, axis=1))),
+        "jerk": float(np.mean([metrics.mean_jerk(j, FPS) for j in joints])),
+        "penetration_m": float(np.mean([metrics.ground_penetration(j) for j in joints])),
+        "floating_ratio": float(np.mean([metrics.floating_ratio(j) for j in joints])),
         "avg_err": ce.avg_err,
         "keyframe_mpjpe": float(kf.mean()) if kf.size else float("nan"),
         "n_motions": len(joints),
@@ -163,12 +208,22 @@ def score(name: str, feats: Sequence[np.ndarray], joints: Sequence[np.ndarray], 
 
 def run_control_benchmark(runs: Sequence[MethodRun], cases: Sequence[ControlCase], evaluator: Evaluator,
                           cfg: BenchConfig, out: Path | None = None,
-                          on_progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-    """Generate and score every method on the same cases; write JSON to `out` when given."""
+                          on_progress: Callable[[str, int, int], None] | None = None,
+                          reference: Sequence[np.ndarray] | None = None, benchmark: str = "control",
+                          ) -> dict[str, Any]:
+    """Generate and score every method on the same cases; write JSON to `out` when given.
+
+    reference: the real motions' features ((T-1, 263) each) FID is measured against; default the
+    cases' own (test clips). Request cases have none: pass the test clips'. R-precision and the text
+    similarity score each motion against its case's `prompt` (the request's words, or the caption)."""
     if len(cases) < 2:
         raise ConfigError("the control benchmark needs at least 2 cases for FID and R-precision; raise --n-cases")
-    real_emb = evaluator.embed_motions([c.features for c in cases])
-    text_emb = evaluator.embed_texts([c.text for c in cases])
+    if reference is None:
+        if any(c.features is None for c in cases):
+            raise ConfigError("request cases have no real motions: pass the reference motions for FID")
+        reference = [c.features for c in cases]  # type: ignore[misc]
+    real_emb = evaluator.embed_motions(list(reference))
+    text_emb = evaluator.embed_texts([c.prompt for c in cases])
     rows = []
     for run in runs:
         log.info("bench control: %s on %d cases", run.name, len(cases))
@@ -182,7 +237,7 @@ def run_control_benchmark(runs: Sequence[MethodRun], cases: Sequence[ControlCase
         log.info("%s: %s", run.name, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
     model = next((r.model for r in runs if r.model is not None), None)
     result: dict[str, Any] = {
-        "benchmark": "control",
+        "benchmark": benchmark,
         "n_cases": len(cases),
         "seed": cfg.seed,
         "steps": cfg.steps or (model.diffusion.cfg.sample_steps if model else None),
@@ -194,7 +249,7 @@ def run_control_benchmark(runs: Sequence[MethodRun], cases: Sequence[ControlCase
                           "not comparable to published HumanML3D numbers.",
         "targets": TARGETS,
         "notes": cfg.notes,
-        "cases": [{"id": c.case_id, "text": c.text, "n_frames": c.n_frames,
+        "cases": [{"id": c.case_id, "text": c.text, "request": c.request, "n_frames": c.n_frames,
                    "keyframes": c.control().keyframe_indices()} for c in cases],
         "results": rows,
     }
@@ -214,7 +269,9 @@ TABLE_COLUMNS = (
     ("method", "method"), ("fid", "FID"), ("r_precision_top3", "R@3"), ("diversity", "Div"),
     ("skating_ratio", "Skate"), ("traj_err_0.2", "Traj@.2"), ("traj_err_0.5", "Traj@.5"),
     ("loc_err_0.2", "Loc@.2"), ("loc_err_0.5", "Loc@.5"), ("avg_err", "AvgErr"),
-    ("keyframe_mpjpe", "KF-MPJPE"), ("seconds_per_motion", "s/motion"),
+    ("keyframe_mpjpe", "KF-MPJPE"), ("text_similarity", "Sim"), ("skating_ok_share", "Skate≤real"),
+    ("facing_err_median_deg", "Facing°"), ("jerk", "Jerk"), ("penetration_m", "Pen"), ("floating_ratio", "Float"),
+    ("seconds_per_motion", "s/motion"),
 )
 
 

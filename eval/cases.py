@@ -41,21 +41,29 @@ log = logging.getLogger(__name__)
 class ControlCase:
     """One benchmark case.
 
-    features: (T-1, 263) raw features of the real window; joints: (T, 22, 3) its global joints,
-    metres; spec: the constraints (trajectory + keyframes) and the caption as a `MotionSpec`.
+    A test-clip case: features (T-1, 263) raw features of the real window, joints (T, 22, 3) its
+    global joints in metres, spec the constraints (trajectory + keyframes) with the caption as a
+    `MotionSpec`. A request case (`eval/bench_requests.py`): the spec the agents made from a suite
+    request, `request` the words the user typed, and no real motion (features, joints None).
     """
 
     case_id: str
     clip: str
     start: int
     text: str
-    features: np.ndarray
-    joints: np.ndarray
+    features: np.ndarray | None
+    joints: np.ndarray | None
     spec: MotionSpec
+    request: str | None = None
 
     @property
     def n_frames(self) -> int:
-        return int(self.joints.shape[0])
+        return int(self.spec.n_frames)
+
+    @property
+    def prompt(self) -> str:
+        """The text a motion is scored against (R-precision): what the user typed, else the caption."""
+        return self.request if self.request is not None else self.text
 
     def control(self) -> ControlSignals:
         return self.spec.to_control()

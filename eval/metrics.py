@@ -33,6 +33,10 @@ from ikmo.motion_model.motion_metrics import check_positions as _check_joints
 
 log = logging.getLogger(__name__)
 
+# The real clips' foot skating level (`ikmo bench control`'s real row, 2026-11): the bar generated
+# motions are held to.
+REAL_SKATING = 0.085
+
 # --------------------------------------------------------------------------- distribution metrics
 
 
@@ -204,6 +208,34 @@ def pa_mpjpe(pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = Non
     pred, target: (J, 3) or (B, J, 3); mask: (J,) or (B, J) bool, joints used for the fit and the error.
     """
     return mpjpe(procrustes_align(pred, target, mask), target, mask)
+
+
+# --------------------------------------------------------------------------- physical plausibility
+
+
+def mean_jerk(joints: np.ndarray, fps: float = 20.0) -> float:
+    """Mean magnitude of the third time derivative of the joint positions, m/s³ (smoothness; the real
+    clips' value is the reference, since mocap has its own jitter).
+
+    joints: (T, J, 3) metres, T >= 4 (else NaN: no third difference exists)."""
+    j = _check_joints(joints, "joints")
+    if j.ndim != 3 or j.shape[0] < 4:
+        return float("nan")
+    return float(np.linalg.norm(np.diff(j, n=3, axis=0), axis=-1).mean() * fps ** 3)
+
+
+def ground_penetration(joints: np.ndarray) -> float:
+    """Mean depth of the lowest joint below the floor (y = 0) over the frames, metres (0 when no joint
+    goes under). joints: (T, J, 3) metres, y up."""
+    low = _check_joints(joints, "joints")[..., 1].min(axis=-1)
+    return float(np.clip(-low, 0.0, None).mean())
+
+
+def floating_ratio(joints: np.ndarray, height_m: float = SKATE_HEIGHT_M) -> float:
+    """Share of frames in which no joint is within `height_m` of the floor (the body hangs in the air;
+    jumps and running flight count too, so compare with the real clips). joints: (T, J, 3) metres, y up."""
+    low = _check_joints(joints, "joints")[..., 1].min(axis=-1)
+    return float((low > height_m).mean())
 
 
 # --------------------------------------------------------------------------- control metrics

@@ -25,12 +25,14 @@ groups: dict[str, typer.Typer] = {
     "bench": typer.Typer(help="Benchmarks: print a table, write JSON.", no_args_is_help=True),
     "eval": typer.Typer(help="Scripted evaluations of the agents (cases x providers).", no_args_is_help=True),
     "llm": typer.Typer(help="Local LLMs behind llama.cpp's OpenAI-compatible server.", no_args_is_help=True),
+    "study": typer.Typer(help="The paper's user study: build stimuli, serve them, simulate raters, analyse.",
+                         no_args_is_help=True),
 }
 
 # Each room's commands; a module listed here must exist (no silent skipping of a broken import).
 COMMAND_MODULES: list[str] = ["ikmo.commands.data", "ikmo.commands.bench_model", "ikmo.commands.export",
                               "ikmo.commands.model", "ikmo.commands.agents", "ikmo.commands.pose",
-                              "ikmo.commands.eval_agents"]
+                              "ikmo.commands.eval_agents", "ikmo.commands.study"]
 
 
 @app.callback()

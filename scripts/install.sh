@@ -3,23 +3,6 @@
 # resolver ever pulls a CUDA build; then the package with its dev and llm extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# apt packages the tests use, each installed only when missing (apt-get update first; flock because
-# other jobs may run apt at the same time; sudo when not root). A failure is a warning: the tests
-# that need the package are then skipped.
-apt_install() {  # PACKAGE: install it with apt-get
-    command -v apt-get >/dev/null || { echo "warning: no apt-get to install $1" >&2; return 0; }
-    local sudo="" lock=""
-    [ "$(id -u)" = 0 ] || sudo="sudo -n"
-    command -v flock >/dev/null && lock="flock /tmp/apt.lock"
-    $lock $sudo apt-get update -qq && $lock $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" \
-        || echo "warning: could not install $1 (the tests that need it will be skipped)" >&2
-}
-# Debian's chromium, driven by Playwright in the web tests (tests/web_fixtures.py); never
-# `playwright install` (no browser downloads).
-command -v chromium >/dev/null || apt_install chromium
-# PostgreSQL, for the test of threads shared through Postgres (it starts its own server with
-# initdb / pg_ctl, which Debian keeps in /usr/lib/postgresql/VERSION/bin).
-command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
@@ -30,4 +13,28 @@ command -v "$PY" >/dev/null || PY=python3
 # set (as on our CI and dev machines) every `ikmo` call would recompile the package from source
 # (measured: 0.25 s of each run's imports).
 .venv/bin/python -m compileall -q ikmo agents tools motion_model eval prompts >/dev/null
+# System tools the tests use (Debian packages, installed only when missing; CI runs this as root):
+# chromium, driven by Playwright in the browser tests (tests/web_fixtures.py; never `playwright install`, no browser
+# downloads); Blender (with python3-numpy) checks our BVH and GLB with its own importers and runs the add-on; npm
+# installs the glTF validator and three.js into .node/ (scripts/install_node_tools.sh); PostgreSQL for the
+# Postgres threads test.
+need_apt=()
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v blender >/dev/null || need_apt+=(blender)
+# Debian's Blender runs on the system Python; its glTF importer needs that Python's numpy.
+/usr/bin/python3 -c "import numpy" 2>/dev/null || need_apt+=(python3-numpy)
+command -v npm >/dev/null || need_apt+=(nodejs npm)
+# PostgreSQL: the test of studio threads shared through Postgres starts its own server with initdb /
+# pg_ctl (Debian keeps them in /usr/lib/postgresql/VERSION/bin).
+command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    lock=(); command -v flock >/dev/null && lock=(flock /tmp/apt.lock)  # other installs may run apt too
+    "${lock[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${lock[@]}" apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "note: ${need_apt[*]} missing (install with apt as root); the tests that need them are skipped" >&2
+  fi
+fi
+command -v npm >/dev/null && bash scripts/install_node_tools.sh
 echo "IKMo installed in $(pwd)/.venv"

@@ -7,6 +7,7 @@ Files (names are the contract with tools/generate.py and the README):
   canonicalisation (`motion_model.representation.features.joints_to_features`); unnormalised;
 - ``motion.bvh``: `tools.export_bvh`;
 - ``motion_smpl.npz``: `tools.export_smpl` (AMASS-style SMPL parameters);
+- ``motion.glb``: `tools.export_glb` (the mannequin skinned to the skeleton, animated; glTF 2.0);
 - ``preview.mp4``: `tools.preview` (skeleton, floor grid, pelvis trace, targets and keyframes of
   the spec when one is given).
 """
@@ -38,6 +39,7 @@ FILE_NAMES = {
     "features": "features.npy",
     "bvh": "motion.bvh",
     "smpl": "motion_smpl.npz",
+    "glb": "motion.glb",
     "preview": "preview.mp4",
 }
 ALL_FORMATS = tuple(FILE_NAMES)
@@ -109,6 +111,7 @@ def write_motion_files(
         raise MotionDataError(f"unknown export format(s) {unknown}; choose from {list(FILE_NAMES)}")
     out = Path(out_dir)
     written: dict[str, str] = {}
+    rig = None  # the BVH's solved rig, which the GLB reuses (the same solve; not with stretch)
     for fmt in wanted:
         path = out / FILE_NAMES[fmt]
         t0 = time.perf_counter()
@@ -119,11 +122,16 @@ def write_motion_files(
         elif fmt == "bvh":
             from .export_bvh import write_bvh
 
-            write_bvh(path, joints, fps, stretch=bvh_stretch)
+            solved = write_bvh(path, joints, fps, stretch=bvh_stretch)
+            rig = None if bvh_stretch else solved
         elif fmt == "smpl":
             from .export_smpl import write_smpl
 
             write_smpl(path, joints, fps, model_path=smpl_model_path)
+        elif fmt == "glb":
+            from .export_glb import write_glb
+
+            write_glb(path, joints, fps, model_path=smpl_model_path, rig=rig)
         else:
             from .preview import PreviewOptions, write_preview
 

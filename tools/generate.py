@@ -4,7 +4,7 @@
 any sampling), samples with the motion model (stage 1 optimization + stage 2 ControlNet, as the
 spec's options say), and writes into `out_dir`:
 
-  joints.npy (T, 22, 3), features.npy (T−1, 263), motion.bvh, motion_smpl.npz, preview.mp4
+  joints.npy (T, 22, 3), features.npy (T−1, 263), motion.bvh, motion_smpl.npz, motion.glb, preview.mp4
   (through `tools.exports.write_motion_files`), spec.json, config.json, report.json.
 
 report.json holds the measured constraint errors (trajectory error mean/max, keyframe MPJPE after
@@ -25,6 +25,7 @@ import numpy as np
 from ikmo.motion_model.constraints import MotionResult, MotionSpec
 from ikmo.motion_model.fileio import write_json
 from ikmo.motion_model.model.diffusion import OnStep
+from ikmo.motion_model.model_config import FootLockConfig
 from ikmo.motion_model.sampling import MotionModel
 
 from .toolbox import ToolSettings
@@ -84,19 +85,9 @@ def generate_motion(
     from ikmo.motion_model.control.guidance import measured_errors
     from ikmo.motion_model.motion_metrics import foot_skating_ratio
 
-    from .rig_rotations import project_to_rig
-
     # Every file (joints, BVH, SMPL, preview) and every metric describe the same rigid-skeleton motion.
     t0 = time.perf_counter()
-    joints = project_to_rig(motion.joints)
-    if model.foot_lock.enabled:
-        # The rig's fixed bone lengths move the feet the sampler had locked (bundled weights, "walk
-        # forward 3 meters, then bow": skating 0.06 before the rig, 0.40 after); lock them again on
-        # the rigid legs (the IK keeps their lengths, so the motion stays on the rig).
-        from ikmo.motion_model.control.footlock import lock_feet
-
-        joints = lock_feet(joints, model.foot_lock, control.pose_mask.cpu().numpy())
-    joints = joints.astype(np.float32)
+    joints = onto_rig(motion.joints, model.foot_lock, control.pose_mask.cpu().numpy())
     rig_delta = float(np.linalg.norm(joints - motion.joints, axis=-1).mean())
     timings["rig_projection_s"] = time.perf_counter() - t0
 
@@ -131,6 +122,25 @@ def generate_motion(
     log.info("motion written to %s (traj err %.3f m, keyframe MPJPE %.3f m, sampling %.2f s)", out,
              metrics["traj_err_mean"], metrics["keyframe_mpjpe"], timings["sample_s"])
     return MotionResult(files=files, metrics={k: float(v) for k, v in metrics.items()}, spec=spec, config=config)
+
+
+def onto_rig(joints: np.ndarray, foot_lock: FootLockConfig, pose_mask: np.ndarray) -> np.ndarray:
+    """The sampler's joints as the user gets them: on the rigid skeleton, feet locked again.
+
+    joints: (T, 22, 3) metres; pose_mask: (T, 22) the keyframe-constrained joints (the foot lock
+    leaves them alone). Returns (T, 22, 3) float32.
+    """
+    from .rig_rotations import project_to_rig
+
+    out = project_to_rig(joints)
+    if foot_lock.enabled:
+        # The rig's fixed bone lengths move the feet the sampler had locked (bundled weights, "walk
+        # forward 3 meters, then bow": skating 0.06 before the rig, 0.40 after); lock them again on
+        # the rigid legs (the IK keeps their lengths, so the motion stays on the rig).
+        from ikmo.motion_model.control.footlock import lock_feet
+
+        out = lock_feet(out, foot_lock, pose_mask)
+    return np.asarray(out, dtype=np.float32)
 
 
 def _train_summary(meta: dict[str, Any]) -> dict[str, Any]:

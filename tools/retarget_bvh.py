@@ -38,7 +38,7 @@ from ikmo.motion_model.representation.skeleton import FPS, HUMANML3D_22, childre
 
 from .export_bvh import continuous_euler
 from .export_common import check_joints, output_file
-from .rig_rotations import kabsch, rotation_between
+from .rig_rotations import aim_joints
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def retarget_to_rig(joints: np.ndarray, rig_path: str | os.PathLike[str]) -> tup
     motion_f = moved @ A.T / scale  # (T, 22, 3) file units and axes
     targets = _user_targets(rmap, names, rest, motion_f)
 
-    T, J = joints.shape[0], user.n_joints
+    J = user.n_joints
     children = children_lists(parents)
 
     def aimed(c: int) -> int | None:
@@ -122,33 +122,15 @@ def retarget_to_rig(joints: np.ndarray, rig_path: str | os.PathLike[str]) -> tup
             stack.extend(children[k])
         return None
 
+    # A joint with a target aims at the nearest targeted joint below each child, from its own target.
+    aims = [[(d, rest[d] - rest[j]) for d in (aimed(c) for c in children[j]) if d is not None] if j in targets else []
+            for j in range(J)]
     pelvis = names.index(str(rmap.targets[0]))
-    root = 0
-    G = np.empty((T, J, 3, 3))
-    L = np.empty((T, J, 3, 3))
-    P = np.empty((T, J, 3))
-    eye = np.broadcast_to(np.eye(3), (T, 3, 3))
-    for j in range(J):
-        p = parents[j]
-        G_parent = eye if p < 0 else G[:, p]
-        if p < 0:
-            P[:, j] = targets[pelvis] - (rest[pelvis] - rest[root]) if j != pelvis else targets[pelvis]
-        else:
-            P[:, j] = P[:, p] + np.einsum("tab,b->ta", G[:, p], user.offsets[j])
-        aims = [(d, rest[d] - rest[j]) for d in (aimed(c) for c in children[j]) if d is not None]
-        if j not in targets or not aims:
-            G[:, j] = G_parent
-        elif len(aims) == 1:
-            d, r = aims[0]
-            G[:, j] = rotation_between(np.einsum("tab,b->ta", G_parent, r), targets[d] - targets[j]) @ G_parent
-        else:
-            rvec = np.stack([r for _, r in aims])
-            obs = np.stack([targets[d] - targets[j] for d, _ in aims], axis=1)
-            G[:, j] = kabsch(rvec, obs)
-        L[:, j] = G_parent.swapaxes(-1, -2) @ G[:, j]
+    root_pos = targets[pelvis] - (rest[pelvis] - rest[0])  # the root (joint 0) carries the pelvis path
+    _, L, _ = aim_joints(parents, user.offsets, root_pos, aims, targets)
     log.info("retargeted onto %s (%s rig, unit %s, %d joints; %d with a target; guessed: %s)", rig_path,
              rmap.family or "unknown", unit, J, len([t for t in targets if t < J]), ", ".join(rmap.guessed) or "none")
-    return user, P[:, root], L
+    return user, root_pos, L
 
 
 def write_retargeted_bvh(path: str | os.PathLike[str], joints: np.ndarray, rig_path: str | os.PathLike[str],

@@ -22,6 +22,10 @@ The scheme here, per frame, parents before children (all vectorised over frames)
   chain (used for BVH, whose bone lengths are the motion's own). SMPL export, whose rest bone
   lengths are the body model's, aims along the observed bone directions instead.
 
+`aim_joints` is that solve in general form (any rest vectors, any targets): `solve_rig_rotations`
+(BVH, SMPL), the retargeting onto a user's rig (`tools.retarget_bvh`) and the GLB's bind pose
+(`tools.export_glb`) all call it.
+
 Frames: world rotation ``G_j = G_parent @ L_j``; position ``p_c = p_j + G_j @ offset_c``, the BVH and
 SMPL convention (column vectors).
 """
@@ -29,7 +33,7 @@ SMPL convention (column vectors).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,6 +145,61 @@ class RigPose:
     max_error_m: float
 
 
+def aim_joints(
+    parents: Sequence[int],
+    offsets: np.ndarray,
+    root_position: np.ndarray,
+    aims: Sequence[Sequence[tuple[int, np.ndarray]]],
+    targets: Mapping[int, np.ndarray],
+    *,
+    aim_from_solved: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The one solve behind every rig pose here: per frame, parents first, each joint turns so that
+    its rest vectors point at their targets (see the module doc).
+
+    Args:
+        parents: parent index of each joint (and of any further points, e.g. BVH End Sites, that
+            `aims` and `targets` may name); joints 0..J-1, J = len(aims), parents before children.
+        offsets: (≥J, 3) rest offset of each joint from its parent (forward kinematics).
+        root_position: (T, 3) world position of the root joint.
+        aims: per joint j, the pairs (d, rest vector from j towards d in the rest pose, (3,)):
+            none → j follows its parent; one → the smallest swing of that vector onto the direction
+            from j to ``targets[d]``; several → the Kabsch rotation of all of them.
+        targets: {point index: (T, 3) world position}; every aimed-at point, and every aiming
+            joint unless `aim_from_solved`.
+        aim_from_solved: aim from the forward-kinematics position of j instead of ``targets[j]``.
+    Returns:
+        global rotations (T, J, 3, 3), local rotations (T, J, 3, 3), positions (T, J, 3).
+    """
+    J = len(aims)
+    T = root_position.shape[0]
+    G = np.empty((T, J, 3, 3))
+    L = np.empty((T, J, 3, 3))
+    fk = np.empty((T, J, 3))
+    eye = np.broadcast_to(np.eye(3), (T, 3, 3))
+    for j in range(J):
+        p = parents[j]
+        G_parent = eye if p < 0 else G[:, p]
+        fk[:, j] = root_position if p < 0 else fk[:, p] + np.einsum("tab,b->ta", G[:, p], offsets[j])
+        if not aims[j]:
+            G[:, j] = G_parent
+        else:
+            origin = fk[:, j] if aim_from_solved else targets[j]
+            if len(aims[j]) == 1:
+                d, rest = aims[j][0]
+                target = targets[d] - origin
+                swing = rotation_between(np.einsum("tab,b->ta", G_parent, rest), target)
+                # A zero-length observed bone has no direction: keep the parent's frame.
+                swing[np.linalg.norm(target, axis=-1) < 1e-7] = np.eye(3)
+                G[:, j] = swing @ G_parent
+            else:
+                rest_vectors = np.stack([r for _, r in aims[j]])
+                observed = np.stack([targets[d] - origin for d, _ in aims[j]], axis=1)
+                G[:, j] = kabsch(rest_vectors, observed)
+        L[:, j] = G_parent.swapaxes(-1, -2) @ G[:, j]
+    return G, L, fk
+
+
 def solve_rig_rotations(
     joints: np.ndarray,
     rest_offsets: np.ndarray,
@@ -160,31 +219,10 @@ def solve_rig_rotations(
     """
     joints = np.asarray(joints, dtype=np.float64)
     rest_offsets = np.asarray(rest_offsets, dtype=np.float64)
-    T, J, _ = joints.shape
-    children = children_lists(parents)
-    G = np.empty((T, J, 3, 3))
-    L = np.empty((T, J, 3, 3))
-    fk = np.empty((T, J, 3))
-    eye = np.broadcast_to(np.eye(3), (T, 3, 3))
-    for j in range(J):
-        p = parents[j]
-        G_parent = eye if p < 0 else G[:, p]
-        fk[:, j] = joints[:, j] if p < 0 else fk[:, p] + np.einsum("tab,b->ta", G[:, p], rest_offsets[j])
-        origin = fk[:, j] if aim_from_solved else joints[:, j]
-        ch = children[j]
-        if not ch:
-            G[:, j] = G_parent
-        elif len(ch) == 1:
-            target = joints[:, ch[0]] - origin
-            rest_dir = np.einsum("tab,b->ta", G_parent, rest_offsets[ch[0]])
-            swing = rotation_between(rest_dir, target)
-            # A zero-length observed bone has no direction: keep the parent's frame.
-            degenerate = np.linalg.norm(target, axis=-1) < 1e-7
-            swing[degenerate] = np.eye(3)
-            G[:, j] = swing @ G_parent
-        else:
-            G[:, j] = kabsch(rest_offsets[ch], joints[:, ch] - origin[:, None])
-        L[:, j] = G_parent.swapaxes(-1, -2) @ G[:, j]
+    J = joints.shape[1]
+    aims = [[(c, rest_offsets[c]) for c in children] for children in children_lists(parents)]
+    G, L, fk = aim_joints(parents, rest_offsets, joints[:, 0], aims, {j: joints[:, j] for j in range(J)},
+                          aim_from_solved=aim_from_solved)
     err = float(np.linalg.norm(fk - joints, axis=-1).max())
     return RigPose(joints[:, 0].copy(), L, G, rest_offsets, fk, err)
 

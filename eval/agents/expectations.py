@@ -12,7 +12,7 @@ positive to the left (counter-clockwise seen from above).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +148,15 @@ def facing_vs_travel(joints: np.ndarray, fps: float) -> tuple[float | None, int]
     travel = np.degrees(np.arctan2(v[:, 0], v[:, 1]))
     diff = np.abs(wrap_deg(facing_yaw_deg(joints) - travel))
     return float(diff[fast].mean()), int(fast.sum())
+
+
+# Locomotion that does not face its direction of travel by design.
+NOT_FORWARD_ACTIONS = ("walk-back", "walk-left", "walk-right")
+
+
+def walks_forward(actions: Iterable[str]) -> bool:
+    """Whether a motion made of these vocabulary actions should face its direction of travel."""
+    return not any(a in NOT_FORWARD_ACTIONS for a in actions)
 
 
 def canonical_pose(joints: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..metrics import REAL_SKATING
 from .cases import CATEGORIES
 
 log = logging.getLogger(__name__)
@@ -69,11 +70,6 @@ def summarise(records: Sequence[dict[str, Any]], providers: Sequence[str] | None
             **_motion_summary(rs),
         }
     return out
-
-
-# Real clips' foot skating on our test windows (docs/eval.md): a motion at or under it skates no
-# more than mocap does.
-REAL_SKATING = 0.085
 
 
 def _motion_summary(rs: Sequence[dict[str, Any]]) -> dict[str, Any]:

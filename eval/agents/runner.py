@@ -37,7 +37,7 @@ from ikmo.motion_model.motion_metrics import foot_skating_ratio
 from ikmo.motion_model.representation.skeleton import FPS
 
 from .cases import Case, Expectations
-from .expectations import Outcome, PhotoTruth, check_case, facing_vs_travel
+from .expectations import Outcome, PhotoTruth, check_case, facing_vs_travel, walks_forward
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +293,11 @@ def _one_line(e: Exception) -> str:
     return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
+def run_folder(out: Path, provider_slug: str, case_id: str, repeat: int) -> Path:
+    """Where one case × provider × repeat runs; the motion the user got is in its `out/`."""
+    return out / "runs" / provider_slug / case_id / f"r{repeat}"
+
+
 def run_task(task: Task, worker: Worker | None = None) -> dict[str, Any]:
     """One case × provider × repeat: run, check, and return its result record (never raises for a
     failure of the run itself: that is a result too)."""
@@ -304,7 +309,7 @@ def run_task(task: Task, worker: Worker | None = None) -> dict[str, Any]:
     assert worker is not None, "run_task needs a Worker (or a pool initialised by _init_worker)"
     case = Case.model_validate(task.case)
     prov = ProviderConfig(**task.provider)
-    run_dir = Path(task.out) / "runs" / prov.slug / case.id / f"r{task.repeat}"
+    run_dir = run_folder(Path(task.out), prov.slug, case.id, task.repeat)
     extra: dict[str, Any] = {}
     if worker.critique_rounds is not None:
         extra["critique_rounds"] = worker.critique_rounds
@@ -358,9 +363,6 @@ def run_task(task: Task, worker: Worker | None = None) -> dict[str, Any]:
 
 
 # Actions whose travel is not where the body faces: their frames say nothing about facing the path.
-_NOT_FORWARD = ("walk-back", "walk-left", "walk-right")
-
-
 def motion_measures(o: Outcome) -> dict[str, float | None] | None:
     """The motion-level figures of one run's motion (None without one): foot skating, the body facing
     its direction of travel (mean |facing − travel| on frames faster than 0.3 m/s, only for motions
@@ -368,7 +370,7 @@ def motion_measures(o: Outcome) -> dict[str, float | None] | None:
     if o.joints is None:
         return None
     facing, moving = facing_vs_travel(o.joints, FPS)
-    forward = o.spec is not None and not any(s.action in _NOT_FORWARD for s in o.spec.description.segments)
+    forward = o.spec is not None and walks_forward(s.action for s in o.spec.description.segments)
     m = o.metrics
     return {"foot_skating": round(foot_skating_ratio(o.joints), 4),
             "facing_vs_travel_deg": round(facing, 2) if facing is not None and forward and moving >= 10 else None,

@@ -39,10 +39,19 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         control_height: Annotated[bool, typer.Option(help="constrain pelvis height too, not only xz")] = False,
         threads: Annotated[int, typer.Option(min=1)] = 2,
         quick: Annotated[bool, typer.Option(help="tiny run: 8 cases, 4 steps")] = False,
-        out: Annotated[Path, typer.Option(help="JSON result")] = Path("runs/bench_control.json"),
+        requests: Annotated[bool, typer.Option(
+            help="also the second table: the same figures on the agent suite's requests")] = True,
+        requests_dir: Annotated[Path, typer.Option(
+            help="offline agent evaluation the request specs come from (run there first when empty; "
+                 "resumable)")] = Path("runs/bench_control_requests"),
+        requests_cases: Annotated[Path | None, typer.Option(
+            help="folder of agent case files for the request table (default: the bundled suite)")] = None,
+        out: Annotated[Path, typer.Option(help="JSON result (the request table: NAME_requests.json)")] = Path(
+            "runs/bench_control.json"),
     ) -> None:
         """Controlled generation on real test clips: FID, R-precision, Diversity, foot skating,
-        Traj/Loc/Avg err, keyframe MPJPE for IKMo and its ablations on the same cases."""
+        Traj/Loc/Avg err, keyframe MPJPE, text similarity, facing, jerk, penetration, floating for IKMo
+        and its ablations on the same cases; then the same on the agent suite's requests."""
         import torch
 
         from ikmo.eval.bench_control import BenchConfig, build_runs, format_table, run_control_benchmark
@@ -71,13 +80,34 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         runs = build_runs(model, names, joint, cfg.notes)
         if quick:
             cfg.notes.append("--quick: 8 cases, 4 steps; figures are a smoke test, not a measurement")
-        result = run_control_benchmark(runs, cases, ev, cfg, out,
-                                       on_progress=lambda m, b, n: log.info("%s: batch %d/%d", m, b, n))
+        progress = lambda m, b, n: log.info("%s: batch %d/%d", m, b, n)  # noqa: E731
+        result = run_control_benchmark(runs, cases, ev, cfg, out, on_progress=progress)
+        typer.echo("Test clips:")
         typer.echo(format_table(result["results"]))
         for note in cfg.notes:
             typer.echo(f"note: {note}")
+        if requests and model is not None:
+            from dataclasses import replace
+
+            from ikmo.eval.bench_requests import suite_request_cases
+
+            rcfg = replace(cfg, user_rig=True, notes=[])
+            rcases = suite_request_cases(requests_dir, requests_cases, weights=weights, notes=rcfg.notes)
+            if quick:
+                rcases = rcases[:8]
+            rout = out.with_name(f"{out.stem}_requests.json")
+            rruns = [r for r in runs if r.model is not None]
+            rresult = run_control_benchmark(rruns, rcases, ev, rcfg, rout, on_progress=progress,
+                                            reference=[c.features for c in cases if c.features is not None],
+                                            benchmark="control_requests")
+            typer.echo(f"\nThe agent suite's requests ({len(rcases)} motions as `ikmo generate` writes them; "
+                       "FID against the test clips above):")
+            typer.echo(format_table(rresult["results"]))
+            for note in rcfg.notes:
+                typer.echo(f"note: {note}")
         typer.echo("FID/R-precision/Diversity: evaluator trained on our corpus, not comparable to published "
-                   f"HumanML3D numbers. JSON: {out}")
+                   f"HumanML3D numbers. JSON: {out}" + (f", {out.with_name(out.stem + '_requests.json')}"
+                                                        if requests and model is not None else ""))
 
     @bench.command("speed")
     def bench_speed(

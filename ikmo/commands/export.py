@@ -1,4 +1,4 @@
-"""Commands of the export room: `ikmo export` (BVH, SMPL, joints, features) and `ikmo preview`.
+"""Commands of the export room: `ikmo export` (BVH, SMPL, GLB, joints, features) and `ikmo preview`.
 
 Thin: parse options, call `ikmo.tools` exporters, log what was written. Heavy imports stay inside.
 """
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 class ExportFormat(StrEnum):
     bvh = "bvh"
     smpl = "smpl"
+    glb = "glb"
     npy = "npy"
     features = "features"
 
@@ -81,7 +82,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:  # noqa:
     @app.command("export")
     def export(
         joints: Annotated[Path, typer.Argument(help="joints .npy, (T, 22, 3) metres, y up")],
-        format: Annotated[ExportFormat, typer.Option("--format", "-f", help="bvh | smpl | npy | features")],
+        format: Annotated[ExportFormat, typer.Option("--format", "-f", help="bvh | smpl | glb | npy | features")],
         out: Annotated[Path, typer.Option("--out", "-o", help="output file")],
         fps: Annotated[float, typer.Option(min=1.0, max=MAX_FPS, callback=finite,
                                             help="frames per second of the motion")] = 20.0,
@@ -89,12 +90,13 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:  # noqa:
         stretch: Annotated[bool, typer.Option(help="BVH: per-frame bone translations on every joint, so any "
                                               "motion re-imports exactly (bones may change length)")] = False,
         up_axis: Annotated[str, typer.Option(help="SMPL frame: y (SMPL) or z (AMASS world)")] = "y",
-        smpl_model: Annotated[Path | None, typer.Option(help="SMPL .npz for the rest pose "
+        smpl_model: Annotated[Path | None, typer.Option(help="SMPL .npz for the rest pose (smpl) or the mesh (glb) "
                                                         "(default: $IKMO_SMPL_MODEL or the mannequin)")] = None,
         rig: Annotated[Path | None, typer.Option(help="BVH: retarget onto this character's skeleton (a BVH of "
                                                  "any rig family; its names, offsets, units and up axis)")] = None,
     ) -> None:
-        """Convert a joints file to BVH, AMASS-style SMPL parameters, joints .npy or HumanML3D features."""
+        """Convert a joints file to BVH, AMASS-style SMPL parameters, a skinned glTF (GLB), joints .npy or
+        HumanML3D features."""
         from ikmo.tools.export_common import load_joints
         from ikmo.tools.exports import motion_features, save_array
 
@@ -116,6 +118,10 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:  # noqa:
             from ikmo.tools.export_smpl import write_smpl
 
             write_smpl(out, pos, fps, model_path=smpl_model, up_axis=up_axis)  # type: ignore[arg-type]
+        elif format is ExportFormat.glb:
+            from ikmo.tools.export_glb import write_glb
+
+            write_glb(out, pos, fps, model_path=smpl_model)
         elif format is ExportFormat.npy:
             save_array(out, pos.astype("float32"))
         else:

@@ -143,16 +143,26 @@ def test_cases_deterministic_and_consistent(setup: dict[str, Path]) -> None:
 
 
 def test_bench_control_quick_cli(setup: dict[str, Path], tmp_path: Path) -> None:
+    import yaml
     from typer.testing import CliRunner
 
     from ikmo.cli import _build
+    from ikmo.eval.agents.cases import load_cases
 
+    # Three suite requests for the request table: a forward arc, a backward walk, a walk then a wave.
+    picked = [c for c in load_cases() if c.id in ("shape-arc-left", "dir-backward", "seq-walk-then-wave")]
+    cases_dir = tmp_path / "cases"
+    cases_dir.mkdir()
+    (cases_dir / "picked.yaml").write_text(yaml.safe_dump(
+        {"cases": [c.model_dump(mode="json", exclude_none=True) for c in picked]}))
     out = tmp_path / "control.json"
     res = CliRunner().invoke(_build(), [
         "bench", "control", "--quick", "--corpus", str(setup["corpus"]), "--weights", str(setup["weights"]),
         "--evaluator", str(setup["evaluator"]), "--out", str(out), "--batch-size", "4", "--threads", "1",
+        "--requests-cases", str(cases_dir), "--requests-dir", str(tmp_path / "agents"),
     ])
     assert res.exit_code == 0, res.output
+    assert "Test clips:" in res.output and "requests" in res.output
     assert "FID" in res.output and "ikmo" in res.output
     data = json.loads(out.read_text())
     rows = {r["method"]: r for r in data["results"]}
@@ -171,6 +181,24 @@ def test_bench_control_quick_cli(setup: dict[str, Path], tmp_path: Path) -> None
     # the exact projection puts the pelvis on the trajectory even for this untrained model
     assert rows["ikmo"]["avg_err"] < 1e-3 and rows["ikmo"]["loc_err_0.5"] == 0.0
     assert rows["no_projection"]["avg_err"] > 10 * rows["ikmo"]["avg_err"]
+    for r in rows.values():  # the plausibility figures are measured on every row
+        assert r["jerk"] > 0 and r["penetration_m"] >= 0 and 0 <= r["floating_ratio"] <= 1
+        assert -1 <= r["text_similarity"] <= 1 and 0 <= r["skating_ok_share"] <= 1
+
+    # The request table: the suite's specs (made by the real offline agents), no 'real' row, motions
+    # as `ikmo generate` writes them, FID against the test clips.
+    req = json.loads((tmp_path / "control_requests.json").read_text())
+    assert req["benchmark"] == "control_requests" and req["n_cases"] == 3
+    assert {c["id"] for c in req["cases"]} == {"shape-arc-left", "dir-backward", "seq-walk-then-wave"}
+    assert all(c["request"] for c in req["cases"])
+    rrows = {r["method"]: r for r in req["results"]}
+    assert set(rrows) == set(rows) - {"real"}
+    assert rrows["ikmo"]["avg_err"] < 0.02  # the projection meets the planned path (the rig moves it a little)
+    assert rrows["no_projection"]["avg_err"] > 5 * rrows["ikmo"]["avg_err"]
+    # the arc and the walk are forward walks; walking backwards is not
+    assert 1 <= rrows["ikmo"]["n_forward_walks"] <= 2
+    # stage 1's heading projection turns even this untrained model's body onto the path's tangent
+    assert rrows["ikmo"]["facing_err_median_deg"] < 20.0, rrows["ikmo"]
 
 
 def test_bench_speed_cli(setup: dict[str, Path], tmp_path: Path) -> None:

@@ -34,8 +34,8 @@ def test_generate_motion_writes_every_file_and_a_report(weights_dir, tmp_path) -
     model = load_model(weights_dir)
     res = generate_motion(spec, tmp_path / "out", model=model, settings=ToolSettings())
     out = tmp_path / "out"
-    for name in ("joints.npy", "features.npy", "motion.bvh", "motion_smpl.npz", "preview.mp4", "spec.json",
-                 "config.json", "report.json"):
+    for name in ("joints.npy", "features.npy", "motion.bvh", "motion_smpl.npz", "motion.glb", "preview.mp4",
+                 "spec.json", "config.json", "report.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     joints = np.load(out / "joints.npy")
     feats = np.load(out / "features.npy")

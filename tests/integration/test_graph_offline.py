@@ -137,8 +137,8 @@ def test_cli_generate(weights_dir: Path, tmp_path: Path) -> None:
         parse_keyframe_arg(str(tmp_path / "nope.jpg"))
 
 
-CONTRACT = {"joints.npy", "features.npy", "motion.bvh", "motion_smpl.npz", "preview.mp4", "spec.json", "config.json",
-            "report.json"}
+CONTRACT = {"joints.npy", "features.npy", "motion.bvh", "motion_smpl.npz", "motion.glb", "preview.mp4", "spec.json",
+            "config.json", "report.json"}
 
 
 def test_exports_are_written_once_from_the_chosen_attempt(model, tmp_path: Path) -> None:

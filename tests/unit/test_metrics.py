@@ -188,3 +188,25 @@ def test_foot_skating_needs_contact_and_speed() -> None:
     j[:, 10, 1] = np.where(np.arange(20) < 10, 0.01, 0.2)  # contact only in frames 0..9
     # transitions 0..8 are in contact (both ends below 5 cm); all are fast
     assert M.foot_skating_ratio(j) == pytest.approx(9 / 19)
+
+
+# --------------------------------------------------------------------------- physical plausibility
+
+
+def test_jerk_is_zero_for_constant_acceleration_and_known_for_a_cubic() -> None:
+    t = np.arange(30) / 20.0
+    j = np.zeros((30, 2, 3))
+    j[:, :, 2] = (0.5 * 2.0 * t**2)[:, None]  # constant acceleration: no jerk
+    assert M.mean_jerk(j, 20.0) == pytest.approx(0.0, abs=1e-9)
+    j[:, :, 2] = (t**3)[:, None]  # x''' = 6 m/s³ everywhere
+    assert M.mean_jerk(j, 20.0) == pytest.approx(6.0, rel=1e-9)
+    assert np.isnan(M.mean_jerk(j[:3], 20.0))  # too short for a third difference
+
+
+def test_ground_penetration_and_floating_ratio() -> None:
+    j = np.zeros((4, 3, 3))
+    j[:, :, 1] = [[0.0, 0.5, 1.0], [-0.04, 0.5, 1.0], [0.2, 0.5, 1.0], [0.03, 0.5, 1.0]]  # lowest joint per frame
+    assert M.ground_penetration(j) == pytest.approx(0.04 / 4)
+    assert M.floating_ratio(j) == pytest.approx(1 / 4)  # only frame 2 has no joint within 5 cm of the floor
+    with pytest.raises(MotionDataError):
+        M.ground_penetration(np.full((2, 3, 3), np.nan))
