@@ -3,7 +3,8 @@ real `ikmo serve` process on 127.0.0.1 (the tiny model, the real pose tools): up
 set its time, draw a path on the floor, send a request, watch the player, scrub, download the BVH
 and read it, send a follow-up, get an impossible request refused without losing the motion, and
 find it all again after a reload. Screenshots are checked: the canvas is not blank, the skeleton
-is drawn (its bone colours appear once a motion plays, and move when scrubbed)."""
+is drawn (its bone colours appear once a motion plays, and move when scrubbed), and the run's
+`motion.glb` mannequin is loaded by GLTFLoader and drawn in its place."""
 
 from __future__ import annotations
 
@@ -109,8 +110,14 @@ def test_the_studio_end_to_end(studio, page, page_log, photos: list[Path], tmp_p
     page.wait_for_selector(".msg.answer", timeout=30000)
     assert "the trajectory is the path you drew" in page.inner_text(".msg.answer")
     first_run = page.get_attribute("body", "data-run")
+    # the run's motion.glb (the mannequin skinned to the motion) plays as a mesh through GLTFLoader
+    page.wait_for_selector("body[data-mannequin='loaded']", timeout=30000)
+    assert page.locator("a[data-file='motion.glb']").count() == 1
     page.locator("#scrub").fill("0")
+    mesh = page.screenshot(path=str(tmp_path / "studio_mesh.png"))
+    page.uncheck("#show-mesh")  # the skeleton instead
     shot0 = page.screenshot(path=str(tmp_path / "studio_frame0.png"))
+    assert count_ink(mesh, box) != count_ink(shot0, box), "the mesh and the skeleton look the same"
     on0 = skeleton_pixels(shot0, box)
     assert _drawn(on0), f"the skeleton is not drawn: {on0[0].sum()} blue, {on0[1].sum()} orange pixels"
     frames = int(page.get_attribute("#scrub", "max")) + 1
@@ -155,5 +162,7 @@ def test_the_studio_end_to_end(studio, page, page_log, photos: list[Path], tmp_p
     assert "walk along my path" in page.inner_text(".thread.active")
     assert page.locator(".msg.user").count() == 3 and page.locator(".msg.answer").count() == 2
     assert page.get_attribute("body", "data-run") == second_run
+    page.wait_for_selector("body[data-mannequin='loaded']", timeout=30000)
+    page.uncheck("#show-mesh")
     assert _drawn(skeleton_pixels(page.screenshot(path=str(tmp_path / "studio_reloaded.png")), box))
     assert not page_log, page_log

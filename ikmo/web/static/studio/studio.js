@@ -156,7 +156,10 @@ function showFrame(f) {
   const a = S.player.attempts?.length ? attemptJoints(S.abA) : S.player.joints;
   const b = attemptJoints(S.abB);
   const fa = Math.min(S.frame, a.length - 1), fb = Math.min(S.frame, b.length - 1);
-  skA.visible = S.show !== "b" && !mannequin; skB.visible = S.show !== "a" && S.player.attempts?.length > 1;
+  const meshOn = Boolean(mannequin) && $("show-mesh").checked;   // the mannequin stands for attempt A
+  if (mannequin) mannequin.visible = meshOn && S.show !== "b";
+  skA.visible = S.show !== "b" && (!meshOn || $("show-bones").checked);
+  skB.visible = S.show !== "a" && S.player.attempts?.length > 1;
   if (S.show === "b") { skB.visible = true; }
   poseSkeleton(skA, a[fa]); if (skB.visible) poseSkeleton(skB, b[fb]);
   if ($("follow").checked) {   // keep the pelvis in view: move the orbit target and the camera with it
@@ -210,15 +213,20 @@ function buildPlayerScene() {
 // driven by the same clock as the skeleton; without one the skeleton is drawn.
 function loadMannequin(url) {
   if (mannequin) { scene.remove(mannequin); mannequin = null; mixer = null; mannequinClip = null; }
+  $("mesh-toggle").hidden = $("bones-toggle").hidden = !url;
+  document.body.dataset.mannequin = url ? "loading" : "none";
   if (!url) return;
   new GLTFLoader().load(url, (gltf) => {
+    if (S.player?.files?.["motion.glb"] !== url) return;   // another motion was opened meanwhile
     mannequin = gltf.scene; scene.add(mannequin);
+    document.body.dataset.mannequin = "loaded";
     if (gltf.animations.length) {
       mixer = new THREE.AnimationMixer(mannequin); mannequinClip = gltf.animations[0];
       mixer.clipAction(mannequinClip).play();
     }
     showFrame(S.frame);
-  }, undefined, (err) => notice("the mannequin (motion.glb) could not be loaded: " + err.message + "; the skeleton is shown"));
+  }, undefined, (err) => { document.body.dataset.mannequin = "failed";
+    notice("the mannequin (motion.glb) could not be loaded: " + err.message + "; the skeleton is shown"); });
 }
 
 async function loadPlayer(runId) {
@@ -255,6 +263,7 @@ function togglePlay(on = !S.playing) {
 }
 $("scrub").oninput = () => { togglePlay(false); showFrame(Number($("scrub").value)); };
 $("loop").onchange = () => { S.loop = $("loop").checked; };
+$("show-mesh").onchange = $("show-bones").onchange = () => showFrame(S.frame);
 window.addEventListener("keydown", (e) => { if (e.code === "Space" && document.activeElement.tagName !== "TEXTAREA") { e.preventDefault(); togglePlay(); } });
 
 let clock = 0, last = performance.now();
