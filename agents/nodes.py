@@ -25,6 +25,7 @@ from ikmo.motion_model.constraints import (
     MotionResult,
     MotionSpec,
     TrajectoryPlan,
+    Waypoints,
     duration_to_frames,
 )
 from ikmo.motion_model.errors import ConstraintError, IKMoError
@@ -39,7 +40,7 @@ from .gesture_poses import gesture_keyframes
 from .llm import llm_or_fallback, provider_label
 from .offline_parser import apply_followup, parse_request, parsed_from_dict, parsed_to_dict, vocabulary
 from .providers import is_offline
-from .state import Attempt, Event, GraphState, KeyframeTask, Validation, restart
+from .state import Attempt, Event, GraphState, KeyframeTask, MotionRequest, Validation, restart
 from .structured import render_prompt
 from .validation import check_spec, fault_of
 from .vision import vision_content
@@ -58,12 +59,16 @@ def _emit(runtime: Runtime[Context], stage: str, **data: Any) -> None:
 
 
 def begin(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Start a run (or a conversation turn): reset per-run fields, keep what a follow-up edits."""
-    req = state["request"]
+    """Start a run (or a conversation turn): reset per-run fields, keep what a follow-up edits.
+
+    A request given as JSON (the LangGraph server of `langgraph dev`, which passes the input as
+    it came) is read into its `MotionRequest` here, once, for every later node."""
+    req = MotionRequest.model_validate(state["request"])
     old_kf = state.get("keyframes") or {}
     drop = {k: None for k in old_kf if int(k) >= len(req.images)}
     _emit(runtime, "begin")
     return {
+        "request": req,
         "options": GenerationOptions(seed=req.seed, guidance_scale=runtime.context.settings.guidance_scale),
         "critique_round": 0, "retries": {"describe": 0, "trajectory": 0, "keyframe_pose": 0},
         "feedback": {"describe": "", "trajectory": "", "keyframe_pose": ""},
@@ -173,11 +178,16 @@ def trajectory(state: GraphState, runtime: Runtime[Context]) -> dict[str, Any]:
     assert desc is not None
     parsed = parsed_from_dict(state["parsed"])
     notes: list[str] = []
-    try:
-        plan: TrajectoryPlan | None = offline_planner.plan_trajectory(parsed, desc)
-    except (ConstraintError, ValidationError, ValueError) as e:
-        plan, notes = None, [f"offline trajectory failed: {e}"]
-    if not is_offline(ctx):
+    drawn = state["request"].path_xz
+    if drawn:  # the user's own path (drawn in the studio) is the plan: no agent second-guesses it
+        plan: TrajectoryPlan | None = TrajectoryPlan(primitives=[Waypoints(points_xz=list(drawn))])
+        notes.append(f"the trajectory is the path you drew ({len(drawn)} points)")
+    else:
+        try:
+            plan = offline_planner.plan_trajectory(parsed, desc)
+        except (ConstraintError, ValidationError, ValueError) as e:
+            plan, notes = None, [f"offline trajectory failed: {e}"]
+    if not is_offline(ctx) and not drawn:
         system = render_prompt("trajectory_v1", TrajectoryPlan)
         user = f"Request: {state['request'].text}\nDescription: {desc.model_dump_json()}"
         if fb := (state.get("feedback") or {}).get("trajectory"):

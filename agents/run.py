@@ -23,7 +23,7 @@ from .errors import RunFailed
 from .graph import builder, graph
 from .inputs import check_text, parse_keyframe_arg
 
-__all__ = ["Conversation", "parse_keyframe_arg", "raise_if_failed", "run_request"]
+__all__ = ["Conversation", "is_postgres_url", "open_database", "parse_keyframe_arg", "raise_if_failed", "run_request"]
 
 log = logging.getLogger(__name__)
 
@@ -92,20 +92,25 @@ def checkpoint_serializer() -> Any:
 class Conversation:
     """A chat thread: the first message is a request, later ones edit it ("make it slower").
 
-    Threads live in a SQLite database, so `Conversation(db, thread_id)` resumes after a restart,
-    including a pending question.
+    Threads live in a SQLite database (a file path) or, given a `postgresql://` URL, in Postgres
+    (several server processes then share them), so `Conversation(db, thread_id)` resumes after a
+    restart, including a pending question.
     """
 
-    def __init__(self, db: Path, thread_id: str, context: Context, out_root: Path) -> None:
-        from langgraph.checkpoint.sqlite import SqliteSaver
+    def __init__(self, db: Path | str, thread_id: str, context: Context, out_root: Path) -> None:
+        saver: Any
+        if is_postgres_url(db):
+            saver, self._conn = _postgres_saver(str(db))
+        else:
+            from langgraph.checkpoint.sqlite import SqliteSaver
 
-        self._conn = _open_db(db)
-        saver = SqliteSaver(self._conn, serde=checkpoint_serializer())
-        try:
-            saver.setup()
-        except sqlite3.Error as e:
-            self._conn.close()
-            raise OutputFileError(f"cannot use the chat database --db {db}: {e}; choose a writable file") from e
+            self._conn = _open_db(Path(db))
+            saver = SqliteSaver(self._conn, serde=checkpoint_serializer())
+            try:
+                saver.setup()
+            except sqlite3.Error as e:
+                self._conn.close()
+                raise OutputFileError(f"cannot use the chat database --db {db}: {e}; choose a writable file") from e
         self.app = builder.compile(checkpointer=saver)
         self.config = RunnableConfig(configurable={"thread_id": thread_id})
         self.context = context
@@ -159,9 +164,15 @@ class Conversation:
                 return past.config
         return None
 
-    def say(self, text: str, on_event: OnEvent | None = None) -> dict[str, Any]:
+    def say(self, text: str, on_event: OnEvent | None = None, *, images: list[S.ImageRef] | None = None,
+            path_xz: list[tuple[float, float]] | None = None, duration_s: float | None = None,
+            out_dir: Path | None = None) -> dict[str, Any]:
         """One user message (answer to a pending question, first request, or follow-up) → final state.
 
+        images: photos given beside the words (the studio's uploads; `ikmo chat` names them in the
+        text); path_xz: a drawn pelvis path that replaces the trajectory agent's (None: the agents
+        plan it); duration_s: the motion's length (None: from the words, or a follow-up's edit); out_dir:
+        where this turn writes (default OUT_ROOT/turnNNN).
         Raises UsageError for a message that cannot be a request (too long, not text). A turn that
         was killed before it finished is dropped, and this turn's answer says so.
         """
@@ -175,28 +186,32 @@ class Conversation:
                 self.app.checkpointer.delete_thread(self.thread_id)  # type: ignore[union-attr]
             else:
                 config = settled
-        final = self._say(text, config, on_event)
+        final = self._say(text, config, on_event, list(images or []), path_xz, duration_s, out_dir)
         if dropped is not None and final.get("answer"):
             final["answer"] = (f"(Your earlier message {dropped!r} was interrupted before it finished and was not "
                                f"applied; send it again if you still want it.) {final['answer']}")
         return final
 
-    def _say(self, text: str, config: RunnableConfig, on_event: OnEvent | None) -> dict[str, Any]:
+    def _say(self, text: str, config: RunnableConfig, on_event: OnEvent | None, given: list[S.ImageRef],
+             path_xz: list[tuple[float, float]] | None, duration_s: float | None, out: Path | None
+             ) -> dict[str, Any]:
         snap = self.app.get_state(config)
         if any(task.interrupts for task in snap.tasks):  # the message answers the pending question
             return _stream(self.app, Command(resume=text), config, self.context, on_event)
         prev = dict(snap.values)
-        images = [parse_keyframe_arg(tok) for tok in _image_tokens(text)]
+        images = given + [parse_keyframe_arg(tok) for tok in _image_tokens(text)]
         n_images = len(images) + (len(prev["request"].images) if prev.get("request") else 0)
         if n_images > S.MAX_IMAGES:
             raise UsageError(f"a request holds at most {S.MAX_IMAGES} photos; this message would make it {n_images}")
-        out_dir = str(self.out_root / f"turn{self.turns():03d}")
+        out_dir = str(out or self.out_root / f"turn{self.turns():03d}")
         if not prev.get("request"):
-            req = S.MotionRequest(text=text, images=images, seed=self.context.settings.seed, out_dir=out_dir)
+            req = S.MotionRequest(text=text, images=images, seed=self.context.settings.seed, out_dir=out_dir,
+                                  path_xz=path_xz, duration_s=duration_s)
             return _stream(self.app, {"request": req}, config, self.context, on_event)
         old: S.MotionRequest = prev["request"]
         pinned = _pin_times(old, prev)
-        req = S.MotionRequest(text=text, images=pinned + images, duration_s=None, seed=old.seed, out_dir=out_dir)
+        req = S.MotionRequest(text=text, images=pinned + images, duration_s=duration_s, seed=old.seed,
+                              out_dir=out_dir, path_xz=path_xz)
         return _stream(self.app, {"request": req, "followup": text}, config, self.context, on_event)
 
 
@@ -206,6 +221,49 @@ def _unfinished(snap: Any) -> bool:
     `snap.next` is not enough: a task whose writes were saved before the kill is no longer in it.
     """
     return bool(snap.tasks) and not any(task.interrupts for task in snap.tasks)
+
+
+def is_postgres_url(db: Path | str) -> bool:
+    """True for a Postgres connection URL (`postgresql://...`), false for a SQLite file path."""
+    return isinstance(db, str) and db.startswith(("postgresql://", "postgres://"))
+
+
+def open_database(db: Path | str) -> Any:
+    """A DB-API connection to the threads' database (autocommit for Postgres), for tables kept beside
+    the checkpoints (the studio's thread index)."""
+    if not is_postgres_url(db):
+        return _open_db(Path(db))
+    try:
+        import psycopg
+    except ImportError as e:
+        raise UsageError(f"IKMO_DATABASE_URL names Postgres, but {e.name} is not installed; pip install -e "
+                         "'.[postgres]'") from None
+    try:
+        return psycopg.connect(str(db), autocommit=True)
+    except psycopg.Error as e:
+        raise OutputFileError(f"cannot use the Postgres database of IKMO_DATABASE_URL: {str(e).strip()}; check the "
+                              "URL and that the server runs") from None
+
+
+def _postgres_saver(url: str) -> tuple[Any, Any]:
+    """LangGraph's Postgres checkpointer on a new connection to `url` (the `postgres` extra), set up;
+    one clear line when the package is missing or the server cannot be used."""
+    try:
+        import psycopg
+        from langgraph.checkpoint.postgres import PostgresSaver
+        from psycopg.rows import dict_row
+    except ImportError as e:
+        raise UsageError(f"IKMO_DATABASE_URL names Postgres, but {e.name} is not installed; pip install -e "
+                         "'.[postgres]'") from None
+    try:
+        # The connection settings PostgresSaver is documented with (autocommit, no prepared statements, dict rows).
+        conn = psycopg.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row)
+        saver = PostgresSaver(conn, serde=checkpoint_serializer())
+        saver.setup()
+    except psycopg.Error as e:
+        raise OutputFileError(f"cannot use the Postgres database of IKMO_DATABASE_URL: {str(e).strip()}; check the "
+                              "URL and that the server runs") from None
+    return saver, conn
 
 
 def _open_db(db: Path) -> sqlite3.Connection:

@@ -7,6 +7,7 @@ anew at a conversation's next turn (the only place that knows how: `accumulate`)
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
@@ -28,6 +29,8 @@ Agent = Literal["describe", "keyframe_pose", "trajectory"]
 
 MAX_TEXT_CHARS = 4000  # a request's words (a paragraph); longer is a paste by mistake
 MAX_IMAGES = 8  # keyframe photos per request
+MAX_PATH_POINTS = 500  # points of a drawn pelvis path (the studio thins a mouse stroke to fewer)
+MAX_PATH_EXTENT_M = 25.0  # a drawn path stays this close to the start (the studio's floor is 20 m wide)
 
 
 def is_valid_unicode(text: str) -> bool:
@@ -50,6 +53,18 @@ RequestText = Annotated[str, Field(max_length=MAX_TEXT_CHARS), AfterValidator(_u
 NonEmptyRequestText = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS), AfterValidator(_unicode_text)]
 
 
+def _on_floor(v: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    if not all(math.isfinite(c) and abs(c) <= MAX_PATH_EXTENT_M for p in v for c in p):
+        raise ValueError(f"every point of a drawn path must lie on the floor within {MAX_PATH_EXTENT_M:g} m of the "
+                         "start")
+    return v
+
+
+# A pelvis path drawn on the floor: 2 to MAX_PATH_POINTS (x, z) points, metres, near the start.
+FloorPath = Annotated[list[tuple[float, float]], Field(min_length=2, max_length=MAX_PATH_POINTS),
+                      AfterValidator(_on_floor)]
+
+
 class ImageRef(BaseModel):
     """A keyframe photo; `time_s` None = the agents choose the time (text hints, image order)."""
 
@@ -67,6 +82,9 @@ class MotionRequest(BaseModel):
     duration_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
     out_dir: str
+    # A pelvis path the user drew on the floor, (x, z) metres from the start (the studio): it is the
+    # trajectory, in place of the trajectory agent's plan.
+    path_xz: FloorPath | None = None
 
 
 class InputState(TypedDict):

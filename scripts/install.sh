@@ -16,13 +16,17 @@ command -v "$PY" >/dev/null || PY=python3
 # System tools the tests use (Debian packages, installed only when missing; CI runs this as root):
 # chromium, driven by Playwright in the browser tests (tests/web_fixtures.py; never `playwright install`, no browser
 # downloads); Blender (with python3-numpy) checks our BVH and GLB with its own importers and runs the add-on; npm
-# installs the glTF validator and three.js into .node/ (scripts/install_node_tools.sh).
+# installs the glTF validator and three.js into .node/ (scripts/install_node_tools.sh); PostgreSQL for the
+# Postgres threads test.
 need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v blender >/dev/null || need_apt+=(blender)
 # Debian's Blender runs on the system Python; its glTF importer needs that Python's numpy.
 /usr/bin/python3 -c "import numpy" 2>/dev/null || need_apt+=(python3-numpy)
 command -v npm >/dev/null || need_apt+=(nodejs npm)
+# PostgreSQL: the test of studio threads shared through Postgres starts its own server with initdb /
+# pg_ctl (Debian keeps them in /usr/lib/postgresql/VERSION/bin).
+command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     lock=(); command -v flock >/dev/null && lock=(flock /tmp/apt.lock)  # other installs may run apt too

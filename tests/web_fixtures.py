@@ -12,6 +12,7 @@ Registered for every test by `tests/conftest.py` (`pytest_plugins`); the helpers
   skipped with the reason when chromium or playwright is missing; never `playwright install`).
 - `page`: a fresh browser context and page (1400x900, downloads accepted); `page_log` lists every
   console error and uncaught page error of that page ("console.error: ...", "pageerror: ...").
+- `wait_for_job(url, job_id)`: poll an `ikmo serve` job (GET /v1/jobs/ID) until it is done; its state.
 - `count_ink(png, box)`: pixels of a screenshot that differ from its background (its most common
   colour): a canvas that drew nothing has none.
 """
@@ -164,3 +165,16 @@ def count_ink(png: bytes, box: tuple[int, int, int, int] | None = None, toleranc
     colours, counts = np.unique(px, axis=0, return_counts=True)
     background = colours[counts.argmax()]
     return int((np.abs(px - background).max(axis=1) > tolerance).sum())
+
+
+def wait_for_job(url: str, job_id: str, timeout_s: float = 120.0) -> dict[str, Any]:
+    """GET {url}/v1/jobs/{job_id} until its state is "done"; the job's state (with status and reply)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()
+        if state["state"] == "done":
+            return dict(state)
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish in {timeout_s:g} s")

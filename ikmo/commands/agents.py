@@ -220,39 +220,56 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         model: Annotated[str | None, typer.Option(help="model name for openai-compatible")] = None,
         base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server URL")] = None,
         weights: Annotated[Path | None, typer.Option(help="motion model folder; default the bundled weights")] = None,
-        threads: Annotated[int, typer.Option(min=1, help="torch CPU threads")] = 1,
+        threads: Annotated[int, typer.Option(min=1, help="torch CPU threads per worker")] = 1,
+        workers: Annotated[int, typer.Option(min=1, max=32, help="model workers (each loads the model once); "
+                                                                 "more requests wait in the queue")] = 1,
+        max_queue: Annotated[int, typer.Option(min=0, max=10000, help="requests that may wait for a worker; "
+                                                                      "beyond that 503")] = 64,
+        time_limit: Annotated[float, typer.Option(
+            min=1, max=86400, help="seconds POST /v1/generate waits for its run, queue included (then 504; the "
+                                   "run goes on)")] = 600.0,
         timeout: Annotated[float, typer.Option(
             min=0.1, max=3600, help="seconds a client may take to send a request (or stay idle between "
                                     "requests) before its connection is closed")] = 30.0,
+        db: Annotated[Path | None, typer.Option(help="SQLite file of the studio's threads [OUT/studio.sqlite]; "
+                                                     "IKMO_DATABASE_URL=postgresql://... to share them")] = None,
     ) -> None:
-        """Serve the agents over HTTP with the model loaded once: POST /v1/generate, GET /v1/runs/ID/FILE,
-        GET /v1/health (docs/agents.md). Ctrl-C stops it."""
+        """Serve the agents over HTTP with the model loaded once: the studio page at /, POST /v1/generate,
+        /v1/jobs (server-sent progress), GET /v1/runs/ID/FILE, GET /v1/health, /docs. Ctrl-C stops it."""
         from ikmo.agents.context import Context
         from ikmo.config import resolve
         from ikmo.motion_model.fileio import ensure_output_dir
-        from ikmo.server import bind_server, is_loopback
+        from ikmo.server import MotionService, is_loopback, make_server
+        from ikmo.studio import Studio
+        from ikmo.web import bind_socket
 
         ensure_output_dir(out)
-        server = bind_server(host, port, timeout_s=timeout)  # a port in use or a bad host: said before loading
+        sock = bind_socket(host, port)  # a port in use or a bad host: said before loading
         _pause_gc_for_imports()
         try:
-            # The server keeps its model in this process: requests come one at a time, and a warm
-            # in-process model answers without the pipe's round trips.
+            # Each worker keeps its model in this process: a warm in-process model answers without the
+            # pipe's round trips.
             settings = resolve(provider=provider, model=model, base_url=base_url, weights=weights, tool_process=False)
-            ctx = Context(settings=settings, toolbox=_toolbox(settings, threads, load_now=True))
+            contexts = [Context(settings=settings, toolbox=_toolbox(settings, threads, load_now=True))
+                        for _ in range(workers)]
+            service = MotionService(contexts, out, allow_paths=is_loopback(host), max_queue=max_queue,
+                                    time_limit_s=time_limit)
+            studio = Studio(service, db)
+            server = make_server(service, host, port, timeout_s=timeout, studio=studio, sock=sock)
         except BaseException:
-            server.server_close()
+            sock.close()
             raise
         finally:
             _resume_gc()
-        service = server.attach(ctx, out, allow_paths=is_loopback(host))
-        bound = server.server_address
-        log.info("IKMo serving on http://%s:%d/v1 (outputs in %s; Ctrl-C stops)", bound[0], bound[1], out)
+        log.info("IKMo serving on %s/v1 (the studio: %s/ ; outputs in %s; %d worker(s); Ctrl-C stops)", server.url,
+                 server.url, out, workers)
         try:
             server.serve_forever()
         except KeyboardInterrupt:
             log.info("stopped after %d request(s)", service.requests)
         finally:
+            service.close()
+            studio.close()
             server.server_close()
 
     @app.command("chat")

@@ -5,11 +5,11 @@ This package imports nothing of the agents or the model: a second app can use it
 """
 
 from .app import create_app
-from .errors import ApiError, BadRequestError, ClientGone, error_response
+from .errors import ApiError, BadRequestError, ClientGone, JSONReply, error_response
 from .limits import MAX_HEADERS, RequestHeadMiddleware, parse_json_object, read_body, read_json_object
 from .runner import DEFAULT_TIMEOUT_S, WebServer, bind_socket
 from .static import STATIC_DIR, STATIC_URL, THREE_IMPORT_MAP, mount_static
 
 __all__ = ["DEFAULT_TIMEOUT_S", "MAX_HEADERS", "STATIC_DIR", "STATIC_URL", "THREE_IMPORT_MAP", "ApiError",
-           "BadRequestError", "ClientGone", "RequestHeadMiddleware", "WebServer", "bind_socket", "create_app",
-           "error_response", "mount_static", "parse_json_object", "read_body", "read_json_object"]
+           "BadRequestError", "ClientGone", "JSONReply", "RequestHeadMiddleware", "WebServer", "bind_socket",
+           "create_app", "error_response", "mount_static", "parse_json_object", "read_body", "read_json_object"]

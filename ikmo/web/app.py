@@ -14,7 +14,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 
-from .errors import install_error_contract
+from .errors import JSONReply, install_error_contract
 from .limits import MAX_HEADERS, RequestHeadMiddleware
 from .static import STATIC_DIR, mount_static
 
@@ -26,7 +26,8 @@ def create_app(title: str, *, version: str = "0.1.0", description: str = "", usa
     usage: what a client should call, said in the 405 for a method the app does not take;
     static: serve `ikmo/web/static/` under /static.
     """
-    app = FastAPI(title=title, version=version, description=description, docs_url="/docs", redoc_url=None)
+    app = FastAPI(title=title, version=version, description=description, docs_url="/docs", redoc_url=None,
+                  default_response_class=JSONReply)
     install_error_contract(app, usage)
     app.add_middleware(RequestHeadMiddleware, max_headers=max_headers)
     if static:

@@ -12,8 +12,11 @@ to do>"}` with a 4xx status for the client's mistakes and 500 only for a bug.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterator
 from http import HTTPMethod, HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,6 +28,14 @@ from ikmo.motion_model.errors import validation_message
 log = logging.getLogger(__name__)
 
 _HTTP_METHODS = {m.value for m in HTTPMethod}
+
+
+class JSONReply(JSONResponse):
+    """JSON as `json.dumps` writes it (`{"status": "ok"}`: a space after each separator, non-ASCII
+    escaped), the format `ikmo serve`'s clients have always read; NaN is refused, never sent."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, allow_nan=False).encode()
 
 
 class ApiError(Exception):
@@ -48,7 +59,7 @@ class ClientGone(Exception):  # noqa: N818  (a condition, not an error of ours)
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """The one shape of an error reply."""
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    return JSONReply({"error": message}, status_code=status, headers=headers)
 
 
 def request_target(request: Request) -> str:
@@ -58,11 +69,22 @@ def request_target(request: Request) -> str:
     return raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
 
 
+def _routes(routes: Any) -> Iterator[Any]:
+    """The routes of a route list, those of included routers too (newer FastAPI keeps an included
+    router as one entry that holds the original router)."""
+    for r in routes:
+        inner = getattr(getattr(r, "original_router", None), "routes", None)
+        if inner is not None:
+            yield from _routes(inner)
+        else:
+            yield r
+
+
 def app_methods(app: FastAPI) -> set[str]:
     """Every HTTP method some route of `app` takes (a mount of static files takes GET and HEAD)."""
-    methods = {"GET", "HEAD"} if any(not hasattr(r, "methods") for r in app.routes) else set()
-    for route in app.routes:
-        methods |= set(getattr(route, "methods", None) or ())
+    methods: set[str] = set()
+    for route in _routes(app.routes):
+        methods |= set(getattr(route, "methods", None) or ({"GET", "HEAD"} if hasattr(route, "app") else ()))
     return methods
 
 

@@ -4,6 +4,8 @@
   loses its connection after the server's `timeout_keep_alive` seconds without a byte, so it
   cannot hold a connection forever; a request that was read completely is never cut, however
   long the app takes to answer (a motion, a stream of progress events);
+- a request without a Host header is taken as addressed to this server (http.server's and most
+  servers' leniency; h11 refuses it), so scripts speaking bare HTTP/1.1 are served;
 - a clear JSON 400 for a request h11 cannot parse (http.server's wording: "Bad request syntax",
   "Bad request version", "Invalid HTTP version", a Content-Length that is not a number), instead
   of uvicorn's plain "Invalid HTTP request received.".
@@ -42,6 +44,19 @@ def explain_bad_request(head: bytes, max_body_bytes: int | None = None) -> str:
     return "Bad request: the request head cannot be parsed as HTTP/1.1; check the headers"
 
 
+def _with_host(data: bytes, head_end: int, server: tuple[str, int | None] | None) -> bytes:
+    """`data` with a Host header added to its request head (which ends at `head_end`) when it has none."""
+    if head_end < 0:
+        return data
+    head = data[:head_end]
+    lines = head.split(b"\n")
+    if len(lines[0].split()) != 3 or any(line.lower().startswith(b"host:") for line in lines[1:]):
+        return data
+    host = f"{server[0]}:{server[1]}" if server else "localhost"
+    cut = len(lines[0]) + 1
+    return data[:cut] + b"Host: " + host.encode() + b"\r\n" + data[cut:]
+
+
 class GuardedH11Protocol(H11Protocol):
     """`H11Protocol` with a send timeout and explained 400s (see the module's docstring)."""
 
@@ -50,7 +65,8 @@ class GuardedH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._send_timer: asyncio.TimerHandle | None = None
-        self._head = bytearray()
+        self._head = bytearray()  # the request head being received
+        self._last_head = b""  # the last head given to h11, to explain a parse error
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -62,12 +78,17 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self.conn.their_state is h11.IDLE and len(self._head) < _HEAD_KEEP:
-            self._head += data[: _HEAD_KEEP - len(self._head)]
         self._arm()
-        super().data_received(data)
-        if self.conn.their_state not in (h11.IDLE, h11.ERROR):  # the head was parsed: start afresh
+        if self.conn.their_state is h11.IDLE:  # a request head is coming: hold it until it is whole
+            self._head += data
+            ends = [i for i in (self._head.find(b"\r\n\r\n"), self._head.find(b"\n\n")) if i >= 0]
+            if not ends and len(self._head) <= (self.config.h11_max_incomplete_event_size or _HEAD_KEEP):
+                self._unset_keepalive_if_required()
+                return
+            data, self._last_head = _with_host(bytes(self._head), min(ends) if ends else -1, self.server), bytes(
+                self._head[:_HEAD_KEEP])
             self._head.clear()
+        super().data_received(data)
 
     def _arm(self) -> None:
         if self._send_timer is not None:
@@ -91,7 +112,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def send_400_response(self, msg: str) -> None:
         """A request h11 cannot parse: JSON 400 saying what is wrong, then the connection closes."""
-        message = explain_bad_request(bytes(self._head), self.max_body_bytes)
+        message = explain_bad_request(self._last_head or bytes(self._head), self.max_body_bytes)
         self.logger.info("refused a request that cannot be parsed: %s", message)
         body = json.dumps({"error": message}).encode()
         headers = [(b"content-type", b"application/json"), (b"connection", b"close"),

@@ -62,13 +62,14 @@ class WebServer:
     host/port: where to listen (port 0: a free one; `port` and `url` then say which);
     timeout_s: seconds a client may go without sending a byte while it owes a request (or between
     two requests on one connection) before its connection is closed; max_body_bytes: named in the
-    400 for a malformed Content-Length.
+    400 for a malformed Content-Length; sock: a socket bound before (`bind_socket`), e.g. to refuse
+    a taken port before loading what the app needs.
     """
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 max_body_bytes: int | None = None) -> None:
+                 max_body_bytes: int | None = None, sock: socket.socket | None = None) -> None:
         self.app = app
-        self.sock = bind_socket(host, port)
+        self.sock = sock if sock is not None else bind_socket(host, port)
         protocol = type("Protocol", (GuardedH11Protocol,), {"max_body_bytes": max_body_bytes})
         # timeout_keep_alive is typed int, but it only goes to loop.call_later: a float works.
         self.config = uvicorn.Config(app, http=protocol, ws="none", lifespan="on",
