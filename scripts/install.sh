@@ -37,4 +37,6 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 command -v npm >/dev/null && bash scripts/install_node_tools.sh
+# `langgraph dev` needs its own protobuf: a side environment over .venv (tests/integration/test_langgraph_dev.py).
+bash scripts/install_langgraph_dev.sh || echo "warning: langgraph dev's side environment failed (its test is skipped)" >&2
 echo "IKMo installed in $(pwd)/.venv"

@@ -3,8 +3,8 @@
 
 langgraph-cli[inmem] needs protobuf >= 5 and mediapipe 0.10.21 (the photo reader) needs protobuf < 5,
 so the two cannot share IKMo's virtual environment: the test runs the `langgraph` executable named
-by IKMO_LANGGRAPH (or found on PATH) and is skipped when there is none. The README says how to make
-such a side environment over IKMo's (a .pth file), which is how this was run.
+by IKMO_LANGGRAPH, else the side environment `scripts/install_langgraph_dev.sh` makes over IKMo's
+(`.langgraph-env/`, which scripts/install.sh builds), else one on PATH; skipped when there is none.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import pytest
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-LANGGRAPH = os.environ.get("IKMO_LANGGRAPH") or shutil.which("langgraph")
+SIDE_ENV = REPO / ".langgraph-env" / "bin" / "langgraph"  # scripts/install_langgraph_dev.sh (install.sh runs it)
+LANGGRAPH = os.environ.get("IKMO_LANGGRAPH") or (str(SIDE_ENV) if SIDE_ENV.is_file() else shutil.which("langgraph"))
 
 
 @pytest.mark.skipif(not LANGGRAPH, reason="no `langgraph` executable (IKMO_LANGGRAPH): langgraph-cli[inmem] needs "
