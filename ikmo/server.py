@@ -17,7 +17,7 @@ the same app.
                         photo), trajectory, validate, generate (each sampling step), critique,
                         respond, export, then `done` with the reply
     GET  /v1/runs/ID/FILE   a file of a finished run (motion.bvh, joints.npy, preview.mp4, ...)
-    GET  /v1/health     {"status": "ok", "provider", "weights", "requests", "queue": {...}}
+    GET  /v1/health     {"status": "ok", "provider", "weights", "requests", "queue": {...}, "max_duration_s"}
     GET  /docs          the OpenAPI page
 
 A keyframe is an image sent inline (`image_base64`) or, when the server listens on a loopback
@@ -202,7 +202,7 @@ class MotionService:
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok", "provider": self.ctx.settings.provider, "weights": self.ctx.tools.describe()["weights"],
-                "requests": self.requests, "queue": self.pool.stats()}
+                "requests": self.requests, "queue": self.pool.stats(), "max_duration_s": MAX_DURATION_S}
 
     def close(self) -> None:
         self.pool.close()

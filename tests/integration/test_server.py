@@ -57,6 +57,9 @@ def test_generate_with_an_inline_photo_and_fetch_the_files(api, photos: list[Pat
     assert np.array_equal(np.load(Path(again["dir"]) / "joints.npy"), np.load(run_dir / "joints.npy"))
     health = httpx.get(f"{url}/v1/health", timeout=10).json()
     assert health["status"] == "ok" and health["provider"] == "offline" and health["requests"] >= 2
+    from ikmo.motion_model.limits import MAX_DURATION_S
+
+    assert health["max_duration_s"] == MAX_DURATION_S  # the studio's length field reads its bound from here
 
 
 def test_a_local_path_keyframe(api, photos: list[Path]) -> None:

@@ -7,7 +7,8 @@ import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
 const FPS = 20;
 const MAX_PHOTO_BYTES = 20 * 1024 * 1024;
 const FLOOR_HALF = 10;            // the floor grid is 20 m wide; a drawn path stays on it
-const MAX_DURATION = 9.8;
+// The longest motion the server makes (`/v1/health` max_duration_s; MAX_DURATION_S in motion_model/limits.py).
+let MAX_DURATION = 120;
 const PARENTS = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19];
 const LEFT = new Set([1, 4, 7, 10, 13, 16, 18, 20]);
 const RIGHT = new Set([2, 5, 8, 11, 14, 17, 19, 21]);
@@ -623,6 +624,7 @@ function renderResults(P) {
 async function health() {
   try {
     const h = await api("GET", "/v1/health");
+    if (h.max_duration_s) { MAX_DURATION = h.max_duration_s; $("duration").max = String(MAX_DURATION); }
     const q = h.queue;
     $("health").textContent = `${h.provider} · ${q.busy}/${q.workers} worker(s) busy · ${q.queued} waiting · ${h.requests} requests`;
   } catch { $("health").textContent = "server unreachable"; }
