@@ -73,3 +73,28 @@ def test_list_and_a_bad_cases_folder(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "ikmo.cli", "eval", "agents", "--list", "--cases", str(tmp_path)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "bad.yaml" in r.stderr and "request.text" in r.stderr
+
+
+def test_a_local_server_that_dies_stops_the_evaluation_and_keeps_what_finished(tmp_path: Path) -> None:
+    """A dead llama.cpp server must not turn into runs of the offline fallback scored as the provider's."""
+    import os
+    import signal
+
+    pytest.importorskip("llama_cpp")
+    from ikmo.agents.errors import ProviderError
+    from ikmo.eval.agents.runner import parse_provider_arg
+
+    cases = load_cases(case_ids=["dist-3-meters", "style-happy-walk"])
+
+    def kill_server(_rec: dict) -> None:  # the runner's own llama.cpp child, killed as the OOM killer would
+        pids = subprocess.run(["pgrep", "-P", str(os.getpid()), "-f", "llama_cpp.server"], capture_output=True,
+                              text=True).stdout.split()
+        assert pids, "the runner started no llama.cpp server"
+        for pid in pids:
+            os.kill(int(pid), signal.SIGKILL)
+
+    with pytest.raises(ProviderError, match=r"died \(exit -9.*rerun the same command to resume"):
+        run_eval(EvalConfig(cases=cases, providers=[parse_provider_arg("smollm2")], out=tmp_path),
+                 on_result=kill_server)
+    kept = read_results(tmp_path / "results.jsonl")
+    assert [r["case"] for r in kept] == ["dist-3-meters"] and kept[0]["calls"] > 0
