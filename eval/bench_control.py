@@ -122,6 +122,9 @@ def generate(run: MethodRun, cases: Sequence[ControlCase], cfg: BenchConfig,
         if any(c.features is None or c.joints is None for c in cases):
             raise ConfigError("the 'real' method needs real motions; request cases have none")
         return [c.features for c in cases], [c.joints for c in cases], 0.0  # type: ignore[misc]
+    if cfg.user_rig:  # the tools' writers, only for the request table
+        from ikmo.tools.exports import motion_features
+        from ikmo.tools.generate import onto_rig
     feats, joints = [], []
     t0 = time.perf_counter()
     n_batches = math.ceil(len(cases) / cfg.batch_size)
@@ -135,9 +138,6 @@ def generate(run: MethodRun, cases: Sequence[ControlCase], cfg: BenchConfig,
                          foot_lock=run.foot_lock, timed_texts=timed if any(timed) else None)
         for m, c in zip(motions, batch, strict=True):
             if cfg.user_rig:
-                from ikmo.tools.exports import motion_features
-                from ikmo.tools.generate import onto_rig
-
                 j = onto_rig(m.joints, run.foot_lock or run.model.foot_lock, c.control().pose_mask.numpy())
                 feats.append(motion_features(j))
                 joints.append(j)
