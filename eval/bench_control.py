@@ -14,6 +14,9 @@ Methods (rows of the table), all sampled with the same seeds on the same cases (
                   decoupled-vs-joint comparison that stage 1's exact projection cannot mask
   unconditioned   the base model from the caption alone (no constraints); its control errors say
                   how far an unconstrained motion lands from the constraints
+  baseline_ikmo, baseline_no_optimization
+                  full IKMo and the ControlNet alone with other weights (`--baseline-weights`, e.g.
+                  the bundled ones while judging new ones): old and new side by side in one run
 
 Metrics: FID, R-precision top-1/2/3 and matching score, Diversity (on the embeddings of
 `ikmo.eval.evaluator`, trained on our corpus: NOT comparable to published HumanML3D numbers),
@@ -50,7 +53,8 @@ from .evaluator import Evaluator
 log = logging.getLogger(__name__)
 
 METHODS = ("real", "ikmo", "no_footlock", "no_projection", "no_optimization", "no_controlnet", "joint_encoder",
-           "joint_no_optimization", "unconditioned")
+           "joint_no_optimization", "unconditioned", "baseline_ikmo", "baseline_no_optimization")
+BASELINE_METHODS = ("baseline_ikmo", "baseline_no_optimization")
 THRESHOLDS = (0.2, 0.5)
 # The joint-encoder ablation, trained on the same budget as the bundled decoupled ControlNet.
 BUNDLED_JOINT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "joint_encoder"
@@ -286,7 +290,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def build_runs(model: MotionModel | None, methods: Sequence[str], joint_model: MotionModel | None = None,
-               notes: list[str] | None = None) -> list[MethodRun]:
+               notes: list[str] | None = None, baseline_model: MotionModel | None = None) -> list[MethodRun]:
     """The MethodRuns for `methods` (names from METHODS). A method that cannot run (no ControlNet in
     the checkpoint, no joint-encoder checkpoint) is left out with a note saying why. `model` may be
     None only when `methods` is just "real"."""
@@ -326,4 +330,10 @@ def build_runs(model: MotionModel | None, methods: Sequence[str], joint_model: M
                 m, joint_model, optimization=joint_model.optimization.model_copy(update={"enabled": False})))
         elif m == "unconditioned":
             runs.append(MethodRun("unconditioned", model, use_control=False))
+        elif m in BASELINE_METHODS:
+            if baseline_model is None or not baseline_model.has_controlnet:
+                notes.append(f"{m}: skipped, no baseline checkpoint with a ControlNet given (--baseline-weights)")
+                continue
+            runs.append(MethodRun(m, baseline_model) if m == "baseline_ikmo" else MethodRun(
+                m, baseline_model, optimization=baseline_model.optimization.model_copy(update={"enabled": False})))
     return runs

@@ -30,7 +30,7 @@ from ikmo.motion_model.constraints import (
 )
 from ikmo.motion_model.control.align import facing_yaw, rotate_y
 from ikmo.motion_model.errors import MotionDataError
-from ikmo.motion_model.model.training import Clip
+from ikmo.motion_model.model.training import Clip, root_heading
 from ikmo.motion_model.representation.features import features_to_pose_frames
 from ikmo.motion_model.representation.skeleton import FPS, MAX_FRAMES
 
@@ -77,15 +77,22 @@ def canonical_keyframe(pose: np.ndarray) -> np.ndarray:
 
 
 def make_case(item: Clip, start: int, n_frames: int, keyframes: Sequence[int], caption: str,
-              control_height: bool = False, case_id: str = "") -> ControlCase:
-    """Build a case from clip `item`: pose frames [start, start + n_frames), keyframes at window frames."""
+              control_height: bool = False, case_id: str = "", heading: bool = True) -> ControlCase:
+    """Build a case from clip `item`: pose frames [start, start + n_frames), keyframes at window frames.
+
+    With `heading` the trajectory also carries the window's own facing on every frame (its root
+    yaw), as the trajectory agent gives a facing with the paths it plans; without it the path is
+    bare positions and nothing says which way the body faces.
+    """
     L = item.features.shape[0]
     if n_frames < 2 or start < 0 or start + n_frames - 1 > L:
         raise MotionDataError(f"clip {item.name}: window {start}+{n_frames} frames does not fit its {L + 1} frames")
     feats = np.asarray(item.features[start:start + n_frames - 1], dtype=np.float32)
     with torch.no_grad():
         joints = features_to_pose_frames(torch.as_tensor(feats, dtype=torch.float64)).float().numpy()  # (T, 22, 3)
-    traj = Trajectory(positions=joints[:, 0].tolist(), mask=[True] * n_frames, control_height=control_height)
+    facing = root_heading(torch.as_tensor(feats, dtype=torch.float64)).tolist() if heading else None
+    traj = Trajectory(positions=joints[:, 0].tolist(), mask=[True] * n_frames, control_height=control_height,
+                      facing=facing, facing_mask=[True] * n_frames if heading else None)
     kfs = [KeyframePose(time_s=f / FPS, joints=canonical_keyframe(joints[f]).tolist(), source=f"clip:{item.name}@{f}")
            for f in sorted(keyframes)]
     spec = MotionSpec(description=MotionDescription(text=caption, duration_s=n_frames / FPS), keyframes=kfs,
@@ -94,8 +101,8 @@ def make_case(item: Clip, start: int, n_frames: int, keyframes: Sequence[int], c
 
 
 def sample_cases(items: Sequence[Clip], n_cases: int, seed: int = 0, max_frames: int = MAX_FRAMES,
-                 min_frames: int = 40, n_keyframes: tuple[int, int] = (1, 3), control_height: bool = False
-                 ) -> list[ControlCase]:
+                 min_frames: int = 40, n_keyframes: tuple[int, int] = (1, 3), control_height: bool = False,
+                 heading: bool = True) -> list[ControlCase]:
     """`n_cases` cases from distinct clips where possible (cycling through clips when fewer), same
     seed → same cases. Clips shorter than `min_frames` pose frames are skipped; longer than
     `max_frames` are cut to a random window of `max_frames`. Keyframes: 1-3 distinct frames, not
@@ -116,6 +123,6 @@ def sample_cases(items: Sequence[Clip], n_cases: int, seed: int = 0, max_frames:
         kf = rng.choice(np.arange(1, T), size=min(n_kf, T - 1), replace=False)
         caption = item.captions[int(rng.integers(len(item.captions)))]
         cases.append(make_case(item, start, T, [int(f) for f in kf], caption, control_height,
-                               case_id=f"{k:04d}:{item.name}@{start}"))
+                               case_id=f"{k:04d}:{item.name}@{start}", heading=heading))
     log.info("sampled %d control cases from %d test clips (seed %d)", len(cases), len(usable), seed)
     return cases

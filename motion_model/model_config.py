@@ -54,6 +54,11 @@ class ControlConfig(_Cfg):
     mode: Literal["decoupled", "joint"] = "decoupled"
     hidden: int = Field(default=256, ge=8, description="width of the control encoders")
     n_layers: int | None = Field(default=None, description="ControlNet depth; None copies all base layers")
+    traj_features: Literal["xyz", "root"] = Field(
+        default="xyz",
+        description="xyz: the trajectory encoder sees pelvis positions + masks per row; root: also the root "
+                    "feature channels (yaw velocity, body-frame velocity, height) that the trajectory and the "
+                    "heading imply, normalised like the features, and the world-frame step (see networks.py)")
 
 
 class ModelConfig(_Cfg):
@@ -131,6 +136,14 @@ class TrainConfig(_Cfg):
     min_len: int = Field(default=40, ge=2, description="shortest training crop, pose frames")
     grad_clip: float = Field(default=1.0, gt=0)
     num_threads: int = Field(default=2, ge=1)
+    heading_prob: float = Field(
+        default=0.0, ge=0, le=1,
+        description="control stage: chance that a motion given a trajectory is also given its true heading "
+                    "(facing yaw), as the trajectory agent gives one for walks; 0 draws nothing (older runs)")
+    long_crop_prob: float = Field(
+        default=0.0, ge=0, le=1,
+        description="chance that a training crop is as long as its clip allows (≤ max_len rows) instead of a "
+                    "uniform length: requests are mostly 5-10 s, the corpus's clips mostly shorter")
     control_loss_weight: float = Field(
         default=1.0, ge=0,
         description="control stage: weight of the constraint loss (L_traj + L_pose, m²) on the joints of the "

@@ -28,6 +28,9 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         joint_weights: Annotated[Path | None, typer.Option(
             help="joint-encoder ablation checkpoint directory (default with the bundled weights: "
                  "eval/weights/joint_encoder, trained on the same budget)")] = None,
+        baseline_weights: Annotated[Path | None, typer.Option(
+            help="other weights to run side by side (rows baseline_ikmo, baseline_no_optimization), e.g. the "
+                 "bundled ones when judging a new checkpoint")] = None,
         evaluator: Annotated[Path | None, typer.Option(help="evaluator .safetensors (default: bundled)")] = None,
         n_cases: Annotated[int, typer.Option(min=2, help="number of cases")] = 64,
         methods: Annotated[str, typer.Option(help="comma-separated methods")] = (
@@ -39,6 +42,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         steps: Annotated[int | None, typer.Option(help="DDIM steps (default: the checkpoint's)")] = None,
         guidance_scale: Annotated[float | None, typer.Option(help="CFG scale (default: the checkpoint's)")] = None,
         control_height: Annotated[bool, typer.Option(help="constrain pelvis height too, not only xz")] = False,
+        case_heading: Annotated[bool, typer.Option(
+            help="the test cases' paths carry the clip's own facing, as the trajectory agent's do")] = True,
         threads: Annotated[int, typer.Option(min=1)] = 2,
         quick: Annotated[bool, typer.Option(help="tiny run: 8 cases, 4 steps")] = False,
         requests: Annotated[bool, typer.Option(
@@ -68,8 +73,14 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         cfg = BenchConfig(n_cases=n_cases, seed=seed, batch_size=batch_size, steps=steps,
                           guidance_scale=guidance_scale, diversity_pairs=50 if quick else 300)
         clips = load_corpus(corpus, split).clips
-        cases = sample_cases(clips, n_cases, seed=seed, control_height=control_height)
+        cases = sample_cases(clips, n_cases, seed=seed, control_height=control_height, heading=case_heading)
+        if not case_heading:
+            cfg.notes.append("--no-case-heading: the test paths are bare positions (no facing)")
         names = [m.strip() for m in methods.split(",") if m.strip()]
+        if baseline_weights is not None:
+            from ikmo.eval.bench_control import BASELINE_METHODS
+
+            names += [m for m in BASELINE_METHODS if m not in names]
         model = load_model(weights) if set(names) - {"real"} else None
         if joint_weights is None and weights is None:
             from ikmo.eval.bench_control import BUNDLED_JOINT_WEIGHTS
@@ -79,7 +90,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         joint = load_model(joint_weights) if joint_weights is not None else None
         ev = load_evaluator(evaluator)
         ev.info["path"] = str(evaluator or "bundled")
-        runs = build_runs(model, names, joint, cfg.notes)
+        baseline = load_model(baseline_weights) if baseline_weights is not None else None
+        runs = build_runs(model, names, joint, cfg.notes, baseline)
         if quick:
             cfg.notes.append("--quick: 8 cases, 4 steps; figures are a smoke test, not a measurement")
         progress = lambda m, b, n: log.info("%s: batch %d/%d", m, b, n)  # noqa: E731

@@ -107,6 +107,13 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         export_to: Annotated[Path | None, typer.Option(help="also write inference weights here at the end")] = None,
         control_loss_weight: Annotated[float, typer.Option(
             min=0, help="weight of the constraint loss on the predicted motion's joints (0: x0 MSE only)")] = 1.0,
+        traj_features: Annotated[str, typer.Option(
+            help="xyz | root: also feed the root channels the path and heading imply (widens an --init "
+                 "ControlNet that has xyz only)")] = "xyz",
+        heading_prob: Annotated[float, typer.Option(
+            min=0, max=1, help="chance a trajectory comes with its true heading")] = 0.0,
+        long_crop_prob: Annotated[float, typer.Option(
+            min=0, max=1, help="chance a crop is as long as its clip allows")] = 0.0,
     ) -> None:
         """Train the Motion ControlNet + control encoders on a frozen base (resumable, time-boxed)."""
         from ikmo.motion_model.errors import ConfigError
@@ -115,12 +122,16 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
 
         if mode not in ("decoupled", "joint"):
             raise ConfigError(f"--mode {mode!r}: choose decoupled or joint")
+        if traj_features not in ("xyz", "root"):
+            raise ConfigError(f"--traj-features {traj_features!r}: choose xyz or root")
         if init is None and not resume:
             raise ConfigError("pass --init BASE_CHECKPOINT (e.g. runs/base/last) or --resume")
         tcfg = TrainConfig(stage="control", batch_size=batch_size, lr=lr, max_steps=max_steps,
                            max_minutes=max_minutes, num_threads=threads, ckpt_every=ckpt_every,
-                           log_every=log_every, seed=seed, control_loss_weight=control_loss_weight)
-        summary = train(corpus, run_dir, tcfg, init_from=init, control_cfg=ControlConfig(mode=mode),  # type: ignore[arg-type]
+                           log_every=log_every, seed=seed, control_loss_weight=control_loss_weight,
+                           heading_prob=heading_prob, long_crop_prob=long_crop_prob)
+        ccfg = ControlConfig(mode=mode, traj_features=traj_features)  # type: ignore[arg-type]
+        summary = train(corpus, run_dir, tcfg, init_from=init, control_cfg=ccfg,
                         resume=resume, export_to=export_to, device=resolve_device(device))
         log.info("%s", json.dumps(summary))
 

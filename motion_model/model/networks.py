@@ -24,6 +24,9 @@ from ikmo.motion_model.model_config import ControlConfig, DenoiserConfig, ModelC
 
 TRAJ_FRAME_DIM = 6  # xyz + xyz mask
 POSE_FRAME_DIM_PER_JOINT = 4  # xyz + mask
+ROOT_TARGET_DIM = 11  # 4 root channels + their 4 masks + world step dx, dz + its mask
+ROOT_CHANNELS = 4  # HumanML3D's root yaw velocity, body-frame velocity x/z, root height
+STEP_SCALE = 20.0  # world step per row (m) × fps: metres per second, order 1 like the other inputs
 
 
 def sinusoid(positions: torch.Tensor, dim: int) -> torch.Tensor:
@@ -121,17 +124,56 @@ def control_inputs(cb: ControlBatch, n_rows: int) -> tuple[torch.Tensor, torch.T
     return (torch.cat([traj[:, :-1], traj[:, 1:]], dim=-1), torch.cat([pose[:, :-1], pose[:, 1:]], dim=-1))
 
 
+def _wrap(angle: torch.Tensor) -> torch.Tensor:
+    return torch.atan2(torch.sin(angle), torch.cos(angle))
+
+
+def root_targets(cb: ControlBatch, n_rows: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """The root feature channels the constraints imply, per row: (B, L, ROOT_TARGET_DIM).
+
+    Why: the root channels of a row are velocities in the body frame, so an absolute pelvis path
+    says what they must be only through the integrated yaw of every earlier row, a global
+    computation the ControlNet learns slowly (measured: 6,400 CPU steps left it no better than no
+    control). Given the path and the heading, the channels are a per-row closed form, the inverse
+    of `features._root_yaw`: yaw θ = −heading ψ; row i's yaw velocity is (θ_{i+1} − θ_i)/2, its
+    velocity R_y(θ_{i+1})·(p_{i+1} − p_i) on xz, its height p_i.y. Each value is normalised by
+    the features' mean/std (`mean`, `std`: (F,) or (≥4,)) and comes with its mask; where the heading
+    is unknown only the world-frame step (dx, dz) is given.
+    """
+    T = n_rows + 1
+    p, pm = cb.traj[:, :T], cb.traj_mask[:, :T]
+    theta, hm = -cb.heading[:, :T], cb.heading_mask[:, :T]
+    rot = _wrap(theta[:, 1:] - theta[:, :-1]) / 2
+    rot_m = hm[:, 1:] & hm[:, :-1]
+    step = p[:, 1:] - p[:, :-1]
+    step_m = pm[:, 1:, 0] & pm[:, :-1, 0] & pm[:, 1:, 2] & pm[:, :-1, 2]
+    c, s = torch.cos(theta[:, 1:]), torch.sin(theta[:, 1:])
+    vx = c * step[..., 0] + s * step[..., 2]
+    vz = -s * step[..., 0] + c * step[..., 2]
+    vel_m = step_m & hm[:, 1:]
+    vals = torch.stack([rot, vx, vz, p[:, :-1, 1]], dim=-1)
+    masks = torch.stack([rot_m, vel_m, vel_m, pm[:, :-1, 1]], dim=-1).float()
+    vals = (vals - mean[:ROOT_CHANNELS]) / std[:ROOT_CHANNELS] * masks
+    sm = step_m.float()[..., None]
+    return torch.cat([vals, masks, step[..., 0::2] * STEP_SCALE * sm, sm], dim=-1)
+
+
 def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
                          nn.Linear(hidden, d_out))
 
 
-class TrajectoryEncoder(nn.Module):
-    """Per-row pelvis xyz + mask (B, L, 12) → (B, L, hidden)."""
+def traj_input_dim(cfg: ControlConfig) -> int:
+    """Width of the per-row trajectory input: both frames' xyz + masks, plus the root targets."""
+    return 2 * TRAJ_FRAME_DIM + (ROOT_TARGET_DIM if cfg.traj_features == "root" else 0)
 
-    def __init__(self, hidden: int) -> None:
+
+class TrajectoryEncoder(nn.Module):
+    """Per-row pelvis xyz + mask (B, L, 12), with `root_targets` appended (B, L, 23) → (B, L, hidden)."""
+
+    def __init__(self, hidden: int, d_in: int = 2 * TRAJ_FRAME_DIM) -> None:
         super().__init__()
-        self.net = _mlp(2 * TRAJ_FRAME_DIM, hidden, hidden)
+        self.net = _mlp(d_in, hidden, hidden)
 
     def forward(self, traj_in: torch.Tensor) -> torch.Tensor:
         return self.net(traj_in)
@@ -153,7 +195,7 @@ class DecoupledControlEncoder(nn.Module):
 
     def __init__(self, cfg: ControlConfig, n_joints: int, d_model: int) -> None:
         super().__init__()
-        self.traj = TrajectoryEncoder(cfg.hidden)
+        self.traj = TrajectoryEncoder(cfg.hidden, traj_input_dim(cfg))
         self.pose = PoseEncoder(cfg.hidden, n_joints)
         self.fuse = nn.Linear(2 * cfg.hidden, d_model)
 
@@ -164,16 +206,18 @@ class DecoupledControlEncoder(nn.Module):
 class JointControlEncoder(nn.Module):
     """Ablation (OmniControl style): one encoder over the concatenated hint → (B, L, d).
 
-    Its hidden width is 1.5× so that its parameter count matches the decoupled pair's.
+    Its hidden width is 1.5× so that its parameter count matches the decoupled pair's. Its input is
+    [trajectory, pose]; the root targets, when configured, come last (see `widen_control_inputs`).
     """
 
     def __init__(self, cfg: ControlConfig, n_joints: int, d_model: int) -> None:
         super().__init__()
         hidden = cfg.hidden * 3 // 2
-        self.net = _mlp(2 * TRAJ_FRAME_DIM + 2 * n_joints * POSE_FRAME_DIM_PER_JOINT, hidden, d_model)
+        self.net = _mlp(traj_input_dim(cfg) + 2 * n_joints * POSE_FRAME_DIM_PER_JOINT, hidden, d_model)
 
     def forward(self, traj_in: torch.Tensor, pose_in: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([traj_in, pose_in], dim=-1))
+        n_xyz = 2 * TRAJ_FRAME_DIM
+        return self.net(torch.cat([traj_in[..., :n_xyz], pose_in, traj_in[..., n_xyz:]], dim=-1))
 
 
 class MotionControlNet(nn.Module):
@@ -194,9 +238,15 @@ class MotionControlNet(nn.Module):
         self.zero_out = nn.ModuleList(_zero_linear(dcfg.d_model, dcfg.d_model) for _ in range(n))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, text_keep: torch.Tensor,
-                valid: torch.Tensor, control: ControlBatch) -> list[torch.Tensor]:
-        """Per-layer residuals, each (B, L+1, d)."""
+                valid: torch.Tensor, control: ControlBatch, mean: torch.Tensor | None = None,
+                std: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Per-layer residuals, each (B, L+1, d). mean/std: (F,) feature statistics, needed when
+        `cfg.traj_features` is "root"."""
         traj_in, pose_in = control_inputs(control, x.shape[1])
+        if self.cfg.traj_features == "root":
+            if mean is None or std is None:
+                raise ValueError("root trajectory features need the feature mean and std")
+            traj_in = torch.cat([traj_in, root_targets(control, x.shape[1], mean, std)], dim=-1)
         h = self.copy.embed(x, t, text, text_keep, extra=self.encoder(traj_in, pose_in))
         kpm = padding_mask(valid)
         out = []
@@ -226,6 +276,30 @@ class IKMoNet(nn.Module):
         self.control = MotionControlNet(self.base, cfg).to(self.mean.device)
         self.cfg = self.cfg.model_copy(update={"control": cfg})
 
+    def widen_control_inputs(self, cfg: ControlConfig) -> None:
+        """Give the ControlNet the inputs `cfg` adds (the root targets), keeping what it has learnt.
+
+        The new input columns of the encoder's first layer start at zero, so the widened network
+        computes exactly what it did before and training starts from the trained ControlNet.
+        """
+        if self.control is None:
+            raise ValueError("no ControlNet to widen")
+        old = self.control
+        if old.cfg.model_copy(update={"traj_features": cfg.traj_features}) != cfg:
+            raise ValueError(f"only traj_features may change when widening: {old.cfg} → {cfg}")
+        new = MotionControlNet(self.base, cfg).to(self.mean.device)
+        new_state = new.state_dict()
+        for name, value in old.state_dict().items():
+            target = new_state[name]
+            if target.shape == value.shape:
+                target.copy_(value)
+            else:  # the first layer of an encoder: old columns first, new ones zero
+                target.zero_()
+                target[:, : value.shape[1]].copy_(value)
+        new.load_state_dict(new_state)
+        self.control = new
+        self.cfg = self.cfg.model_copy(update={"control": cfg})
+
     def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.std.copy_(torch.as_tensor(std, dtype=torch.float32))
@@ -241,7 +315,7 @@ class IKMoNet(nn.Module):
         """Predicted clean normalised features (B, L, F); see `MotionTransformer.forward`."""
         residuals = None
         if self.control is not None and control is not None and control_scale != 0.0:
-            residuals = self.control(x, t, text, text_keep, valid, control)
+            residuals = self.control(x, t, text, text_keep, valid, control, self.mean, self.std)
             if control_scale != 1.0:
                 residuals = [r * control_scale for r in residuals]
         return self.base(x, t, text, text_keep, valid, residuals)

@@ -81,8 +81,22 @@ def load_corpus(corpus_dir: Path, split: str = "train", min_rows: int = 8) -> Co
 # ----------------------------------------------------------------------------- control sampling
 
 
-def sample_controls(joints: torch.Tensor, n_frames: list[int], g: torch.Generator) -> ControlBatch:
-    """Random user-like constraints from ground-truth joints (B, T, 22, 3), T_b valid frames each."""
+def root_heading(raw: torch.Tensor) -> torch.Tensor:
+    """Facing yaw ψ (B, L + 1) of every pose frame of raw features (B, L, F): the features' own
+    integrated root yaw (ψ = −θ, frame 0 = 0), so the root targets built from it reproduce the
+    features' root channels exactly."""
+    half = torch.cumsum(raw[..., 0], dim=-1)
+    return -2.0 * torch.cat([torch.zeros_like(half[..., :1]), half], dim=-1)
+
+
+def sample_controls(joints: torch.Tensor, n_frames: list[int], g: torch.Generator,
+                    heading: torch.Tensor | None = None, heading_prob: float = 0.0) -> ControlBatch:
+    """Random user-like constraints from ground-truth joints (B, T, 22, 3), T_b valid frames each.
+
+    heading: (B, T) true facing yaw; with `heading_prob` > 0 a motion given a trajectory also gets
+    its heading with that chance (on all its frames, or on one stretch of them, as the trajectory
+    agent gives it on walking stretches).
+    """
     B, T = joints.shape[:2]
     cb = ControlBatch.empty(B, T, joints.device)
     yaw = facing_yaw(joints)
@@ -106,6 +120,13 @@ def sample_controls(joints: torch.Tensor, n_frames: list[int], g: torch.Generato
             cb.traj_mask[b, frames, 2] = True
             if float(torch.rand(1, generator=g)) < 0.3:
                 cb.traj_mask[b, frames, 1] = True
+            if heading is not None and heading_prob > 0 and float(torch.rand(1, generator=g)) < heading_prob:
+                lo, hi = 0, Tb
+                if float(torch.rand(1, generator=g)) < 0.3:
+                    lo = rint(0, Tb // 2)
+                    hi = rint(lo + 2, Tb) if lo + 2 <= Tb else Tb
+                cb.heading[b, lo:hi] = heading[b, lo:hi]
+                cb.heading_mask[b, lo:hi] = True
         if want_pose:
             frames = torch.randperm(Tb, generator=g)[: rint(1, 5)]
             kind = float(torch.rand(1, generator=g))
@@ -180,6 +201,8 @@ def _make_batch(corpus: Corpus, caption_emb: dict[str, torch.Tensor], net: IKMoN
         hi = min(N, max_rows)
         lo = min(hi, max(cfg.min_len - 1, 1))
         L = int(torch.randint(lo, hi + 1, (1,), generator=g))
+        if cfg.long_crop_prob > 0 and float(torch.rand(1, generator=g)) < cfg.long_crop_prob:
+            L = hi
         start = int(torch.randint(0, N - L + 1, (1,), generator=g))
         crops.append(torch.from_numpy(clip.features[start: start + L]))
         caps.append(clip.captions[int(torch.randint(0, len(clip.captions), (1,), generator=g))])
@@ -266,6 +289,11 @@ def train(
         if train_cfg.stage == "control" and net.control is None:
             torch.manual_seed(train_cfg.seed)
             net.add_control(control_cfg or ControlConfig())
+        elif (train_cfg.stage == "control" and net.control is not None and control_cfg is not None
+              and control_cfg.traj_features != net.control.cfg.traj_features):
+            log.info("widening the ControlNet's inputs of %s: traj_features %s → %s", init_from,
+                     net.control.cfg.traj_features, control_cfg.traj_features)
+            net.widen_control_inputs(net.control.cfg.model_copy(update={"traj_features": control_cfg.traj_features}))
     trainable: torch.nn.Module
     if train_cfg.stage == "control":
         if net.control is None:
@@ -331,7 +359,8 @@ def train(
             with torch.no_grad():
                 raw = net.denormalize(x0)
                 joints = joints_fn(raw, n_rows=valid.sum(-1))
-            control = sample_controls(joints, [len(c) + 1 for c in crops], g)
+                heading = root_heading(raw) if train_cfg.heading_prob > 0 else None
+            control = sample_controls(joints, [len(c) + 1 for c in crops], g, heading, train_cfg.heading_prob)
             if train_cfg.control_loss_weight > 0:
                 def extra(pred: torch.Tensor, _c: ControlBatch = control, _v: torch.Tensor = valid) -> torch.Tensor:
                     return train_cfg.control_loss_weight * control_adherence_loss(pred, _v, net, _c, joints_fn)

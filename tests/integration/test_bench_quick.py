@@ -134,6 +134,15 @@ def test_cases_deterministic_and_consistent(setup: dict[str, Path]) -> None:
         np.testing.assert_allclose(ctl.traj.numpy(), c.joints[:, 0], atol=1e-5)
         np.testing.assert_allclose(c.joints[0, 0, [0, 2]], 0.0, atol=1e-5)
         np.testing.assert_allclose(features_to_pose_frames(torch.as_tensor(c.features)).numpy(), c.joints, atol=1e-4)
+        # the path carries the window's own facing (its root yaw), starting at +Z
+        assert bool(ctl.heading_mask.all()) and abs(float(ctl.heading[0])) < 1e-6
+        from ikmo.motion_model.control.align import facing_yaw
+
+        yaw = facing_yaw(torch.as_tensor(c.joints))
+        off = torch.atan2(torch.sin(yaw - ctl.heading), torch.cos(yaw - ctl.heading)).abs()
+        assert float(off.median()) < 0.35, "the root yaw is the body's facing, up to HumanML3D's smoothing"
+    bare = cases_mod.sample_cases(clips, 5, seed=3, heading=False)
+    assert not any(bool(c.control().heading_mask.any()) for c in bare)
     # the ground truth satisfies its own constraints: zero control and keyframe error
     from ikmo.eval.bench_control import keyframe_errors, trajectory_errors
 
@@ -160,6 +169,7 @@ def test_bench_control_quick_cli(setup: dict[str, Path], tmp_path: Path) -> None
         "bench", "control", "--quick", "--corpus", str(setup["corpus"]), "--weights", str(setup["weights"]),
         "--evaluator", str(setup["evaluator"]), "--out", str(out), "--batch-size", "4", "--threads", "1",
         "--requests-cases", str(cases_dir), "--requests-dir", str(tmp_path / "agents"),
+        "--baseline-weights", str(setup["weights"]),
     ])
     assert res.exit_code == 0, res.output
     assert "Test clips:" in res.output and "requests" in res.output
@@ -167,7 +177,11 @@ def test_bench_control_quick_cli(setup: dict[str, Path], tmp_path: Path) -> None
     data = json.loads(out.read_text())
     rows = {r["method"]: r for r in data["results"]}
     assert set(rows) == {"real", "ikmo", "no_footlock", "no_projection", "no_optimization", "no_controlnet",
-                         "unconditioned"}
+                         "unconditioned", "baseline_ikmo", "baseline_no_optimization"}
+    # the baseline rows are the same methods with the --baseline-weights: here the same weights
+    for new, old in (("ikmo", "baseline_ikmo"), ("no_optimization", "baseline_no_optimization")):
+        assert rows[old]["avg_err"] == pytest.approx(rows[new]["avg_err"], abs=1e-6)
+        assert rows[old]["fid"] == pytest.approx(rows[new]["fid"], abs=1e-6)
     assert any("joint_encoder" in n for n in data["notes"])
     assert any("joint_no_optimization" in n for n in data["notes"])
     real = rows["real"]

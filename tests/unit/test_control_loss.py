@@ -41,3 +41,22 @@ def test_ground_truth_meets_its_own_constraints_in_a_padded_batch() -> None:
         cb.pose_weight[b, T - 1] = 1.0
     loss = control_adherence_loss(x0, valid, net, cb, features_to_pose_frames)
     assert float(loss) < 1e-8
+
+
+def test_training_controls_carry_the_true_heading_when_asked() -> None:
+    from ikmo.motion_model.model.training import root_heading, sample_controls
+
+    feats = torch.from_numpy(np.asarray(joints_to_features(synthetic_walk(60, 1.2, 0.8)), dtype=np.float32))
+    raw = feats[None].repeat(64, 1, 1)
+    joints = features_to_pose_frames(raw)
+    heading = root_heading(raw)
+    g = torch.Generator().manual_seed(0)
+    cb = sample_controls(joints, [60] * 64, g, heading, heading_prob=1.0)
+    with_traj = cb.traj_mask.any(-1).any(-1)
+    assert bool((cb.heading_mask.any(-1) == with_traj).all())  # every trajectory, and only those
+    assert torch.allclose(cb.heading[cb.heading_mask], heading[cb.heading_mask])
+    none = sample_controls(joints, [60] * 64, torch.Generator().manual_seed(0), heading, heading_prob=0.0)
+    assert not bool(none.heading_mask.any())
+    # heading_prob 0 draws nothing extra: the batches of older runs stay the same.
+    old = sample_controls(joints, [60] * 64, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(old.tensors(), none.tensors(), strict=True))

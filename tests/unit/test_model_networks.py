@@ -133,3 +133,51 @@ def test_checkpoint_round_trip(tmp_path) -> None:
     (tmp_path / "model.safetensors").write_bytes(b"truncated")
     with pytest.raises(ConfigError):
         load_checkpoint(tmp_path, torch.device("cpu"))
+
+
+def test_root_targets_reproduce_the_features_root_channels() -> None:
+    """A path with its heading gives exactly the root channels of the motion it came from."""
+    import numpy as np
+
+    from ikmo.motion_model.data.synthetic import synthetic_walk
+    from ikmo.motion_model.model.networks import ROOT_CHANNELS, root_targets
+    from ikmo.motion_model.model.training import root_heading
+    from ikmo.motion_model.representation.features import features_to_pose_frames, joints_to_features
+
+    feats = torch.from_numpy(np.asarray(joints_to_features(synthetic_walk(60, 1.2, 0.8)), dtype=np.float32))[None]
+    joints = features_to_pose_frames(feats)
+    cb = ControlBatch.empty(1, 60)
+    cb.traj[0], cb.traj_mask[0] = joints[0, :, 0], True
+    cb.heading[0], cb.heading_mask[0] = root_heading(feats)[0], True
+    mean, std = feats[0].mean(0), feats[0].std(0).clamp(min=1e-3)
+    got = root_targets(cb, 59, mean, std)
+    assert got.shape == (1, 59, 11)
+    want = (feats[..., :ROOT_CHANNELS] - mean[:ROOT_CHANNELS]) / std[:ROOT_CHANNELS]
+    assert torch.allclose(got[..., :ROOT_CHANNELS], want, atol=1e-4)
+    assert bool((got[..., 4:8] == 1).all())
+    # Without the heading only the height and the world-frame step remain.
+    cb.heading_mask[:] = False
+    bare = root_targets(cb, 59, mean, std)
+    assert bare[..., :3].abs().sum() == 0 and bare[..., 4:7].sum() == 0 and bool((bare[..., 7] == 1).all())
+    step = (joints[0, 1:, 0] - joints[0, :-1, 0])[:, 0::2] * 20.0
+    assert torch.allclose(bare[0, :, 8:10], step, atol=1e-5) and bool((bare[..., 10] == 1).all())
+
+
+@pytest.mark.parametrize("mode", ["decoupled", "joint"])
+def test_widening_the_trajectory_inputs_keeps_what_the_controlnet_computes(mode: str) -> None:
+    torch.manual_seed(0)
+    net = IKMoNet(ModelConfig(denoiser=TINY, control=ControlConfig(mode=mode, hidden=16))).eval()
+    with torch.no_grad():  # a "trained" ControlNet: non-zero output layers
+        for z in net.control.zero_out:
+            z.weight.normal_(0, 0.1)
+    x, t, text, keep, valid = _inputs(L=12)
+    cb = _random_control(2, 13)
+    cb.heading[:] = torch.linspace(0, 1, 13)
+    cb.heading_mask[:] = True
+    before = net(x, t, text, keep, valid, cb)
+    net.widen_control_inputs(ControlConfig(mode=mode, hidden=16, traj_features="root"))
+    net.eval()
+    assert net.cfg.control is not None and net.cfg.control.traj_features == "root"
+    assert torch.allclose(net(x, t, text, keep, valid, cb), before, atol=1e-6)
+    with pytest.raises(ValueError, match="only traj_features"):
+        net.widen_control_inputs(ControlConfig(mode=mode, hidden=32, traj_features="root"))
