@@ -59,6 +59,10 @@ class ControlConfig(_Cfg):
         description="xyz: the trajectory encoder sees pelvis positions + masks per row; root: also the root "
                     "feature channels (yaw velocity, body-frame velocity, height) that the trajectory and the "
                     "heading imply, normalised like the features, and the world-frame step (see networks.py)")
+    output_head: bool = Field(
+        default=False,
+        description="a zero-initialised linear layer from the ControlNet's last hidden state straight onto the "
+                    "predicted features, besides the per-layer residuals (see networks.py)")
 
 
 class ModelConfig(_Cfg):

@@ -110,6 +110,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         traj_features: Annotated[str, typer.Option(
             help="xyz | root: also feed the root channels the path and heading imply (widens an --init "
                  "ControlNet that has xyz only)")] = "xyz",
+        output_head: Annotated[bool, typer.Option(
+            help="add a zero-initialised output head to the ControlNet (widens an --init ControlNet)")] = False,
         heading_prob: Annotated[float, typer.Option(
             min=0, max=1, help="chance a trajectory comes with its true heading")] = 0.0,
         long_crop_prob: Annotated[float, typer.Option(
@@ -130,7 +132,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
                            max_minutes=max_minutes, num_threads=threads, ckpt_every=ckpt_every,
                            log_every=log_every, seed=seed, control_loss_weight=control_loss_weight,
                            heading_prob=heading_prob, long_crop_prob=long_crop_prob)
-        ccfg = ControlConfig(mode=mode, traj_features=traj_features)  # type: ignore[arg-type]
+        ccfg = ControlConfig(mode=mode, traj_features=traj_features, output_head=output_head)  # type: ignore[arg-type]
         summary = train(corpus, run_dir, tcfg, init_from=init, control_cfg=ccfg,
                         resume=resume, export_to=export_to, device=resolve_device(device))
         log.info("%s", json.dumps(summary))

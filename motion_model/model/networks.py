@@ -236,12 +236,16 @@ class MotionControlNet(nn.Module):
         enc = DecoupledControlEncoder if cfg.mode == "decoupled" else JointControlEncoder
         self.encoder = enc(cfg, dcfg.n_joints, dcfg.d_model)
         self.zero_out = nn.ModuleList(_zero_linear(dcfg.d_model, dcfg.d_model) for _ in range(n))
+        # Why a direct head: the residuals steer the frozen base through its layers and its output
+        # LayerNorm, so copying a root target onto the prediction must be learnt through all of them;
+        # a linear read-out of the ControlNet's residual stream (where the targets enter) is direct.
+        self.out_head = _zero_linear(dcfg.d_model, dcfg.feature_dim) if cfg.output_head else None
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, text_keep: torch.Tensor,
                 valid: torch.Tensor, control: ControlBatch, mean: torch.Tensor | None = None,
                 std: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """Per-layer residuals, each (B, L+1, d). mean/std: (F,) feature statistics, needed when
-        `cfg.traj_features` is "root"."""
+        """Per-layer residuals, each (B, L+1, d), then with `cfg.output_head` one (B, L, F) residual
+        on the prediction. mean/std: (F,) feature statistics, needed when `cfg.traj_features` is "root"."""
         traj_in, pose_in = control_inputs(control, x.shape[1])
         if self.cfg.traj_features == "root":
             if mean is None or std is None:
@@ -253,6 +257,8 @@ class MotionControlNet(nn.Module):
         for layer, zero in zip(self.copy.layers, self.zero_out, strict=True):
             h = layer(h, src_key_padding_mask=kpm)
             out.append(zero(h))
+        if self.out_head is not None:
+            out.append(self.out_head(h[:, 1:]))  # (B, L, F): added to the prediction itself
         return out
 
 
@@ -277,16 +283,21 @@ class IKMoNet(nn.Module):
         self.cfg = self.cfg.model_copy(update={"control": cfg})
 
     def widen_control_inputs(self, cfg: ControlConfig) -> None:
-        """Give the ControlNet the inputs `cfg` adds (the root targets), keeping what it has learnt.
+        """Give the ControlNet what `cfg` adds (the root targets, the output head), keeping what it
+        has learnt.
 
-        The new input columns of the encoder's first layer start at zero, so the widened network
-        computes exactly what it did before and training starts from the trained ControlNet.
+        The new input columns of the encoder's first layer and a new output head start at zero, so
+        the widened network computes exactly what it did before and training starts from the
+        trained ControlNet.
         """
         if self.control is None:
             raise ValueError("no ControlNet to widen")
         old = self.control
-        if old.cfg.model_copy(update={"traj_features": cfg.traj_features}) != cfg:
-            raise ValueError(f"only traj_features may change when widening: {old.cfg} → {cfg}")
+        if old.cfg.model_copy(update={"traj_features": cfg.traj_features, "output_head": cfg.output_head}) != cfg:
+            raise ValueError(f"only traj_features and output_head may change when widening: {old.cfg} → {cfg}")
+        if (old.cfg.traj_features == "root" and cfg.traj_features == "xyz") or (old.cfg.output_head
+                                                                               and not cfg.output_head):
+            raise ValueError(f"widening cannot take inputs or heads away: {old.cfg} → {cfg}")
         new = MotionControlNet(self.base, cfg).to(self.mean.device)
         new_state = new.state_dict()
         for name, value in old.state_dict().items():
@@ -314,8 +325,12 @@ class IKMoNet(nn.Module):
                 valid: torch.Tensor, control: ControlBatch | None = None, control_scale: float = 1.0) -> torch.Tensor:
         """Predicted clean normalised features (B, L, F); see `MotionTransformer.forward`."""
         residuals = None
+        head = None
         if self.control is not None and control is not None and control_scale != 0.0:
             residuals = self.control(x, t, text, text_keep, valid, control, self.mean, self.std)
             if control_scale != 1.0:
                 residuals = [r * control_scale for r in residuals]
-        return self.base(x, t, text, text_keep, valid, residuals)
+            if self.control.out_head is not None:
+                head = residuals.pop()
+        pred = self.base(x, t, text, text_keep, valid, residuals)
+        return pred + head if head is not None else pred

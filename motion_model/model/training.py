@@ -289,11 +289,13 @@ def train(
         if train_cfg.stage == "control" and net.control is None:
             torch.manual_seed(train_cfg.seed)
             net.add_control(control_cfg or ControlConfig())
-        elif (train_cfg.stage == "control" and net.control is not None and control_cfg is not None
-              and control_cfg.traj_features != net.control.cfg.traj_features):
-            log.info("widening the ControlNet's inputs of %s: traj_features %s → %s", init_from,
-                     net.control.cfg.traj_features, control_cfg.traj_features)
-            net.widen_control_inputs(net.control.cfg.model_copy(update={"traj_features": control_cfg.traj_features}))
+        elif train_cfg.stage == "control" and net.control is not None and control_cfg is not None:
+            wider = net.control.cfg.model_copy(update={
+                "traj_features": "root" if "root" in (control_cfg.traj_features, net.control.cfg.traj_features)
+                else "xyz", "output_head": control_cfg.output_head or net.control.cfg.output_head})
+            if wider != net.control.cfg:
+                log.info("widening the ControlNet of %s: %s → %s", init_from, net.control.cfg, wider)
+                net.widen_control_inputs(wider)
     trainable: torch.nn.Module
     if train_cfg.stage == "control":
         if net.control is None:

@@ -175,9 +175,15 @@ def test_widening_the_trajectory_inputs_keeps_what_the_controlnet_computes(mode:
     cb.heading[:] = torch.linspace(0, 1, 13)
     cb.heading_mask[:] = True
     before = net(x, t, text, keep, valid, cb)
-    net.widen_control_inputs(ControlConfig(mode=mode, hidden=16, traj_features="root"))
+    wide = ControlConfig(mode=mode, hidden=16, traj_features="root", output_head=True)
+    net.widen_control_inputs(wide)
     net.eval()
-    assert net.cfg.control is not None and net.cfg.control.traj_features == "root"
+    assert net.cfg.control == wide and net.control is not None and net.control.out_head is not None
     assert torch.allclose(net(x, t, text, keep, valid, cb), before, atol=1e-6)
+    with torch.no_grad():  # the head acts once trained
+        net.control.out_head.weight.normal_(0, 0.1)
+    assert not torch.allclose(net(x, t, text, keep, valid, cb), before, atol=1e-3)
     with pytest.raises(ValueError, match="only traj_features"):
         net.widen_control_inputs(ControlConfig(mode=mode, hidden=32, traj_features="root"))
+    with pytest.raises(ValueError, match="cannot take"):
+        net.widen_control_inputs(ControlConfig(mode=mode, hidden=16, traj_features="xyz", output_head=True))
