@@ -148,6 +148,11 @@ class TrainConfig(_Cfg):
         default=0.0, ge=0, le=1,
         description="chance that a training crop is as long as its clip allows (≤ max_len rows) instead of a "
                     "uniform length: requests are mostly 5-10 s, the corpus's clips mostly shorter")
+    root_loss_weight: float = Field(
+        default=0.0, ge=0,
+        description="control stage, root-target ControlNets: weight of the masked MSE between the predicted root "
+                    "channels and the root targets the path and heading imply (normalised units); in the x0 MSE "
+                    "these 3 of 263 channels weigh 1/263 each")
     control_loss_weight: float = Field(
         default=1.0, ge=0,
         description="control stage: weight of the constraint loss (L_traj + L_pose, m²) on the joints of the "

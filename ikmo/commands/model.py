@@ -112,6 +112,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
                  "ControlNet that has xyz only)")] = "xyz",
         output_head: Annotated[bool, typer.Option(
             help="add a zero-initialised output head to the ControlNet (widens an --init ControlNet)")] = False,
+        root_loss_weight: Annotated[float, typer.Option(
+            min=0, help="weight of the loss between the predicted root channels and the root targets")] = 0.0,
         heading_prob: Annotated[float, typer.Option(
             min=0, max=1, help="chance a trajectory comes with its true heading")] = 0.0,
         long_crop_prob: Annotated[float, typer.Option(
@@ -131,7 +133,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         tcfg = TrainConfig(stage="control", batch_size=batch_size, lr=lr, max_steps=max_steps,
                            max_minutes=max_minutes, num_threads=threads, ckpt_every=ckpt_every,
                            log_every=log_every, seed=seed, control_loss_weight=control_loss_weight,
-                           heading_prob=heading_prob, long_crop_prob=long_crop_prob)
+                           heading_prob=heading_prob, long_crop_prob=long_crop_prob,
+                           root_loss_weight=root_loss_weight)
         ccfg = ControlConfig(mode=mode, traj_features=traj_features, output_head=output_head)  # type: ignore[arg-type]
         summary = train(corpus, run_dir, tcfg, init_from=init, control_cfg=ccfg,
                         resume=resume, export_to=export_to, device=resolve_device(device))

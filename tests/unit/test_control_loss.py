@@ -60,3 +60,26 @@ def test_training_controls_carry_the_true_heading_when_asked() -> None:
     # heading_prob 0 draws nothing extra: the batches of older runs stay the same.
     old = sample_controls(joints, [60] * 64, torch.Generator().manual_seed(0))
     assert all(torch.equal(a, b) for a, b in zip(old.tensors(), none.tensors(), strict=True))
+
+
+def test_root_target_loss_is_zero_on_the_truth_and_counts_only_given_channels() -> None:
+    from ikmo.motion_model.model.training import root_heading, root_target_loss
+
+    feats = torch.from_numpy(np.asarray(joints_to_features(synthetic_walk(40, 1.2, 0.8)), dtype=np.float32))[None]
+    net = IKMoNet(ModelConfig(denoiser=DenoiserConfig(d_model=16, n_layers=1, n_heads=2, ff_dim=32, text_dim=8),
+                              control=ControlConfig(hidden=8, traj_features="root"), text_encoder="hash:8"))
+    net.mean.copy_(feats[0].mean(0))
+    net.std.copy_(feats[0].std(0).clamp(min=1e-3))
+    x0 = net.normalize(feats)
+    valid = torch.ones(1, 39, dtype=torch.bool)
+    cb = ControlBatch.empty(1, 40)
+    cb.traj[0] = features_to_pose_frames(feats)[0, :, 0]
+    cb.traj_mask[0, :, 0] = cb.traj_mask[0, :, 2] = True
+    cb.heading[0], cb.heading_mask[0] = root_heading(feats)[0], True
+    assert float(root_target_loss(x0, valid, net, cb)) < 1e-8
+    off = x0.clone()
+    off[..., 3] += 5.0  # the height is not constrained (xz path): not counted
+    off[..., 10:] += 5.0  # nor are the other channels
+    assert float(root_target_loss(off, valid, net, cb)) < 1e-8
+    off[..., 1] += 1.0  # the body-frame velocity is: 3 given channels, one off by 1
+    assert float(root_target_loss(off, valid, net, cb)) == pytest.approx(1 / 3, rel=1e-4)
