@@ -80,6 +80,10 @@ class DiffusionConfig(_Cfg):
     sample_steps: int = Field(default=10, ge=1, description="DDIM steps at sampling time")
     guidance_scale: float = Field(default=2.5, ge=0, description="classifier-free guidance scale; 1 = off")
     eta: float = Field(default=0.0, ge=0, le=1, description="DDIM stochasticity (0 = deterministic)")
+    constrained_guidance_scale: float = Field(
+        default=1.0, ge=0,
+        description="CFG scale on the root channels the constraints fix (ControlNets with root targets): the text "
+                    "guides the motion, not where the path and heading already say it goes")
 
 
 class OptimizationConfig(_Cfg):

@@ -125,12 +125,15 @@ class GaussianDiffusion:
         text_n = torch.cat([texts[:, k] for k in range(K)] + ([texts[:, 0]] if use_cfg else []))
         valid_n = valid.repeat(n, 1)
         control_n = control.repeat(n) if control is not None and n > 1 else control
+        scale: float | torch.Tensor = guidance_scale
+        if use_cfg and control is not None:
+            scale = self._guidance_scales(net, control, shape, guidance_scale)
         x0 = x
         for i, t_int in enumerate(ts):
             t = torch.full((n * B,), t_int, dtype=torch.long, device=device)
             out = net(x.repeat(n, 1, 1), t, text_n, keep, valid_n, control_n)
             cond = out[:B] if K == 1 else self._blend(out[:K * B], text_weights, B, K)
-            x0 = out[K * B:] + guidance_scale * (cond - out[K * B:]) if use_cfg else cond
+            x0 = out[K * B:] + scale * (cond - out[K * B:]) if use_cfg else cond
             if x0_hook is not None:
                 with torch.enable_grad():
                     x0 = x0_hook(x0, i, len(ts)).detach()
@@ -140,6 +143,26 @@ class GaussianDiffusion:
             if on_step is not None:
                 on_step(i + 1, len(ts))
         return x0
+
+    def _guidance_scales(self, net: IKMoNet, control: ControlBatch, shape: tuple[int, int, int],
+                         guidance_scale: float) -> float | torch.Tensor:
+        """Per-element CFG scales (B, L, F): `constrained_guidance_scale` on the root channels that the
+        ControlNet's root targets fix, `guidance_scale` elsewhere; a float when nothing is fixed.
+
+        Why: both CFG passes see the constraints, so on a fixed channel (cond − uncond) is only the text's
+        pull away from the path; at s = 2.5 that pull, amplified, took a root-target ControlNet's
+        pelvis from 0.8 m to 3.5 m off its path (8 test windows, ControlNet alone).
+        """
+        from ikmo.motion_model.model.networks import ROOT_CHANNELS, root_targets
+
+        if net.control is None or net.control.cfg.traj_features != "root":
+            return guidance_scale
+        masks = root_targets(control, shape[1], net.mean, net.std)[..., ROOT_CHANNELS: 2 * ROOT_CHANNELS]
+        if not bool(masks.any()):
+            return guidance_scale
+        scales = torch.full(shape, guidance_scale, device=masks.device)
+        scales[..., :ROOT_CHANNELS] = torch.where(masks > 0, self.cfg.constrained_guidance_scale, guidance_scale)
+        return scales
 
     @staticmethod
     def _blend(out: torch.Tensor, weights: torch.Tensor | None, B: int, K: int) -> torch.Tensor:

@@ -187,3 +187,20 @@ def test_widening_the_trajectory_inputs_keeps_what_the_controlnet_computes(mode:
         net.widen_control_inputs(ControlConfig(mode=mode, hidden=32, traj_features="root"))
     with pytest.raises(ValueError, match="cannot take"):
         net.widen_control_inputs(ControlConfig(mode=mode, hidden=16, traj_features="xyz", output_head=True))
+
+
+def test_cfg_does_not_amplify_the_root_channels_the_constraints_fix() -> None:
+    from ikmo.motion_model.model.diffusion import GaussianDiffusion
+
+    diff = GaussianDiffusion(DiffusionConfig(constrained_guidance_scale=1.0))
+    cb = ControlBatch.empty(2, 13)
+    cb.traj_mask[0, :, 0] = cb.traj_mask[0, :, 2] = True  # motion 0: a dense ground path with its heading
+    cb.heading_mask[0] = True
+    xyz = IKMoNet(ModelConfig(denoiser=TINY, control=ControlConfig(hidden=16)))
+    assert diff._guidance_scales(xyz, cb, (2, 12, TINY.feature_dim), 2.5) == 2.5  # older ControlNets: as before
+    root = IKMoNet(ModelConfig(denoiser=TINY, control=ControlConfig(hidden=16, traj_features="root")))
+    s = diff._guidance_scales(root, cb, (2, 12, TINY.feature_dim), 2.5)
+    assert isinstance(s, torch.Tensor) and s.shape == (2, 12, TINY.feature_dim)
+    assert bool((s[0, :, :3] == 1.0).all()) and bool((s[0, :, 3:] == 2.5).all())  # the height is not fixed (xz)
+    assert bool((s[1] == 2.5).all())  # motion 1 has no constraint
+    assert diff._guidance_scales(root, ControlBatch.empty(2, 13), (2, 12, TINY.feature_dim), 2.5) == 2.5
