@@ -157,6 +157,11 @@ class TrainConfig(_Cfg):
         description="control stage, root-target ControlNets: weight of the masked MSE between the predicted root "
                     "channels and the root targets the path and heading imply (normalised units); in the x0 MSE "
                     "these 3 of 263 channels weigh 1/263 each")
+    root_swap_prob: float = Field(
+        default=0.0, ge=0, le=1,
+        description="control stage, root-target ControlNets: chance that a motion with root targets gets another "
+                    "motion's root channels in its noised input x_t, so the ControlNet learns to take the root from "
+                    "the targets rather than from x_t (see training.swap_roots)")
     control_loss_weight: float = Field(
         default=1.0, ge=0,
         description="control stage: weight of the constraint loss (L_traj + L_pose, m²) on the joints of the "

@@ -60,17 +60,20 @@ class GaussianDiffusion:
         generator: torch.Generator,
         control: ControlBatch | None = None,
         extra_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        xt_hook: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Masked x0-prediction MSE (a scalar). x0: (B, L, F) normalised; valid: (B, L) bool.
 
         `net` is an `IKMoNet` or a DDP wrapper of one; random draws come from `generator`.
         `extra_loss` maps the predicted x0 (B, L, F) to a scalar added to the MSE (the control
-        stage's constraint loss).
+        stage's constraint loss); `xt_hook` may alter the noised input while the target stays x0.
         """
         B = x0.shape[0]
         t = torch.randint(0, self.cfg.train_steps, (B,), generator=generator).to(x0.device)
         noise = torch.randn(x0.shape, generator=generator).to(x0.device)
         x_t = self.q_sample(x0, t, noise) * valid[..., None]
+        if xt_hook is not None:  # (x_t, sqrt(ᾱ_t) (B, 1, 1)) → a corrupted x_t, e.g. `training.swap_roots`
+            x_t = xt_hook(x_t, self._ab(t, x0).sqrt()) * valid[..., None]
         pred = net(x_t, t, text, text_keep, valid, control)
         err = ((pred - x0) ** 2).mean(-1) * valid
         loss = err.sum() / valid.sum().clamp(min=1)
