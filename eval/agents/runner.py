@@ -432,6 +432,17 @@ def replay_providers(replay: Path) -> list[ProviderConfig]:
     return [ProviderConfig(**p) for p in json.loads(info.read_text())["providers"]]
 
 
+def _keep_recorded_urls(info: Path, providers: list[ProviderConfig]) -> None:
+    """A local provider not started this time (all its runs were done) keeps the URL an earlier part of
+    the evaluation recorded its calls under: a replay matches the cassettes on that URL."""
+    if not info.is_file():
+        return
+    earlier = {p["label"]: p.get("base_url") for p in json.loads(info.read_text()).get("providers", [])}
+    for p in providers:
+        if p.local is not None and p.base_url is None and earlier.get(p.label):
+            p.base_url = earlier[p.label]
+
+
 def _append(path: Path, record: dict[str, Any]) -> None:
     with path.open("a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
@@ -472,6 +483,8 @@ def run_eval(cfg: EvalConfig, on_result: Callable[[dict[str, Any]], None] | None
                     for t in todo:
                         if t.provider["label"] == p.label:
                             t.provider["base_url"] = server.url
+        if cfg.replay is None:
+            _keep_recorded_urls(cfg.out / RUN_INFO, cfg.providers)
         write_json(cfg.out / RUN_INFO, {**cfg.info, "providers": [asdict(p) for p in cfg.providers],
                                         "repeats": cfg.repeats, "n_cases": len(cfg.cases),
                                         "replay_of": str(cfg.replay) if cfg.replay else None})

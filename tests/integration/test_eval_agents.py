@@ -98,3 +98,20 @@ def test_a_local_server_that_dies_stops_the_evaluation_and_keeps_what_finished(t
                  on_result=kill_server)
     kept = read_results(tmp_path / "results.jsonl")
     assert [r["case"] for r in kept] == ["dist-3-meters"] and kept[0]["calls"] > 0
+
+
+def test_a_resumed_evaluation_keeps_the_url_a_local_provider_was_recorded_under(tmp_path: Path) -> None:
+    """A rerun that starts no server for a finished local provider must not forget the URL its
+    cassettes were recorded under (a replay matches on it)."""
+    import json
+
+    from ikmo.eval.agents.runner import ProviderConfig, _keep_recorded_urls
+
+    info = tmp_path / "run.json"
+    info.write_text(json.dumps({"providers": [
+        {"label": "smollm2", "provider": "openai-compatible", "model": "smollm2",
+         "base_url": "http://127.0.0.1:55425/v1", "local": "smollm2"}]}))
+    now = [ProviderConfig(label="smollm2", provider="openai-compatible", model="smollm2", local="smollm2"),
+           ProviderConfig(label="gemma3", provider="openai-compatible", model="gemma3", local="gemma3")]
+    _keep_recorded_urls(info, now)
+    assert now[0].base_url == "http://127.0.0.1:55425/v1" and now[1].base_url is None
