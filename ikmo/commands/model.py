@@ -142,6 +142,18 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
                         resume=resume, export_to=export_to, device=resolve_device(device))
         log.info("%s", json.dumps(summary))
 
+    @train_group.command("average")
+    def train_average(
+        checkpoints: Annotated[list[Path], typer.Argument(help="checkpoint folders of one run (model.safetensors "
+                                                                   "+ model.json), e.g. snapshots of its last/")],
+        out: Annotated[Path, typer.Option(help="folder for the averaged weights")] = Path("runs/averaged"),
+    ) -> None:
+        """Average the weights of several checkpoints of one run (steadier than any one of them)."""
+        from ikmo.motion_model.model.checkpoints import average_checkpoints
+
+        meta = average_checkpoints(list(checkpoints), out)
+        typer.echo(f"averaged steps {meta['averaged_steps']} into {out}")
+
     @app.command("sample")
     def sample_cmd(
         spec: Annotated[Path, typer.Option(help="MotionSpec JSON file")],

@@ -116,3 +116,31 @@ def load_optimizer(ckpt_dir: Path, net: IKMoNet, opt: torch.optim.Optimizer, met
         if n in params:
             opt.state[params[n]][k] = torch.tensor(v)
     return True
+
+
+def average_checkpoints(ckpt_dirs: list[Path], out_dir: Path, device: torch.device | None = None) -> dict[str, Any]:
+    """Write the mean of several checkpoints of one run (same configs) to `out_dir`; returns its meta.
+
+    Why: with batch 16 on a CPU the ControlNet's weights jitter from checkpoint to checkpoint (measured:
+    its pelvis error off the path moved 0.8 → 1.8 m between checkpoints 100 steps apart), and the
+    mean of the last few (Polyak averaging; an EMA kept in training would do the same) is steadier.
+    The meta is the last checkpoint's, with the averaged steps under `averaged_steps`.
+    """
+    if not ckpt_dirs:
+        raise ConfigError("give at least one checkpoint folder to average")
+    device = device or torch.device("cpu")
+    nets = [load_checkpoint(Path(d), device) for d in ckpt_dirs]
+    first, dcfg, meta = nets[-1]
+    for net, _, _ in nets:
+        if net.cfg != first.cfg:
+            raise ConfigError(f"checkpoints differ in their model configs: {net.cfg} vs {first.cfg}")
+    state = first.state_dict()
+    with torch.no_grad():
+        for name, value in state.items():
+            if value.is_floating_point():
+                value.copy_(torch.stack([n.state_dict()[name] for n, _, _ in nets]).mean(0))
+    first.load_state_dict(state)
+    steps = [int(m.get("train", {}).get("step", -1)) for _, _, m in nets]
+    meta = {**meta, "averaged_steps": steps, "averaged_from": [str(d) for d in ckpt_dirs]}
+    save_checkpoint(Path(out_dir), first, dcfg, meta)
+    return meta

@@ -154,9 +154,12 @@ class GaussianDiffusion:
 
         Why: both CFG passes see the constraints, so on a fixed channel (cond − uncond) is only the text's
         pull away from the path; at s = 2.5 that pull, amplified, took a root-target ControlNet's
-        pelvis from 0.8 m to 3.5 m off its path (8 test windows, ControlNet alone).
+        pelvis from 0.8 m (s = 1) to 3.4 m off its path (8 test windows ≥ 150 frames with their heading,
+        ControlNet alone, one checkpoint). The joints' local velocities carry the root's motion too,
+        so rows whose velocity is fixed keep those at the constrained scale as well: 1.6 m.
         """
         from ikmo.motion_model.model.networks import ROOT_CHANNELS, root_targets
+        from ikmo.motion_model.representation.features import feature_layout
 
         if net.control is None or net.control.cfg.traj_features != "root":
             return guidance_scale
@@ -164,7 +167,12 @@ class GaussianDiffusion:
         if not bool(masks.any()):
             return guidance_scale
         scales = torch.full(shape, guidance_scale, device=masks.device)
-        scales[..., :ROOT_CHANNELS] = torch.where(masks > 0, self.cfg.constrained_guidance_scale, guidance_scale)
+        fixed = self.cfg.constrained_guidance_scale
+        scales[..., :ROOT_CHANNELS] = torch.where(masks > 0, fixed, guidance_scale)
+        # The joints' velocities carry the root's too: where the path and heading fix it, amplifying
+        # them pulls the next steps' root off the path as well (measured below).
+        lv = feature_layout().local_vel
+        scales[..., lv] = torch.where(masks[..., 1:2] > 0, fixed, guidance_scale)
         return scales
 
     @staticmethod

@@ -201,6 +201,30 @@ def test_cfg_does_not_amplify_the_root_channels_the_constraints_fix() -> None:
     root = IKMoNet(ModelConfig(denoiser=TINY, control=ControlConfig(hidden=16, traj_features="root")))
     s = diff._guidance_scales(root, cb, (2, 12, TINY.feature_dim), 2.5)
     assert isinstance(s, torch.Tensor) and s.shape == (2, 12, TINY.feature_dim)
-    assert bool((s[0, :, :3] == 1.0).all()) and bool((s[0, :, 3:] == 2.5).all())  # the height is not fixed (xz)
+    from ikmo.motion_model.representation.features import feature_layout
+
+    lv = feature_layout().local_vel  # the joints' velocities carry the root's too
+    assert bool((s[0, :, :3] == 1.0).all()) and bool((s[0, :, lv] == 1.0).all())
+    assert bool((s[0, :, 3:lv.start] == 2.5).all()) and bool((s[0, :, lv.stop:] == 2.5).all())  # height: xz path
     assert bool((s[1] == 2.5).all())  # motion 1 has no constraint
     assert diff._guidance_scales(root, ControlBatch.empty(2, 13), (2, 12, TINY.feature_dim), 2.5) == 2.5
+
+
+def test_averaged_checkpoints_hold_the_mean_weights(tmp_path) -> None:
+    from ikmo.motion_model.model.checkpoints import average_checkpoints
+
+    cfg = ModelConfig(denoiser=TINY, control=ControlConfig(hidden=16), text_encoder="hash:16")
+    nets = []
+    for k in range(3):
+        torch.manual_seed(k)
+        nets.append(IKMoNet(cfg))
+        save_checkpoint(tmp_path / f"c{k}", nets[-1], DiffusionConfig(), {"train": {"step": 100 * k}})
+    meta = average_checkpoints([tmp_path / f"c{k}" for k in range(3)], tmp_path / "avg")
+    avg, _, _ = load_checkpoint(tmp_path / "avg", torch.device("cpu"))
+    w = "control.encoder.traj.net.0.weight"
+    want = torch.stack([n.state_dict()[w] for n in nets]).mean(0)
+    assert torch.allclose(avg.state_dict()[w], want, atol=1e-6) and meta["averaged_steps"] == [0, 100, 200]
+    other = IKMoNet(ModelConfig(denoiser=TINY, control=ControlConfig(hidden=8), text_encoder="hash:16"))
+    save_checkpoint(tmp_path / "odd", other, DiffusionConfig(), {})
+    with pytest.raises(ConfigError, match="differ"):
+        average_checkpoints([tmp_path / "c0", tmp_path / "odd"], tmp_path / "avg2")
