@@ -44,21 +44,21 @@ def test_quick_subset_on_the_offline_provider_matches_the_baseline(tmp_path: Pat
     assert summarise(records)["offline"]["pass_rate"] == pytest.approx(base["pass_rate"])
 
 
-def test_replay_of_a_recorded_smollm2_run_gives_its_scores(tmp_path: Path) -> None:
-    rec = BASELINE / "smollm2_run"
+def test_replay_of_a_recorded_local_llm_run_gives_its_scores(tmp_path: Path) -> None:
+    rec = BASELINE / "local_llm_run"
     recorded = read_results(rec / "results.jsonl")
     cases = load_cases(case_ids=sorted({r["case"] for r in recorded}))
     out = tmp_path / "replay"
     records = run_eval(EvalConfig(cases=cases, providers=replay_providers(rec), out=out, replay=rec))
     assert _scores(records) == _scores(recorded)
     keys = ("calls", "first_answers", "first_invalid", "structured_retries", "tokens_in", "tokens_out", "fallbacks")
-    assert [[r[k] for k in keys] for r in sorted(records, key=lambda r: r["case"])] == \
-        [[r[k] for k in keys] for r in sorted(recorded, key=lambda r: r["case"])]
+    assert [[r[k] for k in keys] for r in sorted(records, key=lambda r: (r["case"], r["provider"]))] == \
+        [[r[k] for k in keys] for r in sorted(recorded, key=lambda r: (r["case"], r["provider"]))]
 
 
 def test_replay_without_a_recording_is_a_clear_error(tmp_path: Path) -> None:
     rec = tmp_path / "rec"
-    shutil.copytree(BASELINE / "smollm2_run", rec)
+    shutil.copytree(BASELINE / "local_llm_run", rec)
     shutil.rmtree(rec / "cassettes")
     r = subprocess.run([sys.executable, "-m", "ikmo.cli", "eval", "agents", "--replay", str(rec), "--case",
                         "dist-3-meters", "--out", str(tmp_path / "o")], capture_output=True, text=True)
