@@ -30,8 +30,8 @@ from ikmo.motion_model.constraints import (
 )
 from ikmo.motion_model.control.align import facing_yaw, rotate_y
 from ikmo.motion_model.errors import MotionDataError
-from ikmo.motion_model.model.training import Clip, root_heading
-from ikmo.motion_model.representation.features import features_to_pose_frames
+from ikmo.motion_model.model.training import Clip
+from ikmo.motion_model.representation.features import features_to_pose_frames, root_heading
 from ikmo.motion_model.representation.skeleton import FPS, MAX_FRAMES
 
 log = logging.getLogger(__name__)

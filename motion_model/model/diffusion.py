@@ -16,8 +16,9 @@ from collections.abc import Callable
 import torch
 
 from ikmo.motion_model.control.control_batch import ControlBatch
-from ikmo.motion_model.model.networks import IKMoNet
+from ikmo.motion_model.model.networks import ROOT_CHANNELS, IKMoNet, root_targets
 from ikmo.motion_model.model_config import DiffusionConfig
+from ikmo.motion_model.representation.features import feature_layout
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +159,6 @@ class GaussianDiffusion:
         ControlNet alone, one checkpoint). The joints' local velocities carry the root's motion too,
         so rows whose velocity is fixed keep those at the constrained scale as well: 1.6 m.
         """
-        from ikmo.motion_model.model.networks import ROOT_CHANNELS, root_targets
-        from ikmo.motion_model.representation.features import feature_layout
-
         if net.control is None or net.control.cfg.traj_features != "root":
             return guidance_scale
         masks = root_targets(control, shape[1], net.mean, net.std)[..., ROOT_CHANNELS: 2 * ROOT_CHANNELS]

@@ -36,9 +36,10 @@ from ikmo.motion_model.errors import ConfigError
 from ikmo.motion_model.fileio import atomic_path, write_json
 from ikmo.motion_model.model.checkpoints import load_checkpoint, load_optimizer, read_meta, save_checkpoint
 from ikmo.motion_model.model.diffusion import GaussianDiffusion
-from ikmo.motion_model.model.networks import IKMoNet
+from ikmo.motion_model.model.networks import ROOT_CHANNELS, IKMoNet, root_targets
 from ikmo.motion_model.model.text_encoder import build_text_encoder
 from ikmo.motion_model.model_config import ControlConfig, DiffusionConfig, ModelConfig, TrainConfig
+from ikmo.motion_model.representation.features import root_heading
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +81,6 @@ def load_corpus(corpus_dir: Path, split: str = "train", min_rows: int = 8) -> Co
 
 
 # ----------------------------------------------------------------------------- control sampling
-
-
-def root_heading(raw: torch.Tensor) -> torch.Tensor:
-    """Facing yaw ψ (B, L + 1) of every pose frame of raw features (B, L, F): the features' own
-    integrated root yaw (ψ = −θ, frame 0 = 0), so the root targets built from it reproduce the
-    features' root channels exactly."""
-    half = torch.cumsum(raw[..., 0], dim=-1)
-    return -2.0 * torch.cat([torch.zeros_like(half[..., :1]), half], dim=-1)
 
 
 def sample_controls(joints: torch.Tensor, n_frames: list[int], g: torch.Generator,
@@ -172,8 +165,6 @@ def root_target_loss(pred: torch.Tensor, valid: torch.Tensor, net: IKMoNet, cont
     through the integrated path, so a ControlNet learns to copy them slowly (measured: after 1,200
     CPU steps with root inputs its one-step prediction was no closer to them than the base's).
     """
-    from ikmo.motion_model.model.networks import ROOT_CHANNELS, root_targets
-
     r = root_targets(control, pred.shape[1], net.mean, net.std)
     m = r[..., ROOT_CHANNELS: 2 * ROOT_CHANNELS] * valid[..., None]
     err = m * (pred[..., :ROOT_CHANNELS] - r[..., :ROOT_CHANNELS]) ** 2
@@ -191,8 +182,6 @@ def swap_roots(x0: torch.Tensor, control: ControlBatch, net: IKMoNet, prob: floa
     A motion is chosen with chance `prob` among those that have root targets (a path with its heading);
     its x_t root channels become sqrt(ᾱ_t)·x0_other + the same noise, x0_other the next motion's.
     """
-    from ikmo.motion_model.model.networks import ROOT_CHANNELS, root_targets
-
     has = root_targets(control, x0.shape[1], net.mean, net.std)[..., ROOT_CHANNELS + 1].amax(-1) > 0  # (B,)
     pick = has & (torch.rand(x0.shape[0], generator=g) < prob).to(x0.device)
     other = torch.roll(x0[..., :ROOT_CHANNELS], 1, dims=0) - x0[..., :ROOT_CHANNELS]

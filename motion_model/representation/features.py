@@ -384,6 +384,15 @@ def features_to_root(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return r_rot, torch.stack((px, features[..., 3], pz), dim=-1)
 
 
+def root_heading(features: torch.Tensor) -> torch.Tensor:
+    """Facing yaw ψ (..., N + 1) of every pose frame of raw features (..., N, D), radians from +Z
+    towards +X: the integrated root yaw negated (ψ = −θ, frame 0 = 0; `_root_yaw`'s convention, one
+    frame more: the last row's yaw velocity turns the last pose frame). Root targets built from it
+    (`networks.root_targets`) give back the features' root channels exactly."""
+    half = torch.cumsum(features[..., 0], dim=-1)
+    return -2.0 * torch.cat([torch.zeros_like(half[..., :1]), half], dim=-1)
+
+
 @numpy_compatible
 def features_to_joints(features: torch.Tensor, skel: Skeleton = HUMANML3D_22) -> torch.Tensor:
     """Global joint positions (..., N, J, 3) in metres from features (..., N, D) (``recover_from_ric``).

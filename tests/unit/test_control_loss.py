@@ -44,7 +44,8 @@ def test_ground_truth_meets_its_own_constraints_in_a_padded_batch() -> None:
 
 
 def test_training_controls_carry_the_true_heading_when_asked() -> None:
-    from ikmo.motion_model.model.training import root_heading, sample_controls
+    from ikmo.motion_model.model.training import sample_controls
+    from ikmo.motion_model.representation.features import root_heading
 
     feats = torch.from_numpy(np.asarray(joints_to_features(synthetic_walk(60, 1.2, 0.8)), dtype=np.float32))
     raw = feats[None].repeat(64, 1, 1)
@@ -63,7 +64,8 @@ def test_training_controls_carry_the_true_heading_when_asked() -> None:
 
 
 def test_root_target_loss_is_zero_on_the_truth_and_counts_only_given_channels() -> None:
-    from ikmo.motion_model.model.training import root_heading, root_target_loss
+    from ikmo.motion_model.model.training import root_target_loss
+    from ikmo.motion_model.representation.features import root_heading
 
     feats = torch.from_numpy(np.asarray(joints_to_features(synthetic_walk(40, 1.2, 0.8)), dtype=np.float32))[None]
     net = IKMoNet(ModelConfig(denoiser=DenoiserConfig(d_model=16, n_layers=1, n_heads=2, ff_dim=32, text_dim=8),

@@ -141,8 +141,7 @@ def test_root_targets_reproduce_the_features_root_channels() -> None:
 
     from ikmo.motion_model.data.synthetic import synthetic_walk
     from ikmo.motion_model.model.networks import ROOT_CHANNELS, root_targets
-    from ikmo.motion_model.model.training import root_heading
-    from ikmo.motion_model.representation.features import features_to_pose_frames, joints_to_features
+    from ikmo.motion_model.representation.features import features_to_pose_frames, joints_to_features, root_heading
 
     feats = torch.from_numpy(np.asarray(joints_to_features(synthetic_walk(60, 1.2, 0.8)), dtype=np.float32))[None]
     joints = features_to_pose_frames(feats)
