@@ -162,6 +162,10 @@ class TrainConfig(_Cfg):
         description="control stage, root-target ControlNets: chance that a motion with root targets gets another "
                     "motion's root channels in its noised input x_t, so the ControlNet learns to take the root from "
                     "the targets rather than from x_t (see training.swap_roots)")
+    root_swap_velocities: bool = Field(
+        default=True,
+        description="with root_swap_prob: swap the joints' local velocities too, which carry the root's speed "
+                    "(False: the root channels only, as the chunks of eval/weights/root_target were trained)")
     control_loss_weight: float = Field(
         default=1.0, ge=0,
         description="control stage: weight of the constraint loss (L_traj + L_pose, m²) on the joints of the "

@@ -116,6 +116,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             min=0, help="weight of the loss between the predicted root channels and the root targets")] = 0.0,
         root_swap_prob: Annotated[float, typer.Option(
             min=0, max=1, help="chance a motion with root targets gets another's root in its noised input")] = 0.0,
+        root_swap_velocities: Annotated[bool, typer.Option(
+            help="the swap also takes the other motion's joint velocities (they carry the root's speed)")] = True,
         heading_prob: Annotated[float, typer.Option(
             min=0, max=1, help="chance a trajectory comes with its true heading")] = 0.0,
         long_crop_prob: Annotated[float, typer.Option(
@@ -136,7 +138,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
                            max_minutes=max_minutes, num_threads=threads, ckpt_every=ckpt_every,
                            log_every=log_every, seed=seed, control_loss_weight=control_loss_weight,
                            heading_prob=heading_prob, long_crop_prob=long_crop_prob,
-                           root_loss_weight=root_loss_weight, root_swap_prob=root_swap_prob)
+                           root_loss_weight=root_loss_weight, root_swap_prob=root_swap_prob,
+                           root_swap_velocities=root_swap_velocities)
         ccfg = ControlConfig(mode=mode, traj_features=traj_features, output_head=output_head)  # type: ignore[arg-type]
         summary = train(corpus, run_dir, tcfg, init_from=init, control_cfg=ccfg,
                         resume=resume, export_to=export_to, device=resolve_device(device))

@@ -87,8 +87,9 @@ def test_root_target_loss_is_zero_on_the_truth_and_counts_only_given_channels() 
     assert float(root_target_loss(off, valid, net, cb)) == pytest.approx(1 / 3, rel=1e-4)
 
 
-def test_swap_roots_gives_only_motions_with_root_targets_another_motions_root() -> None:
+def test_swap_roots_gives_only_motions_with_root_targets_another_motions_root_motion() -> None:
     from ikmo.motion_model.model.training import swap_roots
+    from ikmo.motion_model.representation.features import feature_layout
 
     net = IKMoNet(ModelConfig(denoiser=DenoiserConfig(d_model=16, n_layers=1, n_heads=2, ff_dim=32, text_dim=8),
                               control=ControlConfig(hidden=8, traj_features="root"), text_encoder="hash:8"))
@@ -96,7 +97,17 @@ def test_swap_roots_gives_only_motions_with_root_targets_another_motions_root() 
     cb = ControlBatch.empty(3, 10)
     cb.traj_mask[:2, :, 0] = cb.traj_mask[:2, :, 2] = True  # motions 0 and 1: a path ...
     cb.heading_mask[0] = True  # ... but only motion 0 has its heading, hence root targets
-    hook = swap_roots(x0, cb, net, 1.0, torch.Generator().manual_seed(0))
+    lv = feature_layout().local_vel
+    # The root channels only (how eval/weights/root_target was trained).
+    hook = swap_roots(x0, cb, net, 1.0, torch.Generator().manual_seed(0), velocities=False)
     out = hook(x0.clone(), torch.ones(3, 1, 1))  # no noise: x_t = x0
     assert torch.allclose(out[0, :, :4], x0[2, :, :4], atol=1e-6)  # motion 2's root, rolled by one
     assert torch.equal(out[0, :, 4:], x0[0, :, 4:]) and torch.equal(out[1:], x0[1:])
+    # By default the joints' local velocities, which carry the root's speed, come with it.
+    hook = swap_roots(x0, cb, net, 1.0, torch.Generator().manual_seed(0))
+    out = hook(x0.clone(), torch.full((3, 1, 1), 0.5))
+    assert torch.allclose(out[0, :, :4], x0[0, :, :4] + 0.5 * (x0[2, :, :4] - x0[0, :, :4]), atol=1e-6)
+    assert torch.allclose(out[0, :, lv], x0[0, :, lv] + 0.5 * (x0[2, :, lv] - x0[0, :, lv]), atol=1e-6)
+    assert torch.equal(out[0, :, 4:lv.start], x0[0, :, 4:lv.start])
+    assert torch.equal(out[0, :, lv.stop:], x0[0, :, lv.stop:])
+    assert torch.equal(out[1:], x0[1:])
