@@ -177,9 +177,10 @@ def score(name: str, feats: Sequence[np.ndarray], joints: Sequence[np.ndarray], 
     """All metrics of one method's motions (one per case, in case order)."""
     emb = evaluator.embed_motions(list(feats))
     rp = metrics.r_precision(text_emb, emb, top_k=3, pool_size=32)
-    ce = metrics.aggregate_control_errors([trajectory_errors(j, c) for j, c in zip(joints, cases, strict=True)],
-                                          THRESHOLDS)
-    kf = np.concatenate([keyframe_errors(j, c, align_yaw) for j, c in zip(joints, cases, strict=True)])
+    traj = [trajectory_errors(j, c) for j, c in zip(joints, cases, strict=True)]
+    ce = metrics.aggregate_control_errors(traj, THRESHOLDS)
+    kfs = [keyframe_errors(j, c, align_yaw) for j, c in zip(joints, cases, strict=True)]
+    kf = np.concatenate(kfs)
     skating = [metrics.foot_skating_ratio(j) for j in joints]
     facing = facing_errors(joints, cases)
     row: dict[str, Any] = {
@@ -203,11 +204,19 @@ def score(name: str, feats: Sequence[np.ndarray], joints: Sequence[np.ndarray], 
         "n_motions": len(joints),
         "n_traj_points": ce.n_points,
         "n_keyframes": int(kf.size),
+        # Per case, in case order (None: the case has no such constraint), for paired comparisons
+        # across runs (`bench_compare`).
+        "per_case": {"traj_err": [_mean_or_none(e) for e in traj], "keyframe_mpjpe": [_mean_or_none(e) for e in kfs],
+                     "skating": [float(v) for v in skating]},
     }
     for t in THRESHOLDS:
         row[f"traj_err_{t}"] = ce.traj_err[t]
         row[f"loc_err_{t}"] = ce.loc_err[t]
     return row
+
+
+def _mean_or_none(v: np.ndarray) -> float | None:
+    return float(v.mean()) if v.size else None
 
 
 def run_control_benchmark(runs: Sequence[MethodRun], cases: Sequence[ControlCase], evaluator: Evaluator,
@@ -238,7 +247,8 @@ def run_control_benchmark(runs: Sequence[MethodRun], cases: Sequence[ControlCase
                                ).align_yaw)
         row["seconds_per_motion"] = sec
         rows.append(row)
-        log.info("%s: %s", run.name, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
+        log.info("%s: %s", run.name, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()
+                                      if k != "per_case"})
     model = next((r.model for r in runs if r.model is not None), None)
     result: dict[str, Any] = {
         "benchmark": benchmark,

@@ -30,8 +30,9 @@ from scipy import stats
 
 from ikmo.motion_model.errors import InputFileError
 
+from ..stats import bootstrap_mean_ci
+
 ALPHA = 0.05
-BOOTSTRAP_RESAMPLES = 10_000
 
 
 def rank_biserial(diffs: Sequence[float]) -> float:
@@ -89,16 +90,6 @@ def _pair_rows(answers: Sequence[dict[str, Any]], a: str, b: str) -> list[tuple[
     return out
 
 
-def _bootstrap_ci(diffs: np.ndarray, seed: int) -> tuple[float, float]:
-    if len(diffs) < 2 or np.ptp(diffs) == 0:  # no spread: the interval is the value itself
-        m = float(diffs.mean()) if len(diffs) else float("nan")
-        return m, m
-    res = stats.bootstrap((diffs,), np.mean, confidence_level=0.95, n_resamples=BOOTSTRAP_RESAMPLES,
-                          method="BCa", rng=np.random.default_rng(seed))
-    lo, hi = res.confidence_interval
-    return float(lo), float(hi)
-
-
 def compare(answers: Sequence[dict[str, Any]], a: str, b: str, seed: int = 0) -> dict[str, Any]:
     """The comparison of conditions a and b (B − A: positive when b is rated higher)."""
     rows = _pair_rows(answers, a, b)
@@ -128,7 +119,7 @@ def compare(answers: Sequence[dict[str, Any]], a: str, b: str, seed: int = 0) ->
     else:
         res.update(wilcoxon_W=None, p=None, method="no non-zero difference")
     res["rank_biserial"] = rank_biserial(d) if n else None
-    lo, hi = _bootstrap_ci(d, seed) if n else (None, None)
+    lo, hi = bootstrap_mean_ci(d, seed) if n else (None, None)
     res["ci95_diff"] = [lo, hi]
     k = sum(1 for r in rows if r[4])
     res["choices_b"] = k

@@ -123,6 +123,64 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
                    f"HumanML3D numbers. JSON: {out}" + (f", {out.with_name(out.stem + '_requests.json')}"
                                                         if requests and model is not None else ""))
 
+    @bench.command("compare")
+    def bench_compare(
+        corpus: Annotated[Path, typer.Option(help="HumanML3D-layout corpus (cases: its test split)")] = DEFAULT_CORPUS,
+        weights: Annotated[Path | None, typer.Option(help="checkpoint A (default: bundled, decoupled)")] = None,
+        other_weights: Annotated[Path | None, typer.Option(
+            help="checkpoint B (default: eval/weights/joint_encoder, the joint-encoder ablation)")] = None,
+        names: Annotated[str, typer.Option(help="names of A and B in the table, comma-separated")] = (
+            "decoupled,joint"),
+        seeds: Annotated[str, typer.Option(help="seeds of cases, comma-separated (one case set each)")] = "0,1,2",
+        n_cases: Annotated[int, typer.Option(min=2, help="cases per seed")] = 128,
+        evaluator: Annotated[Path | None, typer.Option(help="evaluator .safetensors (default: bundled)")] = None,
+        batch_size: Annotated[int, typer.Option(min=1)] = 16,
+        steps: Annotated[int | None, typer.Option(help="DDIM steps (default: the checkpoint's)")] = None,
+        case_heading: Annotated[bool, typer.Option(
+            help="the test cases' paths carry the clip's own facing, as the trajectory agent's do")] = True,
+        threads: Annotated[int, typer.Option(min=1)] = 2,
+        out: Annotated[Path, typer.Option(help="JSON result")] = Path("runs/bench_compare.json"),
+    ) -> None:
+        """Two checkpoints (decoupled vs joint encoders by default), ControlNet alone and full IKMo, on
+        several seeds of test cases, with 95 % confidence intervals of each figure and of the difference."""
+        import torch
+
+        from ikmo.eval.bench_compare import format_compare, run_compare
+        from ikmo.eval.bench_control import BUNDLED_JOINT_WEIGHTS, BenchConfig
+        from ikmo.eval.evaluator import load_evaluator
+        from ikmo.motion_model.errors import ConfigError
+        from ikmo.motion_model.fileio import write_json
+        from ikmo.motion_model.model.training import load_corpus
+        from ikmo.motion_model.sampling import load_model
+
+        pair = tuple(n.strip() for n in names.split(","))
+        if len(pair) != 2 or not all(pair) or pair[0] == pair[1]:
+            raise ConfigError(f"--names {names!r}: give two different names, e.g. decoupled,joint")
+        try:
+            seed_list = [int(v) for v in seeds.split(",") if v.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds {seeds!r}: give integers, comma-separated, e.g. 0,1,2") from None
+        if not seed_list:
+            raise ConfigError("--seeds is empty: give at least one seed, e.g. 0,1,2")
+        torch.set_num_threads(threads)
+        model_a = load_model(weights)
+        model_b = load_model(other_weights or BUNDLED_JOINT_WEIGHTS)
+        for label, m in (("--weights", model_a), ("--other-weights", model_b)):
+            if not m.has_controlnet:
+                raise ConfigError(f"{label}: the checkpoint has no ControlNet to compare (train the control stage)")
+        ev = load_evaluator(evaluator)
+        ev.info["path"] = str(evaluator or "bundled")
+        cfg = BenchConfig(n_cases=n_cases, batch_size=batch_size, steps=steps)
+        progress = lambda m, b, n: log.info("%s: batch %d/%d", m, b, n)  # noqa: E731
+        result = run_compare(model_a, model_b, load_corpus(corpus, "test").clips, ev, cfg, seed_list,
+                             (pair[0], pair[1]), case_heading, on_progress=progress)
+        result["weights"] = [str(weights or "bundled"), str(other_weights or BUNDLED_JOINT_WEIGHTS)]
+        write_json(out, result)
+        typer.echo(f"{pair[0]} ({result['weights'][0]}) vs {pair[1]} ({result['weights'][1]}), {n_cases} cases "
+                   f"on each of seeds {seed_list}; 95 % intervals:")
+        typer.echo(format_compare(result["summary"], pair))
+        typer.echo(f"JSON: {out}")
+
     @bench.command("speed")
     def bench_speed(
         weights: Annotated[Path | None, typer.Option(help="motion model directory (default: bundled)")] = None,

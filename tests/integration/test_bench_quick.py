@@ -215,6 +215,54 @@ def test_bench_control_quick_cli(setup: dict[str, Path], tmp_path: Path) -> None
     assert rrows["ikmo"]["facing_err_median_deg"] < 20.0, rrows["ikmo"]
 
 
+def test_bench_compare_cli_pairs_cases_and_noise_across_checkpoints(setup: dict[str, Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ikmo.cli import _build
+
+    # B: the same architecture with other random weights.
+    mcfg = ModelConfig(denoiser=DenoiserConfig(d_model=32, n_layers=1, n_heads=2, ff_dim=64, text_dim=32),
+                       control=ControlConfig(hidden=16), text_encoder="hash:32")
+    tr = load_corpus(setup["corpus"], "train")
+    other = build_model(mcfg, DiffusionConfig(sample_steps=2), seed=7, mean=torch.as_tensor(tr.mean),
+                        std=torch.as_tensor(tr.std))
+    other_dir = save_checkpoint(tmp_path / "other", other.net, other.diffusion.cfg)
+
+    def compare(b: Path, out: Path) -> dict:
+        res = CliRunner().invoke(_build(), [
+            "bench", "compare", "--corpus", str(setup["corpus"]), "--weights", str(setup["weights"]),
+            "--other-weights", str(b), "--names", "mine,theirs", "--seeds", "0,1", "--n-cases", "4",
+            "--steps", "2", "--batch-size", "4", "--threads", "1", "--evaluator", str(setup["evaluator"]),
+            "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        assert "mine − theirs" in res.output and "95 %" in res.output
+        return json.loads(out.read_text())
+
+    same = compare(setup["weights"], tmp_path / "same.json")
+    assert same["seeds"] == [0, 1] and len(same["per_seed"]) == 2
+    rows = {(r["stage"], r["metric"]): r for r in same["summary"]}
+    assert set(rows) == {(s, m) for s in ("alone", "ikmo")
+                         for m in ("traj_err", "keyframe_mpjpe", "skating", "fid", "r_precision_top3")}
+    # One checkpoint against itself: the same cases and the same noise, so every difference is exactly 0.
+    for r in rows.values():
+        assert r["diff"] == 0.0 and r["diff_ci"] == [0.0, 0.0] and r["verdict"] == "no difference shown", r
+    assert rows[("alone", "traj_err")]["n"] == 8  # 4 cases × 2 seeds, each with a path
+    # Stage 1 meets the path; the untrained ControlNet alone does not: both stages are really run.
+    assert rows[("ikmo", "traj_err")]["a"] < 0.1 * rows[("alone", "traj_err")]["a"]
+    lo, hi = rows[("alone", "traj_err")]["a_ci"]
+    assert lo <= rows[("alone", "traj_err")]["a"] <= hi and lo < hi
+
+    diff = compare(other_dir, tmp_path / "diff.json")
+    alone = {r["metric"]: r for r in diff["summary"] if r["stage"] == "alone"}
+    assert alone["traj_err"]["diff"] != 0.0
+    assert alone["traj_err"]["diff"] == pytest.approx(alone["traj_err"]["a"] - alone["traj_err"]["b"])
+
+    res = CliRunner().invoke(_build(), ["bench", "compare", "--corpus", str(setup["corpus"]), "--seeds", "0,x"])
+    from ikmo.motion_model.errors import ConfigError
+
+    assert isinstance(res.exception, ConfigError) and "--seeds" in str(res.exception)  # the CLI prints it as one line
+
+
 def test_bench_speed_cli(setup: dict[str, Path], tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
