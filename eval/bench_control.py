@@ -263,7 +263,7 @@ def run_control_benchmark(runs: Sequence[MethodRun], cases: Sequence[ControlCase
                           "not comparable to published HumanML3D numbers.",
         "targets": TARGETS,
         "notes": cfg.notes,
-        "cases": [{"id": c.case_id, "text": c.text, "request": c.request, "n_frames": c.n_frames,
+        "cases": [{"id": c.case_id, "text": c.text, "request": c.request, "group": c.group, "n_frames": c.n_frames,
                    "keyframes": c.control().keyframe_indices()} for c in cases],
         "results": rows,
     }

@@ -17,6 +17,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from ikmo.motion_model.constraints import MotionSpec
 from ikmo.motion_model.errors import ConfigError
@@ -25,6 +28,7 @@ from ikmo.motion_model.representation.skeleton import MAX_FRAMES
 from .agents.cases import Case, load_cases
 from .agents.runner import EvalConfig, ProviderConfig, read_results, run_eval, run_folder
 from .cases import ControlCase
+from .metrics import REAL_SKATING
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,7 @@ def request_cases(agents_out: Path, cases: Sequence[Case], notes: list[str] | No
             notes.append(f"{case.id}: {spec.n_frames} frames, longer than one window; left out")
             continue
         out.append(ControlCase(case.id, "request", 0, spec.description.text, None, None, spec,
-                               request=case.request.text))
+                               request=case.request.text, group=case.category))
     return out
 
 
@@ -71,3 +75,34 @@ def suite_request_cases(agents_out: Path, cases_dir: Path | None = None, weights
         raise ConfigError(f"only {len(found)} suite request(s) in {agents_out} gave a motion; the request "
                           "table needs at least 2 (see its results.jsonl)")
     return found
+
+
+def by_group(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per suite category and method of a request table (`run_control_benchmark`'s result): the number
+    of motions, the mean distance of the pelvis from its planned path (m, motions with a path) and the
+    share of motions that skate no more than the real clips. Why: the pooled figures cannot say whether
+    turns, backward walks or sidesteps fail where forward walks do not (the data the model lacks)."""
+    groups = [c.get("group") or "?" for c in result["cases"]]
+    out = []
+    for g in sorted(set(groups)):
+        idx = [i for i, x in enumerate(groups) if x == g]
+        row: dict[str, Any] = {"group": g, "n": len(idx)}
+        for r in result["results"]:
+            errs = [r["per_case"]["traj_err"][i] for i in idx if r["per_case"]["traj_err"][i] is not None]
+            skate = [r["per_case"]["skating"][i] for i in idx]
+            row[r["method"]] = {"traj_err": float(np.mean(errs)) if errs else None,
+                                "skating_ok_share": float(np.mean(np.asarray(skate) <= REAL_SKATING))}
+        out.append(row)
+    return out
+
+
+def format_by_group(rows: Sequence[dict[str, Any]], methods: Sequence[str]) -> str:
+    """A markdown table of `by_group`: one row per category, a cell "path error m · skating ≤ real %"
+    per method."""
+    def cell(v: dict[str, Any]) -> str:
+        err = "–" if v["traj_err"] is None else f"{v['traj_err']:.2f} m"
+        return f"{err} · {100 * v['skating_ok_share']:.0f} %"
+
+    lines = ["| category | n | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 2)]
+    lines += [f"| {r['group']} | {r['n']} | " + " | ".join(cell(r[m]) for m in methods) + " |" for r in rows]
+    return "\n".join(lines)

@@ -44,7 +44,8 @@ class ControlCase:
     A test-clip case: features (T-1, 263) raw features of the real window, joints (T, 22, 3) its
     global joints in metres, spec the constraints (trajectory + keyframes) with the caption as a
     `MotionSpec`. A request case (`eval/bench_requests.py`): the spec the agents made from a suite
-    request, `request` the words the user typed, and no real motion (features, joints None).
+    request, `request` the words the user typed, `group` its suite category, and no real motion
+    (features, joints None).
     """
 
     case_id: str
@@ -55,6 +56,7 @@ class ControlCase:
     joints: np.ndarray | None
     spec: MotionSpec
     request: str | None = None
+    group: str | None = None  # a request's suite category (turns, directions, ...), for per-category figures
 
     @property
     def n_frames(self) -> int:

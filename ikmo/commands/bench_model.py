@@ -103,7 +103,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         if requests and model is not None:
             from dataclasses import replace
 
-            from ikmo.eval.bench_requests import suite_request_cases
+            from ikmo.eval.bench_requests import by_group, format_by_group, suite_request_cases
 
             rcfg = replace(cfg, user_rig=True, notes=[])
             rcases = suite_request_cases(requests_dir, requests_cases, weights=weights, notes=rcfg.notes)
@@ -117,6 +117,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             typer.echo(f"\nThe agent suite's requests ({len(rcases)} motions as `ikmo generate` writes them; "
                        "FID against the test clips above):")
             typer.echo(format_table(rresult["results"]))
+            typer.echo("\nBy suite category (mean distance from the planned path · share skating ≤ real):")
+            typer.echo(format_by_group(by_group(rresult), [r["method"] for r in rresult["results"]]))
             for note in rcfg.notes:
                 typer.echo(f"note: {note}")
         typer.echo("FID/R-precision/Diversity: evaluator trained on our corpus, not comparable to published "

@@ -213,6 +213,17 @@ def test_bench_control_quick_cli(setup: dict[str, Path], tmp_path: Path) -> None
     assert 1 <= rrows["ikmo"]["n_forward_walks"] <= 2
     # stage 1's heading projection turns even this untrained model's body onto the path's tangent
     assert rrows["ikmo"]["facing_err_median_deg"] < 20.0, rrows["ikmo"]
+    # The per-category breakdown: each picked case under its suite category, the figures its own.
+    from ikmo.eval.bench_requests import by_group
+
+    assert "By suite category" in res.output and "| shapes | 1 |" in res.output
+    groups = {g["group"]: g for g in by_group(req)}
+    assert set(groups) == {"shapes", "directions", "sequencing"} and all(g["n"] == 1 for g in groups.values())
+    arc = [c["id"] for c in req["cases"]].index("shape-arc-left")
+    assert groups["shapes"]["no_optimization"]["traj_err"] == pytest.approx(
+        rrows["no_optimization"]["per_case"]["traj_err"][arc])
+    assert sum(g["n"] * g["ikmo"]["skating_ok_share"] for g in groups.values()) == pytest.approx(
+        3 * rrows["ikmo"]["skating_ok_share"])
 
 
 def test_bench_compare_cli_pairs_cases_and_noise_across_checkpoints(setup: dict[str, Path], tmp_path: Path) -> None:
