@@ -152,6 +152,11 @@ class TrainConfig(_Cfg):
         default=0.0, ge=0, le=1,
         description="chance that a training crop is as long as its clip allows (≤ max_len rows) instead of a "
                     "uniform length: requests are mostly 5-10 s, the corpus's clips mostly shorter")
+    time_warp_prob: float = Field(
+        default=0.0, ge=0, le=1,
+        description="chance that a training crop is played faster or slower (data.augment.time_warp), at a rate "
+                    "drawn log-uniformly in [1/time_warp_max, time_warp_max]; 0 draws nothing (older runs)")
+    time_warp_max: float = Field(default=1.3, ge=1, le=3, description="largest time-warp rate (and 1/it the smallest)")
     root_loss_weight: float = Field(
         default=0.0, ge=0,
         description="control stage, root-target ControlNets: weight of the masked MSE between the predicted root "

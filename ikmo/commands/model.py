@@ -122,6 +122,10 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             min=0, max=1, help="chance a trajectory comes with its true heading")] = 0.0,
         long_crop_prob: Annotated[float, typer.Option(
             min=0, max=1, help="chance a crop is as long as its clip allows")] = 0.0,
+        time_warp_prob: Annotated[float, typer.Option(
+            min=0, max=1, help="chance a crop is played faster or slower (speeds the corpus has few of)")] = 0.0,
+        time_warp_max: Annotated[float, typer.Option(
+            min=1, max=3, help="largest time-warp rate; the smallest is its inverse")] = 1.3,
     ) -> None:
         """Train the Motion ControlNet + control encoders on a frozen base (resumable, time-boxed)."""
         from ikmo.motion_model.errors import ConfigError
@@ -139,7 +143,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
                            log_every=log_every, seed=seed, control_loss_weight=control_loss_weight,
                            heading_prob=heading_prob, long_crop_prob=long_crop_prob,
                            root_loss_weight=root_loss_weight, root_swap_prob=root_swap_prob,
-                           root_swap_velocities=root_swap_velocities)
+                           root_swap_velocities=root_swap_velocities, time_warp_prob=time_warp_prob,
+                           time_warp_max=time_warp_max)
         ccfg = ControlConfig(mode=mode, traj_features=traj_features, output_head=output_head)  # type: ignore[arg-type]
         summary = train(corpus, run_dir, tcfg, init_from=init, control_cfg=ccfg,
                         resume=resume, export_to=export_to, device=resolve_device(device))

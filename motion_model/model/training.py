@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ikmo.motion_model.control.align import JointsFn, facing_yaw, rotate_y
 from ikmo.motion_model.control.control_batch import ControlBatch
 from ikmo.motion_model.control.guidance import constraint_losses
+from ikmo.motion_model.data.augment import time_warp
 from ikmo.motion_model.errors import ConfigError
 from ikmo.motion_model.fileio import atomic_path, write_json
 from ikmo.motion_model.model.checkpoints import load_checkpoint, load_optimizer, read_meta, save_checkpoint
@@ -244,8 +245,14 @@ def _make_batch(corpus: Corpus, caption_emb: dict[str, torch.Tensor], net: IKMoN
         L = int(torch.randint(lo, hi + 1, (1,), generator=g))
         if cfg.long_crop_prob > 0 and float(torch.rand(1, generator=g)) < cfg.long_crop_prob:
             L = hi
-        start = int(torch.randint(0, N - L + 1, (1,), generator=g))
-        crops.append(torch.from_numpy(clip.features[start: start + L]))
+        rate = 1.0
+        if cfg.time_warp_prob > 0 and float(torch.rand(1, generator=g)) < cfg.time_warp_prob:
+            rate = math.exp((2 * float(torch.rand(1, generator=g)) - 1) * math.log(cfg.time_warp_max))
+            L = max(1, min(L, math.floor(N / rate)))  # the source must cover L rows at this rate
+        n_src = min(N, math.ceil(L * rate))
+        start = int(torch.randint(0, N - n_src + 1, (1,), generator=g))
+        crop = torch.from_numpy(clip.features[start: start + n_src])
+        crops.append(time_warp(crop, rate, L) if rate != 1.0 else crop)
         caps.append(clip.captions[int(torch.randint(0, len(clip.captions), (1,), generator=g))])
     Lmax = max(len(c) for c in crops)
     F = crops[0].shape[1]

@@ -1,0 +1,68 @@
+"""Time-warping a crop: identity at rate 1, speed × rate and the same path otherwise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ikmo.motion_model.data.augment import time_warp, warp_joints
+from ikmo.motion_model.data.synthetic import synthetic_walk
+from ikmo.motion_model.representation.features import features_to_pose_frames, joints_to_features
+from ikmo.motion_model.representation.skeleton import FPS
+
+
+def _walk(n: int = 81, speed: float = 1.2, turn: float = 0.4) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(joints_to_features(synthetic_walk(n, speed, turn)), dtype=np.float32))
+
+
+def test_rate_one_gives_the_crop_back() -> None:
+    f = _walk()
+    np.testing.assert_allclose(time_warp(f, 1.0).numpy(), f.numpy(), atol=1e-4)
+
+
+def test_a_faster_crop_covers_the_same_path_in_fewer_frames() -> None:
+    f = _walk(81, speed=1.0, turn=0.5)
+    fast = time_warp(f, 2.0)
+    assert fast.shape == (40, f.shape[1])  # 81 frames → 41 frames → 40 rows
+    j, jf = features_to_pose_frames(f), features_to_pose_frames(fast)
+    np.testing.assert_allclose(jf[:, 0].numpy(), j[::2, 0].numpy(), atol=2e-3)  # the pelvis on its old path
+    speed = lambda x: float((x[1:, 0, [0, 2]] - x[:-1, 0, [0, 2]]).norm(dim=-1).mean()) * FPS  # noqa: E731
+    assert speed(jf) == pytest.approx(2 * speed(j), rel=0.02)
+    slow = time_warp(f, 0.8, n_rows=90)
+    assert slow.shape[0] == 90
+    assert speed(features_to_pose_frames(slow)) == pytest.approx(0.8 * speed(j), rel=0.02)
+
+
+def test_warp_joints_interpolates_and_refuses_what_the_source_cannot_cover() -> None:
+    j = torch.arange(5, dtype=torch.float32)[:, None, None].expand(5, 2, 3)
+    np.testing.assert_allclose(warp_joints(j, 0.5)[:, 0, 0].numpy(), np.arange(9) / 2)
+    with pytest.raises(ValueError, match="cannot give"):
+        warp_joints(j, 2.0, n_out=4)
+    with pytest.raises(ValueError, match="positive"):
+        warp_joints(j, 0.0)
+
+
+def test_training_batches_time_warp_only_when_asked() -> None:
+    from ikmo.motion_model.model.networks import IKMoNet
+    from ikmo.motion_model.model.training import Clip, Corpus, _make_batch
+    from ikmo.motion_model.model_config import DenoiserConfig, ModelConfig, TrainConfig
+
+    clips = [Clip(f"w{i}", _walk(120, speed=1.0 + 0.2 * i, turn=0.0).numpy(), [f"walk {i}"]) for i in range(4)]
+    corpus = Corpus(clips, clips[0].features.mean(0), clips[0].features.std(0) + 1e-3)
+    net = IKMoNet(ModelConfig(denoiser=DenoiserConfig(d_model=16, n_layers=1, n_heads=2, ff_dim=32, text_dim=8),
+                              text_encoder="hash:8"))
+    emb = {c.captions[0]: torch.zeros(8) for c in clips}
+    plain = TrainConfig(stage="control", batch_size=8, min_len=40, long_crop_prob=1.0)
+    warped = plain.model_copy(update={"time_warp_prob": 1.0, "time_warp_max": 1.5})
+    *_, crops = _make_batch(corpus, emb, net, plain, 196, torch.Generator().manual_seed(0))
+    *_, again = _make_batch(corpus, emb, net, plain.model_copy(update={"time_warp_max": 2.0}),
+                            196, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(crops, again, strict=True))  # prob 0 draws nothing more
+    assert {len(c) for c in crops} == {119}  # whole clips, unwarped
+    *_, wcrops = _make_batch(corpus, emb, net, warped, 196, torch.Generator().manual_seed(0))
+    lengths = {len(c) for c in wcrops}
+    assert len(lengths) > 1 and all(119 / 1.5 - 1 <= n <= 119 for n in lengths), lengths
+    for c in wcrops:  # each a walk of the corpus at a speed between 1/1.5 and 1.5 times its own
+        v = float(c[:, 2].mean()) * FPS
+        assert 1.0 / 1.5 - 0.05 <= v <= 1.6 * 1.5 + 0.05
