@@ -168,9 +168,10 @@ class TrainConfig(_Cfg):
                     "motion's root channels in its noised input x_t, so the ControlNet learns to take the root from "
                     "the targets rather than from x_t (see training.swap_roots)")
     root_swap_velocities: bool = Field(
-        default=True,
-        description="with root_swap_prob: swap the joints' local velocities too, which carry the root's speed "
-                    "(False: the root channels only, as the chunks of eval/weights/root_target were trained)")
+        default=False,
+        description="with root_swap_prob: swap the joints' local velocities too, which carry the root's speed; "
+                    "measured: the ControlNet then reads the speed from the poses, which CFG amplifies, and the "
+                    "sample's speed ran away (see docs/model.md), so off by default")
     control_loss_weight: float = Field(
         default=1.0, ge=0,
         description="control stage: weight of the constraint loss (L_traj + L_pose, m²) on the joints of the "

@@ -117,7 +117,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         root_swap_prob: Annotated[float, typer.Option(
             min=0, max=1, help="chance a motion with root targets gets another's root in its noised input")] = 0.0,
         root_swap_velocities: Annotated[bool, typer.Option(
-            help="the swap also takes the other motion's joint velocities (they carry the root's speed)")] = True,
+            help="the swap also takes the other motion's joint velocities (they carry the root's speed; "
+                 "measured worse under CFG, docs/model.md)")] = False,
         heading_prob: Annotated[float, typer.Option(
             min=0, max=1, help="chance a trajectory comes with its true heading")] = 0.0,
         long_crop_prob: Annotated[float, typer.Option(

@@ -173,7 +173,7 @@ def root_target_loss(pred: torch.Tensor, valid: torch.Tensor, net: IKMoNet, cont
 
 
 def swap_roots(x0: torch.Tensor, control: ControlBatch, net: IKMoNet, prob: float, g: torch.Generator,
-               velocities: bool = True) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+               velocities: bool = False) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """An `xt_hook` that gives chosen motions another motion's root motion in x_t.
 
     x0: (B, L, F) normalised clean batch. Why: x_t in training is noised ground truth, whose root agrees
@@ -183,8 +183,9 @@ def swap_roots(x0: torch.Tensor, control: ControlBatch, net: IKMoNet, prob: floa
     `velocities` swaps the joints' local velocities too: they carry the root's speed (a joint's
     displacement in the root frame includes the root's), and a ControlNet trained with the root channels
     swapped alone read its speed there (measured on 16 test windows, one step at t = 300: path error
-    0.11 m with x_t's root swapped, 1.84 m with its local velocities swapped as well), so each DDIM step
-    copied the previous step's too-slow body and the sample fell further behind its path.
+    0.11 m with x_t's root swapped, 1.84 m with its local velocities swapped as well). Swapping them
+    too was tried and is off by default: the ControlNet then read the speed from the poses instead,
+    which classifier-free guidance amplifies, and the sample's speed ran away (docs/model.md).
     A motion is chosen with chance `prob` among those that have root targets (a path with its heading);
     its swapped channels in x_t become sqrt(ᾱ_t)·x0_other + the same noise, x0_other the next motion's.
     """

@@ -98,13 +98,13 @@ def test_swap_roots_gives_only_motions_with_root_targets_another_motions_root_mo
     cb.traj_mask[:2, :, 0] = cb.traj_mask[:2, :, 2] = True  # motions 0 and 1: a path ...
     cb.heading_mask[0] = True  # ... but only motion 0 has its heading, hence root targets
     lv = feature_layout().local_vel
-    # The root channels only (how eval/weights/root_target was trained).
-    hook = swap_roots(x0, cb, net, 1.0, torch.Generator().manual_seed(0), velocities=False)
+    # By default the root channels only (how eval/weights/root_target was trained).
+    hook = swap_roots(x0, cb, net, 1.0, torch.Generator().manual_seed(0))
     out = hook(x0.clone(), torch.ones(3, 1, 1))  # no noise: x_t = x0
     assert torch.allclose(out[0, :, :4], x0[2, :, :4], atol=1e-6)  # motion 2's root, rolled by one
     assert torch.equal(out[0, :, 4:], x0[0, :, 4:]) and torch.equal(out[1:], x0[1:])
-    # By default the joints' local velocities, which carry the root's speed, come with it.
-    hook = swap_roots(x0, cb, net, 1.0, torch.Generator().manual_seed(0))
+    # With `velocities` the joints' local velocities, which carry the root's speed, come with it.
+    hook = swap_roots(x0, cb, net, 1.0, torch.Generator().manual_seed(0), velocities=True)
     out = hook(x0.clone(), torch.full((3, 1, 1), 0.5))
     assert torch.allclose(out[0, :, :4], x0[0, :, :4] + 0.5 * (x0[2, :, :4] - x0[0, :, :4]), atol=1e-6)
     assert torch.allclose(out[0, :, lv], x0[0, :, lv] + 0.5 * (x0[2, :, lv] - x0[0, :, lv]), atol=1e-6)
