@@ -57,3 +57,13 @@ def test_summarize_pairs_by_case_and_says_which_is_lower_only_when_the_interval_
     assert fid["interval"] == "t over seeds" and fid["n"] == 3 and fid["diff"] == pytest.approx(-0.021)
     assert fid["verdict"] == "A lower"
     assert rows[("ikmo", "r_precision_top3")]["verdict"] == "no difference shown"
+
+
+def test_a_difference_below_the_resolution_is_negligible_even_when_its_interval_excludes_zero() -> None:
+    base = list(np.linspace(0.0, 1e-6, 30))
+    a = {"per_case": {"traj_err": base, "keyframe_mpjpe": base, "skating": base}, "fid": 0.1, "r_precision_top3": 0.9}
+    b = {"per_case": {"traj_err": [v + 1e-7 for v in base], "keyframe_mpjpe": base, "skating": base},
+         "fid": 0.1, "r_precision_top3": 0.9}
+    rows = {(r["stage"], r["metric"]): r for r in summarize([_result(a, b)] * 2, ("A", "B"))}
+    assert rows[("alone", "traj_err")]["diff_ci"][1] < 0
+    assert rows[("alone", "traj_err")]["verdict"] == "negligible (< 0.001)"
