@@ -157,6 +157,10 @@ class TrainConfig(_Cfg):
         description="chance that a training crop is played faster or slower (data.augment.time_warp), at a rate "
                     "drawn log-uniformly in [1/time_warp_max, time_warp_max]; 0 draws nothing (older runs)")
     time_warp_max: float = Field(default=1.3, ge=1, le=3, description="largest time-warp rate (and 1/it the smallest)")
+    concat_prob: float = Field(
+        default=0.0, ge=0, le=1,
+        description="chance that a training crop is two clips played one after the other, cross-faded, captioned "
+                    "'<first>, then <second>' (data.augment.concatenate): requests chain actions; 0 draws nothing")
     root_loss_weight: float = Field(
         default=0.0, ge=0,
         description="control stage, root-target ControlNets: weight of the masked MSE between the predicted root "

@@ -6,6 +6,12 @@ walks over a long path), and a root-target ControlNet measured on test windows f
 paths (a 9.1 m walk in 9.8 s ended 6.5 m off). The warp is done on joint positions (linear
 interpolation in time) and the features are derived again by `joints_to_features`, exactly as the
 corpus build derives them, so foot contacts and velocities stay consistent with the new timing.
+`concatenate` plays one crop after another with a cross-fade: requests chain actions ("walk
+forward, turn left and walk on", "walk, then wave"), while most clips of the corpus hold one. The
+features are root-relative (the root's yaw and velocity per frame, the pose in the root's frame), so
+the rows of the second crop continue from wherever the first ended, facing where it faced; only the
+pose jumps at the seam, and the cross-fade spreads that jump over `blend` rows. The rows are then
+derived again from the joints, so velocities and foot contacts agree across the seam.
 Mirroring lives in the corpus build (`representation.mirror_joints`).
 """
 
@@ -46,3 +52,20 @@ def time_warp(features: torch.Tensor, rate: float, n_rows: int | None = None) ->
     joints = features_to_pose_frames(features)
     n_out = None if n_rows is None else n_rows + 1
     return joints_to_features(warp_joints(joints, rate, n_out), canonical=False).to(features.dtype)
+
+
+def concatenate(first: torch.Tensor, second: torch.Tensor, blend: int = 10) -> torch.Tensor:
+    """Raw feature rows (Na, F) then (Nb, F) → (Na + Nb − blend, F), cross-faded over `blend` rows.
+
+    The last `blend` rows of `first` and the first `blend` of `second` are mixed with a weight rising
+    linearly from 0 to 1 (blend 0: plain concatenation), then the whole is round-tripped through
+    the joints (`features_to_pose_frames` → `joints_to_features`) to make its rows consistent.
+    """
+    k = min(blend, len(first) - 1, len(second) - 1)
+    if k > 0:
+        w = torch.linspace(0, 1, k + 2, dtype=first.dtype)[1:-1, None]
+        seam = first[-k:] * (1 - w) + second[:k] * w
+        rows = torch.cat([first[:-k], seam, second[k:]])
+    else:
+        rows = torch.cat([first, second])
+    return joints_to_features(features_to_pose_frames(rows), canonical=False).to(first.dtype)

@@ -266,6 +266,17 @@ def mirror_caption(text: str) -> str:
     return _SWAP_RE.sub(swap, text)
 
 
+def sequence_caption(first: str, second: str) -> str:
+    """One caption for two motions played one after the other: "a person walks forward, then a
+    person turns around." (the first caption's final stop dropped, the second's initial capital)."""
+    a = first.strip().rstrip(".").rstrip()
+    b = second.strip()
+    word = b.split(" ", 1)[0] if b else ""
+    if word != "I" and not (len(word) > 1 and word.isupper()):  # keep "I" and acronyms
+        b = b[:1].lower() + b[1:]
+    return f"{a}, then {b}"
+
+
 _POS_LEXICON: dict[str, str] = {
     **dict.fromkeys(_words(
         "a an the their his her its some this that these those"

@@ -32,7 +32,8 @@ from torch.nn.parallel import DistributedDataParallel
 from ikmo.motion_model.control.align import JointsFn, facing_yaw, rotate_y
 from ikmo.motion_model.control.control_batch import ControlBatch
 from ikmo.motion_model.control.guidance import constraint_losses
-from ikmo.motion_model.data.augment import time_warp
+from ikmo.motion_model.data.augment import concatenate, time_warp
+from ikmo.motion_model.data.captions import sequence_caption
 from ikmo.motion_model.errors import ConfigError
 from ikmo.motion_model.fileio import atomic_path, write_json
 from ikmo.motion_model.model.checkpoints import load_checkpoint, load_optimizer, read_meta, save_checkpoint
@@ -44,6 +45,7 @@ from ikmo.motion_model.representation.features import feature_layout, root_headi
 
 log = logging.getLogger(__name__)
 
+CONCAT_BLEND = 10  # rows cross-faded at the seam of two concatenated crops (0.5 s)
 UPPER_BODY = (0, 3, 6, 9, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21)
 LOWER_BODY = (0, 1, 2, 4, 5, 7, 8, 10, 11)
 
@@ -231,10 +233,28 @@ def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 131 + rank)
 
 
+def _crop(clip: Clip, L: int, cfg: TrainConfig, g: torch.Generator) -> torch.Tensor:
+    """Raw feature rows (L', F) of `clip`, L' ≤ L: a random crop, time-warped with chance
+    `cfg.time_warp_prob` (then L' may be shorter: the clip must cover the crop at that rate)."""
+    N = len(clip.features)
+    rate = 1.0
+    if cfg.time_warp_prob > 0 and float(torch.rand(1, generator=g)) < cfg.time_warp_prob:
+        rate = math.exp((2 * float(torch.rand(1, generator=g)) - 1) * math.log(cfg.time_warp_max))
+        L = max(1, min(L, math.floor(N / rate)))
+    n_src = min(N, math.ceil(L * rate))
+    start = int(torch.randint(0, N - n_src + 1, (1,), generator=g))
+    crop = torch.from_numpy(clip.features[start: start + n_src])
+    return time_warp(crop, rate, L) if rate != 1.0 else crop
+
+
 def _make_batch(corpus: Corpus, caption_emb: dict[str, torch.Tensor], net: IKMoNet, cfg: TrainConfig, max_rows: int,
-                g: torch.Generator
+                g: torch.Generator, encode: Callable[[list[str]], torch.Tensor] | None = None,
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-    """x0 (B, L, F) normalised, valid (B, L), text (B, D), text_keep (B,), raw feature crops."""
+    """x0 (B, L, F) normalised, valid (B, L), text (B, D), text_keep (B,), raw feature crops.
+
+    With chance `cfg.concat_prob` a crop is two clips played one after the other (`augment.concatenate`)
+    with the caption "<first>, then <second>", embedded by `encode` (such captions are not in
+    `caption_emb`)."""
     B = cfg.batch_size
     idx = torch.randint(0, len(corpus.clips), (B,), generator=g).tolist()
     crops, caps = [], []
@@ -246,15 +266,21 @@ def _make_batch(corpus: Corpus, caption_emb: dict[str, torch.Tensor], net: IKMoN
         L = int(torch.randint(lo, hi + 1, (1,), generator=g))
         if cfg.long_crop_prob > 0 and float(torch.rand(1, generator=g)) < cfg.long_crop_prob:
             L = hi
-        rate = 1.0
-        if cfg.time_warp_prob > 0 and float(torch.rand(1, generator=g)) < cfg.time_warp_prob:
-            rate = math.exp((2 * float(torch.rand(1, generator=g)) - 1) * math.log(cfg.time_warp_max))
-            L = max(1, min(L, math.floor(N / rate)))  # the source must cover L rows at this rate
-        n_src = min(N, math.ceil(L * rate))
-        start = int(torch.randint(0, N - n_src + 1, (1,), generator=g))
-        crop = torch.from_numpy(clip.features[start: start + n_src])
-        crops.append(time_warp(crop, rate, L) if rate != 1.0 else crop)
-        caps.append(clip.captions[int(torch.randint(0, len(clip.captions), (1,), generator=g))])
+        def caption(c: Clip) -> str:
+            return c.captions[int(torch.randint(0, len(c.captions), (1,), generator=g))]
+
+        # (Draw order as before these options: with their chances at 0 the batches of older runs stay.)
+        if cfg.concat_prob > 0 and float(torch.rand(1, generator=g)) < cfg.concat_prob:
+            other = corpus.clips[int(torch.randint(0, len(corpus.clips), (1,), generator=g))]
+            total = max_rows if float(torch.rand(1, generator=g)) < 0.5 else max(L, cfg.min_len)
+            la = int(torch.randint(total // 3, 2 * total // 3 + 1, (1,), generator=g))
+            first = _crop(clip, min(la, N), cfg, g)
+            second = _crop(other, min(total - len(first) + CONCAT_BLEND, len(other.features)), cfg, g)
+            crops.append(concatenate(first, second, CONCAT_BLEND)[:max_rows])
+            caps.append(sequence_caption(caption(clip), caption(other)))
+        else:
+            crops.append(_crop(clip, L, cfg, g))
+            caps.append(caption(clip))
     Lmax = max(len(c) for c in crops)
     F = crops[0].shape[1]
     x0 = torch.zeros(B, Lmax, F)
@@ -262,7 +288,11 @@ def _make_batch(corpus: Corpus, caption_emb: dict[str, torch.Tensor], net: IKMoN
     for b, c in enumerate(crops):
         x0[b, : len(c)] = net.normalize(c)
         valid[b, : len(c)] = True
-    text = torch.stack([caption_emb[c] for c in caps])
+    missing = sorted({c for c in caps if c not in caption_emb})
+    if missing and encode is None:
+        raise ConfigError("concatenated crops need a text encoder for their captions (pass encode)")
+    fresh = dict(zip(missing, encode(missing), strict=True)) if missing and encode is not None else {}
+    text = torch.stack([caption_emb[c] if c in caption_emb else fresh[c] for c in caps])
     keep = torch.rand(B, generator=g) >= net.cfg.denoiser.cond_drop_prob
     return x0, valid, text, keep, crops
 
@@ -406,7 +436,8 @@ def train(
                 stop_reason = "max_minutes"
                 break
         g = _step_generator(train_cfg.seed, step, rank)
-        x0, valid, text, keep, crops = _make_batch(corpus, caption_emb, net, train_cfg, max_rows, g)
+        x0, valid, text, keep, crops = _make_batch(corpus, caption_emb, net, train_cfg, max_rows, g,
+                                                   text_enc.encode)
         x0, valid, text, keep = x0.to(device), valid.to(device), text.to(device), keep.to(device)
         control = None
         extra = None

@@ -66,3 +66,63 @@ def test_training_batches_time_warp_only_when_asked() -> None:
     for c in wcrops:  # each a walk of the corpus at a speed between 1/1.5 and 1.5 times its own
         v = float(c[:, 2].mean()) * FPS
         assert 1.0 / 1.5 - 0.05 <= v <= 1.6 * 1.5 + 0.05
+
+
+def test_concatenate_continues_the_second_crop_from_where_the_first_ended() -> None:
+    from ikmo.motion_model.control.align import facing_yaw
+    from ikmo.motion_model.data.augment import concatenate
+
+    walk = _walk(61, speed=1.0, turn=0.0)  # 3 s straight ahead along +Z
+    turn = _walk(61, speed=0.8, turn=1.0)  # 3 s on a left curve
+    both = concatenate(walk, turn, blend=8)
+    assert both.shape == (60 + 60 - 8, walk.shape[1])
+    j, jw = features_to_pose_frames(both), features_to_pose_frames(walk)
+    # the first part is the walk itself, up to the seam
+    np.testing.assert_allclose(j[:50, 0].numpy(), jw[:50, 0].numpy(), atol=1e-3)
+    # the pelvis never jumps: no step longer than the faster crop's
+    step = (j[1:, 0, [0, 2]] - j[:-1, 0, [0, 2]]).norm(dim=-1)
+    assert float(step.max()) < 1.2 / FPS
+    # after the seam it curves on: the body ends turned by the curve's rotation (≈ 1 rad/s × ~2.6 s)
+    yaw = facing_yaw(j)
+    assert abs(float(yaw[55])) < 0.3 and float(yaw[-1] - yaw[55]) > 1.5
+    np.testing.assert_allclose(concatenate(walk, turn, blend=0).shape, (120, walk.shape[1]))
+
+
+def test_sequence_caption() -> None:
+    from ikmo.motion_model.data.captions import sequence_caption
+
+    joined = sequence_caption("A person walks forward.", "A person waves.")
+    assert joined == "A person walks forward, then a person waves."
+    assert sequence_caption("someone jogs", "I think they bow") == "someone jogs, then I think they bow"
+
+
+def test_training_batches_concatenate_clips_with_a_joined_caption_embedded_on_the_fly() -> None:
+    from ikmo.motion_model.errors import ConfigError
+    from ikmo.motion_model.model.networks import IKMoNet
+    from ikmo.motion_model.model.text_encoder import build_text_encoder
+    from ikmo.motion_model.model.training import Clip, Corpus, _make_batch
+    from ikmo.motion_model.model_config import DenoiserConfig, ModelConfig, TrainConfig
+
+    clips = [Clip("walk", _walk(120, 1.2, 0.0).numpy(), ["a person walks forward."]),
+             Clip("curve", _walk(90, 0.8, 1.0).numpy(), ["A person walks in a curve."])]
+    corpus = Corpus(clips, clips[0].features.mean(0), clips[0].features.std(0) + 1e-3)
+    net = IKMoNet(ModelConfig(denoiser=DenoiserConfig(d_model=16, n_layers=1, n_heads=2, ff_dim=32, text_dim=8),
+                              text_encoder="hash:8"))
+    enc = build_text_encoder("hash:8", torch.device("cpu"))
+    emb = {c.captions[0]: enc.encode(c.captions)[0] for c in clips}
+    cfg = TrainConfig(stage="control", batch_size=12, min_len=40, concat_prob=1.0)
+    calls: list[list[str]] = []
+
+    def encode(texts: list[str]) -> torch.Tensor:
+        calls.append(texts)
+        return enc.encode(texts)
+
+    x0, valid, text, _, crops = _make_batch(corpus, emb, net, cfg, 196, torch.Generator().manual_seed(0), encode)
+    assert calls and all(", then " in t for t in calls[0])
+    assert "a person walks forward, then a person walks in a curve." in calls[0]
+    assert all(len(c) <= 196 for c in crops) and max(len(c) for c in crops) > 120  # longer than either clip
+    assert torch.equal(valid.sum(-1), torch.tensor([len(c) for c in crops]))
+    joined = calls[0].index("a person walks forward, then a person walks in a curve.")
+    assert any(torch.allclose(t, enc.encode([calls[0][joined]])[0]) for t in text)
+    with pytest.raises(ConfigError, match="text encoder"):
+        _make_batch(corpus, emb, net, cfg, 196, torch.Generator().manual_seed(0))
