@@ -161,6 +161,10 @@ class TrainConfig(_Cfg):
         default=0.0, ge=0, le=1,
         description="chance that a training crop is two clips played one after the other, cross-faded, captioned "
                     "'<first>, then <second>' (data.augment.concatenate): requests chain actions; 0 draws nothing")
+    reverse_prob: float = Field(
+        default=0.0, ge=0, le=1,
+        description="chance that a crop of a plain forward walk is played backwards in time and captioned as a "
+                    "backward walk (data.augment.reverse): the corpus has few backward walks; 0 draws nothing")
     root_loss_weight: float = Field(
         default=0.0, ge=0,
         description="control stage, root-target ControlNets: weight of the masked MSE between the predicted root "

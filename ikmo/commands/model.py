@@ -129,6 +129,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             min=1, max=3, help="largest time-warp rate; the smallest is its inverse")] = 1.3,
         concat_prob: Annotated[float, typer.Option(
             min=0, max=1, help="chance a crop is two clips one after the other ('A, then B')")] = 0.0,
+        reverse_prob: Annotated[float, typer.Option(
+            min=0, max=1, help="chance a forward walk is played backwards as a backward walk")] = 0.0,
     ) -> None:
         """Train the Motion ControlNet + control encoders on a frozen base (resumable, time-boxed)."""
         from ikmo.motion_model.errors import ConfigError
@@ -147,7 +149,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
                            heading_prob=heading_prob, long_crop_prob=long_crop_prob,
                            root_loss_weight=root_loss_weight, root_swap_prob=root_swap_prob,
                            root_swap_velocities=root_swap_velocities, time_warp_prob=time_warp_prob,
-                           time_warp_max=time_warp_max, concat_prob=concat_prob)
+                           time_warp_max=time_warp_max, concat_prob=concat_prob,
+                           reverse_prob=reverse_prob)
         ccfg = ControlConfig(mode=mode, traj_features=traj_features, output_head=output_head)  # type: ignore[arg-type]
         summary = train(corpus, run_dir, tcfg, init_from=init, control_cfg=ccfg,
                         resume=resume, export_to=export_to, device=resolve_device(device))

@@ -12,6 +12,12 @@ features are root-relative (the root's yaw and velocity per frame, the pose in t
 the rows of the second crop continue from wherever the first ended, facing where it faced; only the
 pose jumps at the seam, and the cross-fade spreads that jump over `blend` rows. The rows are then
 derived again from the joints, so velocities and foot contacts agree across the seam.
+`reverse` plays a crop backwards in time: a forward walk becomes a backward walk (the pelvis moves
+against the facing, the feet lift and plant in reverse order), which the corpus has few of (38 of
+7,500 items mention walking backward, none a sidestep) while requests ask for them and skate
+there. Only plain forward walks are reversed, with their caption renamed
+(`captions.backward_caption`): most other motions reversed are other motions (sitting down
+becomes standing up) whose words we cannot derive.
 Mirroring lives in the corpus build (`representation.mirror_joints`).
 """
 
@@ -69,3 +75,9 @@ def concatenate(first: torch.Tensor, second: torch.Tensor, blend: int = 10) -> t
     else:
         rows = torch.cat([first, second])
     return joints_to_features(features_to_pose_frames(rows), canonical=False).to(first.dtype)
+
+
+def reverse(features: torch.Tensor) -> torch.Tensor:
+    """Raw feature rows (N, F) of a crop played backwards in time → (N, F) (its last pose first)."""
+    joints = features_to_pose_frames(features)
+    return joints_to_features(joints.flip(0), canonical=False).to(features.dtype)

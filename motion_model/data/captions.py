@@ -277,6 +277,23 @@ def sequence_caption(first: str, second: str) -> str:
     return f"{a}, then {b}"
 
 
+_WALK_RE = re.compile(r"\b(walk|walks|walking|steps?|stepping)\b", re.IGNORECASE)
+_AHEAD_RE = re.compile(r"\b(straight ahead|forwards?|ahead)\b", re.IGNORECASE)
+# Words that a walk played backwards would make false ("turns left" reversed is not "turns left").
+_NOT_REVERSIBLE_RE = re.compile(
+    r"\b(turn\w*|left|right|circle\w*|around|round|back\w*|up|down|sit\w*|stand\w*|jump\w*|pick\w*|"
+    r"curve\w*|diagonal\w*|sideways|zig\w*|stop\w*|then|and)\b", re.IGNORECASE)
+
+
+def backward_caption(text: str) -> str | None:
+    """The caption of a forward walk played backwards in time ("a person walks forward." → "a person
+    walks backward."), or None when `text` is not a plain forward walk, whose reversal it could not
+    name (a turn, a sit-down, a walk "and" something else)."""
+    if not _WALK_RE.search(text) or not _AHEAD_RE.search(text) or _NOT_REVERSIBLE_RE.search(text):
+        return None
+    return _AHEAD_RE.sub("backward", text)
+
+
 _POS_LEXICON: dict[str, str] = {
     **dict.fromkeys(_words(
         "a an the their his her its some this that these those"

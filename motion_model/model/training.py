@@ -32,8 +32,8 @@ from torch.nn.parallel import DistributedDataParallel
 from ikmo.motion_model.control.align import JointsFn, facing_yaw, rotate_y
 from ikmo.motion_model.control.control_batch import ControlBatch
 from ikmo.motion_model.control.guidance import constraint_losses
-from ikmo.motion_model.data.augment import concatenate, time_warp
-from ikmo.motion_model.data.captions import sequence_caption
+from ikmo.motion_model.data.augment import concatenate, reverse, time_warp
+from ikmo.motion_model.data.captions import backward_caption, sequence_caption
 from ikmo.motion_model.errors import ConfigError
 from ikmo.motion_model.fileio import atomic_path, write_json
 from ikmo.motion_model.model.checkpoints import load_checkpoint, load_optimizer, read_meta, save_checkpoint
@@ -253,8 +253,9 @@ def _make_batch(corpus: Corpus, caption_emb: dict[str, torch.Tensor], net: IKMoN
     """x0 (B, L, F) normalised, valid (B, L), text (B, D), text_keep (B,), raw feature crops.
 
     With chance `cfg.concat_prob` a crop is two clips played one after the other (`augment.concatenate`)
-    with the caption "<first>, then <second>", embedded by `encode` (such captions are not in
-    `caption_emb`)."""
+    with the caption "<first>, then <second>"; with chance `cfg.reverse_prob` a plain forward walk is
+    played backwards (`augment.reverse`) as "... walks backward ...". Such captions are not in
+    `caption_emb`: `encode` embeds them."""
     B = cfg.batch_size
     idx = torch.randint(0, len(corpus.clips), (B,), generator=g).tolist()
     crops, caps = [], []
@@ -279,8 +280,12 @@ def _make_batch(corpus: Corpus, caption_emb: dict[str, torch.Tensor], net: IKMoN
             crops.append(concatenate(first, second, CONCAT_BLEND)[:max_rows])
             caps.append(sequence_caption(caption(clip), caption(other)))
         else:
-            crops.append(_crop(clip, L, cfg, g))
-            caps.append(caption(clip))
+            crop, cap = _crop(clip, L, cfg, g), caption(clip)
+            back = backward_caption(cap) if cfg.reverse_prob > 0 else None
+            if back is not None and float(torch.rand(1, generator=g)) < cfg.reverse_prob:
+                crop, cap = reverse(crop), back
+            crops.append(crop)
+            caps.append(cap)
     Lmax = max(len(c) for c in crops)
     F = crops[0].shape[1]
     x0 = torch.zeros(B, Lmax, F)

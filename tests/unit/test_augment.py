@@ -126,3 +126,53 @@ def test_training_batches_concatenate_clips_with_a_joined_caption_embedded_on_th
     assert any(torch.allclose(t, enc.encode([calls[0][joined]])[0]) for t in text)
     with pytest.raises(ConfigError, match="text encoder"):
         _make_batch(corpus, emb, net, cfg, 196, torch.Generator().manual_seed(0))
+
+
+def test_reverse_turns_a_forward_walk_into_a_backward_one() -> None:
+    from ikmo.motion_model.control.align import facing_yaw
+    from ikmo.motion_model.data.augment import reverse
+
+    walk = _walk(61, speed=1.0, turn=0.0)
+    back = reverse(walk)
+    assert back.shape == walk.shape
+    j = features_to_pose_frames(back)
+    yaw = facing_yaw(j)
+    facing = torch.stack([torch.sin(yaw), torch.cos(yaw)], -1)[:-1]
+    vel = j[1:, 0, [0, 2]] - j[:-1, 0, [0, 2]]
+    # the pelvis moves against the facing at the walk's speed
+    along = (facing * vel).sum(-1) * FPS
+    assert float(along.mean()) == pytest.approx(-1.0, abs=0.05)
+    np.testing.assert_allclose(reverse(back).numpy(), walk.numpy(), atol=1e-3)  # twice: the walk again
+
+
+def test_backward_caption_only_for_plain_forward_walks() -> None:
+    from ikmo.motion_model.data.captions import backward_caption
+
+    assert backward_caption("a person walks forward energetically.") == "a person walks backward energetically."
+    lively = backward_caption("someone walks straight ahead in a lively way.")
+    assert lively == "someone walks backward in a lively way."
+    for text in ("a person walks forward and turns left.", "a person sits down.", "a person runs forward.",
+                 "a person walks in a circle.", "someone walks forward, then waves."):
+        assert backward_caption(text) is None, text
+
+
+def test_training_batches_play_forward_walks_backwards_under_a_backward_caption() -> None:
+    from ikmo.motion_model.model.networks import IKMoNet
+    from ikmo.motion_model.model.text_encoder import build_text_encoder
+    from ikmo.motion_model.model.training import Clip, Corpus, _make_batch
+    from ikmo.motion_model.model_config import DenoiserConfig, ModelConfig, TrainConfig
+
+    clips = [Clip("walk", _walk(120, 1.2, 0.0).numpy(), ["a person walks forward."]),
+             Clip("curve", _walk(90, 0.8, 1.0).numpy(), ["a person walks in a curve."])]
+    corpus = Corpus(clips, clips[0].features.mean(0), clips[0].features.std(0) + 1e-3)
+    net = IKMoNet(ModelConfig(denoiser=DenoiserConfig(d_model=16, n_layers=1, n_heads=2, ff_dim=32, text_dim=8),
+                              text_encoder="hash:8"))
+    enc = build_text_encoder("hash:8", torch.device("cpu"))
+    emb = {c.captions[0]: enc.encode(c.captions)[0] for c in clips}
+    cfg = TrainConfig(stage="control", batch_size=16, min_len=40, reverse_prob=1.0)
+    seen: list[str] = []
+    *_, crops = _make_batch(corpus, emb, net, cfg, 196, torch.Generator().manual_seed(0),
+                            lambda t: (seen.extend(t), enc.encode(t))[1])
+    assert seen == ["a person walks backward."]  # the curve is never reversed: its words would be wrong
+    forward = [float(c[:, 2].mean()) for c in crops]  # the body-frame forward velocity
+    assert any(v < -0.03 for v in forward) and any(v > 0.03 for v in forward)
