@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,23 @@ from ikmo.motion_model.representation.skeleton import FPS
 
 def _walk(n: int = 81, speed: float = 1.2, turn: float = 0.4) -> torch.Tensor:
     return torch.as_tensor(np.asarray(joints_to_features(synthetic_walk(n, speed, turn)), dtype=np.float32))
+
+
+def _walk_and_curve(curve_caption: str) -> tuple[Any, Any, Any, dict[str, torch.Tensor]]:
+    """A two-clip corpus (a straight forward walk, a curve), a tiny network, the hash text encoder and
+    the clips' caption embeddings: what `training._make_batch` needs."""
+    from ikmo.motion_model.model.networks import IKMoNet
+    from ikmo.motion_model.model.text_encoder import build_text_encoder
+    from ikmo.motion_model.model.training import Clip, Corpus
+    from ikmo.motion_model.model_config import DenoiserConfig, ModelConfig
+
+    clips = [Clip("walk", _walk(120, 1.2, 0.0).numpy(), ["a person walks forward."]),
+             Clip("curve", _walk(90, 0.8, 1.0).numpy(), [curve_caption])]
+    corpus = Corpus(clips, clips[0].features.mean(0), clips[0].features.std(0) + 1e-3)
+    net = IKMoNet(ModelConfig(denoiser=DenoiserConfig(d_model=16, n_layers=1, n_heads=2, ff_dim=32, text_dim=8),
+                              text_encoder="hash:8"))
+    enc = build_text_encoder("hash:8", torch.device("cpu"))
+    return corpus, net, enc, {c.captions[0]: enc.encode(c.captions)[0] for c in clips}
 
 
 def test_rate_one_gives_the_crop_back() -> None:
@@ -98,18 +117,10 @@ def test_sequence_caption() -> None:
 
 def test_training_batches_concatenate_clips_with_a_joined_caption_embedded_on_the_fly() -> None:
     from ikmo.motion_model.errors import ConfigError
-    from ikmo.motion_model.model.networks import IKMoNet
-    from ikmo.motion_model.model.text_encoder import build_text_encoder
-    from ikmo.motion_model.model.training import Clip, Corpus, _make_batch
-    from ikmo.motion_model.model_config import DenoiserConfig, ModelConfig, TrainConfig
+    from ikmo.motion_model.model.training import _make_batch
+    from ikmo.motion_model.model_config import TrainConfig
 
-    clips = [Clip("walk", _walk(120, 1.2, 0.0).numpy(), ["a person walks forward."]),
-             Clip("curve", _walk(90, 0.8, 1.0).numpy(), ["A person walks in a curve."])]
-    corpus = Corpus(clips, clips[0].features.mean(0), clips[0].features.std(0) + 1e-3)
-    net = IKMoNet(ModelConfig(denoiser=DenoiserConfig(d_model=16, n_layers=1, n_heads=2, ff_dim=32, text_dim=8),
-                              text_encoder="hash:8"))
-    enc = build_text_encoder("hash:8", torch.device("cpu"))
-    emb = {c.captions[0]: enc.encode(c.captions)[0] for c in clips}
+    corpus, net, enc, emb = _walk_and_curve("A person walks in a curve.")
     cfg = TrainConfig(stage="control", batch_size=12, min_len=40, concat_prob=1.0)
     calls: list[list[str]] = []
 
@@ -157,18 +168,10 @@ def test_backward_caption_only_for_plain_forward_walks() -> None:
 
 
 def test_training_batches_play_forward_walks_backwards_under_a_backward_caption() -> None:
-    from ikmo.motion_model.model.networks import IKMoNet
-    from ikmo.motion_model.model.text_encoder import build_text_encoder
-    from ikmo.motion_model.model.training import Clip, Corpus, _make_batch
-    from ikmo.motion_model.model_config import DenoiserConfig, ModelConfig, TrainConfig
+    from ikmo.motion_model.model.training import _make_batch
+    from ikmo.motion_model.model_config import TrainConfig
 
-    clips = [Clip("walk", _walk(120, 1.2, 0.0).numpy(), ["a person walks forward."]),
-             Clip("curve", _walk(90, 0.8, 1.0).numpy(), ["a person walks in a curve."])]
-    corpus = Corpus(clips, clips[0].features.mean(0), clips[0].features.std(0) + 1e-3)
-    net = IKMoNet(ModelConfig(denoiser=DenoiserConfig(d_model=16, n_layers=1, n_heads=2, ff_dim=32, text_dim=8),
-                              text_encoder="hash:8"))
-    enc = build_text_encoder("hash:8", torch.device("cpu"))
-    emb = {c.captions[0]: enc.encode(c.captions)[0] for c in clips}
+    corpus, net, enc, emb = _walk_and_curve("a person walks in a curve.")
     cfg = TrainConfig(stage="control", batch_size=16, min_len=40, reverse_prob=1.0)
     seen: list[str] = []
     *_, crops = _make_batch(corpus, emb, net, cfg, 196, torch.Generator().manual_seed(0),
