@@ -7,6 +7,7 @@ import math
 from importlib import resources
 
 import pytest
+import torch
 
 from ikmo.agents.offline_parser import apply_followup, parse_request, parsed_from_dict, parsed_to_dict
 from ikmo.agents.offline_planner import describe, plan_trajectory
@@ -250,3 +251,26 @@ def test_parts_the_model_cannot_do_are_said_and_other_languages_are_read() -> No
         assert [a.action for a in req.actions] == actions, text
         assert any("word by word" in n for n in req.notes)
     assert parse_request("walk forward and dance").notes == []  # English is not translated
+
+
+@pytest.mark.parametrize("text", ["walk to the left 2 meters", "turn left", "walk back and forth 2 meters",
+                                  "turn around", "walk forward 2 meters, turn left and walk 2 more meters"])
+def test_planned_turns_are_no_faster_than_walkers_turn(text: str) -> None:
+    """Where the words leave the timing to the planner, a turn takes at least angle / MAX_TURN_RATE_DEG_S
+    (the corpus's walk-and-turn clips peak at 80°/s, p90 104°/s); timed by path length alone "walk to
+    the left 2 meters" turned 90° in 0.33 s."""
+    from ikmo.agents.offline_planner import MAX_TURN_RATE_DEG_S
+
+    _, desc, plan = _plan(text)
+    arcs = [p for p in plan.primitives if p.kind == "arc"]
+    assert arcs, text
+    for arc in arcs:
+        assert arc.duration_s is not None
+        assert arc.angle_deg / arc.duration_s <= MAX_TURN_RATE_DEG_S + 1e-6, (text, arc)
+    # and the densified facing, where walking gives one, turns no faster either (densify's slack)
+    traj = tr.densify(plan, duration_to_frames(desc.duration_s))
+    if traj.facing is not None and traj.facing_mask is not None and all(traj.facing_mask):
+        yaw = torch.as_tensor(traj.facing, dtype=torch.float64)
+        step = torch.atan2(torch.sin(yaw[1:] - yaw[:-1]), torch.cos(yaw[1:] - yaw[:-1])).abs()
+        rates = [math.degrees(float(step[i:i + 10].sum())) / 0.5 for i in range(len(step) - 9)]
+        assert max(rates) <= 1.2 * MAX_TURN_RATE_DEG_S, (text, max(rates))
