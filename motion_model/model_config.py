@@ -165,6 +165,11 @@ class TrainConfig(_Cfg):
         default=0.0, ge=0, le=1,
         description="chance that a crop of a plain forward walk is played backwards in time and captioned as a "
                     "backward walk (data.augment.reverse): the corpus has few backward walks; 0 draws nothing")
+    ema_decay: float = Field(
+        default=0.0, ge=0, lt=1,
+        description="keep an exponential moving average of the trained weights with this decay per step (e.g. "
+                    "0.999) and export it instead of the last weights; 0: no EMA (ikmo train average does the "
+                    "same after the fact from saved checkpoints)")
     root_loss_weight: float = Field(
         default=0.0, ge=0,
         description="control stage, root-target ControlNets: weight of the masked MSE between the predicted root "

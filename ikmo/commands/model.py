@@ -131,6 +131,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             min=0, max=1, help="chance a crop is two clips one after the other ('A, then B')")] = 0.0,
         reverse_prob: Annotated[float, typer.Option(
             min=0, max=1, help="chance a forward walk is played backwards as a backward walk")] = 0.0,
+        ema_decay: Annotated[float, typer.Option(
+            min=0, max=0.99999, help="export an EMA of the weights with this decay per step (0: none)")] = 0.0,
     ) -> None:
         """Train the Motion ControlNet + control encoders on a frozen base (resumable, time-boxed)."""
         from ikmo.motion_model.errors import ConfigError
@@ -150,7 +152,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
                            root_loss_weight=root_loss_weight, root_swap_prob=root_swap_prob,
                            root_swap_velocities=root_swap_velocities, time_warp_prob=time_warp_prob,
                            time_warp_max=time_warp_max, concat_prob=concat_prob,
-                           reverse_prob=reverse_prob)
+                           reverse_prob=reverse_prob, ema_decay=ema_decay)
         ccfg = ControlConfig(mode=mode, traj_features=traj_features, output_head=output_head)  # type: ignore[arg-type]
         summary = train(corpus, run_dir, tcfg, init_from=init, control_cfg=ccfg,
                         resume=resume, export_to=export_to, device=resolve_device(device))
