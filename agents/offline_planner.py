@@ -36,6 +36,8 @@ DEFAULT_ARC = (2.0, 90.0)  # radius m, angle deg
 DEFAULT_CIRCLE_RADIUS_M = 1.0
 TURN_RADIUS_M = 0.25  # a walker's turn on the spot: a 90° turn adds 0.4 m of path
 U_TURN_RADIUS_M = 0.15  # turning around: the pelvis swings through a tight half circle (0.47 m)
+QUARTER_TURN_LEN_M = TURN_RADIUS_M * math.pi / 2  # the path of a 90° turn on the spot
+U_TURN_LEN_M = U_TURN_RADIUS_M * math.pi  # the path of a turn around
 MAX_JUMP_HEIGHT_M = 1.0
 # How fast a walker turns. Measured on the corpus's 730 training clips whose captions walk and turn
 # (facing from the hips and shoulders, 0.25 s smoothing): the fastest 80° of a clip takes 1.45 s
@@ -65,7 +67,7 @@ def _shape_length(a: ParsedAction) -> float | None:
         angle = a.angle_deg or 90.0
         return (U_TURN_RADIUS_M if angle >= 179 else TURN_RADIUS_M) * math.radians(angle)
     if a.path == "back_and_forth" and a.distance_m is not None:
-        return 2 * a.distance_m + math.pi * U_TURN_RADIUS_M  # the distance is each way
+        return 2 * a.distance_m + U_TURN_LEN_M  # the distance is each way
     return None
 
 
@@ -86,11 +88,10 @@ def natural_duration(a: ParsedAction) -> float:
         if a.path == "turn":
             return max(MIN_SEGMENT_S, turn_seconds(a.angle_deg or 90.0, length, speed))
         if a.path == "turn_then_line":
-            turn_len = TURN_RADIUS_M * math.pi / 2
-            return max(MIN_SEGMENT_S, max(length - turn_len, 0.0) / speed + turn_seconds(90.0, turn_len, speed))
+            return max(MIN_SEGMENT_S, max(length - QUARTER_TURN_LEN_M, 0.0) / speed
+                       + turn_seconds(90.0, QUARTER_TURN_LEN_M, speed))
         if a.path == "back_and_forth":
-            u_len = math.pi * U_TURN_RADIUS_M
-            return max(MIN_SEGMENT_S, (length - u_len) / speed + turn_seconds(180.0, u_len, speed))
+            return max(MIN_SEGMENT_S, (length - U_TURN_LEN_M) / speed + turn_seconds(180.0, U_TURN_LEN_M, speed))
         return max(MIN_SEGMENT_S, length / speed)
     reps = a.repeat or 1
     # A single stroke ("kick", "jump") repeated n times takes n strokes' time; a cyclic action
@@ -262,10 +263,9 @@ def _primitives_for(a: ParsedAction, dur: float) -> list[Primitive]:
         radius = U_TURN_RADIUS_M if angle >= 179 else TURN_RADIUS_M
         return [Arc(radius_m=radius, angle_deg=angle, turn=side, duration_s=dur)]
     if a.path == "turn_then_line":
-        turn_len = TURN_RADIUS_M * math.pi / 2
-        t_turn = min(dur / 2, turn_seconds(90.0, turn_len, max(speed, 0.3)))
+        t_turn = min(dur / 2, turn_seconds(90.0, QUARTER_TURN_LEN_M, max(speed, 0.3)))
         return [Arc(radius_m=TURN_RADIUS_M, angle_deg=90.0, turn=side, duration_s=t_turn),
-                Line(distance_m=max(dist - turn_len, 0.0), duration_s=dur - t_turn)]
+                Line(distance_m=max(dist - QUARTER_TURN_LEN_M, 0.0), duration_s=dur - t_turn)]
     if a.path == "zigzag":
         return [Zigzag(distance_m=max(dist * 0.9, 0.1), amplitude_m=DEFAULT_ZIGZAG_AMPLITUDE_M, n_legs=4,
                        direction_deg=a.direction_deg, duration_s=dur)]
@@ -274,9 +274,8 @@ def _primitives_for(a: ParsedAction, dur: float) -> list[Primitive]:
         sign = 1.0 if side == "left" else -1.0
         return [Waypoints(points_xz=[(0.0, s), (sign * s, s), (sign * s, 0.0), (0.0, 0.0)], duration_s=dur)]
     if a.path == "back_and_forth":
-        half = max(a.distance_m if a.distance_m is not None else (dist - U_TURN_RADIUS_M * math.pi) / 2, 0.2)
-        u_len = U_TURN_RADIUS_M * math.pi
-        turn_t = min(dur / 2, max(dur * u_len / (2 * half + u_len), turn_seconds(180.0, 0.0, speed)))
+        half = max(a.distance_m if a.distance_m is not None else (dist - U_TURN_LEN_M) / 2, 0.2)
+        turn_t = min(dur / 2, max(dur * U_TURN_LEN_M / (2 * half + U_TURN_LEN_M), turn_seconds(180.0, 0.0, speed)))
         leg_t = (dur - turn_t) / 2
         return [Line(distance_m=half, duration_s=leg_t),
                 Arc(radius_m=U_TURN_RADIUS_M, angle_deg=180.0, turn=side, duration_s=turn_t),

@@ -30,6 +30,12 @@ import torch
 from ikmo.motion_model.representation.features import features_to_pose_frames, joints_to_features
 
 
+def _features_of(joints: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Feature rows (T - 1, F) of pose frames (T, J, 3), derived as the corpus build derives them
+    (`canonical=False`: the crop keeps its own start and facing), in `like`'s dtype."""
+    return joints_to_features(joints, canonical=False).to(like.dtype)
+
+
 def warp_joints(joints: torch.Tensor, rate: float, n_out: int | None = None) -> torch.Tensor:
     """Joints (T, J, 3) resampled in time at `rate` (2: twice as fast, half the frames), linearly.
 
@@ -52,12 +58,10 @@ def warp_joints(joints: torch.Tensor, rate: float, n_out: int | None = None) -> 
 def time_warp(features: torch.Tensor, rate: float, n_rows: int | None = None) -> torch.Tensor:
     """Raw feature rows (N, F) of a crop played at `rate` → (M, F), M = n_rows or as many as fit.
 
-    The crop's joints (N + 1 frames) are warped by `warp_joints` and turned into features again
-    (`canonical=False`: the crop keeps its own start and facing).
+    The crop's joints (N + 1 frames) are warped by `warp_joints` and turned into features again.
     """
-    joints = features_to_pose_frames(features)
     n_out = None if n_rows is None else n_rows + 1
-    return joints_to_features(warp_joints(joints, rate, n_out), canonical=False).to(features.dtype)
+    return _features_of(warp_joints(features_to_pose_frames(features), rate, n_out), features)
 
 
 def concatenate(first: torch.Tensor, second: torch.Tensor, blend: int = 10) -> torch.Tensor:
@@ -74,10 +78,9 @@ def concatenate(first: torch.Tensor, second: torch.Tensor, blend: int = 10) -> t
         rows = torch.cat([first[:-k], seam, second[k:]])
     else:
         rows = torch.cat([first, second])
-    return joints_to_features(features_to_pose_frames(rows), canonical=False).to(first.dtype)
+    return _features_of(features_to_pose_frames(rows), first)
 
 
 def reverse(features: torch.Tensor) -> torch.Tensor:
     """Raw feature rows (N, F) of a crop played backwards in time → (N, F) (its last pose first)."""
-    joints = features_to_pose_frames(features)
-    return joints_to_features(joints.flip(0), canonical=False).to(features.dtype)
+    return _features_of(features_to_pose_frames(features).flip(0), features)

@@ -261,6 +261,10 @@ def _make_batch(corpus: Corpus, caption_emb: dict[str, torch.Tensor], net: IKMoN
     B = cfg.batch_size
     idx = torch.randint(0, len(corpus.clips), (B,), generator=g).tolist()
     crops, caps = [], []
+
+    def caption(c: Clip) -> str:
+        return c.captions[int(torch.randint(0, len(c.captions), (1,), generator=g))]
+
     for i in idx:
         clip = corpus.clips[i]
         N = len(clip.features)
@@ -269,9 +273,6 @@ def _make_batch(corpus: Corpus, caption_emb: dict[str, torch.Tensor], net: IKMoN
         L = int(torch.randint(lo, hi + 1, (1,), generator=g))
         if cfg.long_crop_prob > 0 and float(torch.rand(1, generator=g)) < cfg.long_crop_prob:
             L = hi
-        def caption(c: Clip) -> str:
-            return c.captions[int(torch.randint(0, len(c.captions), (1,), generator=g))]
-
         # (Draw order as before these options: with their chances at 0 the batches of older runs stay.)
         if cfg.concat_prob > 0 and float(torch.rand(1, generator=g)) < cfg.concat_prob:
             other = corpus.clips[int(torch.randint(0, len(corpus.clips), (1,), generator=g))]
@@ -297,7 +298,7 @@ def _make_batch(corpus: Corpus, caption_emb: dict[str, torch.Tensor], net: IKMoN
         valid[b, : len(c)] = True
     missing = sorted({c for c in caps if c not in caption_emb})
     if missing and encode is None:
-        raise ConfigError("concatenated crops need a text encoder for their captions (pass encode)")
+        raise ConfigError("concatenated or reversed crops need a text encoder for their captions (pass encode)")
     fresh = dict(zip(missing, encode(missing), strict=True)) if missing and encode is not None else {}
     text = torch.stack([caption_emb[c] if c in caption_emb else fresh[c] for c in caps])
     keep = torch.rand(B, generator=g) >= net.cfg.denoiser.cond_drop_prob
