@@ -33,6 +33,8 @@ def test_langgraph_dev_runs_one_request(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     log = tmp_path / "langgraph.log"
     with open(log, "w") as f:
+        # cwd=REPO: langgraph.json resolves its graph there; the server keeps its in-memory store in
+        # REPO/.langgraph_api/, which .gitignore leaves out.
         proc = subprocess.Popen([str(LANGGRAPH), "dev", "--host", "127.0.0.1", "--port", str(port), "--no-browser",
                                  "--no-reload"], cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
                                 env={**os.environ, "IKMO_PREVIEW": "false", "LANGSMITH_TRACING": "false"})
