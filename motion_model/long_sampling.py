@@ -204,10 +204,26 @@ def window_control(control: ControlSignals | None, w: Window, held: torch.Tensor
 
 
 def cross_fade(previous: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """(F, 22, 3) frames going from `previous` to `new` with a cosine ramp (weights strictly inside 0..1)."""
+    """(F, 22, 3) frames going from `previous` to `new` with a cosine ramp (weights strictly inside 0..1).
+
+    previous, new: (F, 22, 3) world joints. The pelvis is blended in the world, the facing yaw along
+    the shorter arc, and the body pose in its own facing frame (pelvis at the origin, facing +Z), then
+    turned to the blended facing: blending world joints of two bodies that face apart shrinks the body
+    between them (measured: windows facing 160° apart at a keyframe in the fade gave that keyframe a
+    0.13 m error where each window alone met it within 0.04 m).
+    """
     F = previous.shape[0]
     w = 0.5 - 0.5 * np.cos(np.pi * (np.arange(F) + 1) / (F + 1))
-    return (1 - w)[:, None, None] * previous + w[:, None, None] * new
+    prev_t, new_t = torch.as_tensor(previous, dtype=torch.float64), torch.as_tensor(new, dtype=torch.float64)
+    yaw_prev, yaw_new = facing_yaw(prev_t), facing_yaw(new_t)
+    turn = torch.remainder(yaw_new - yaw_prev + math.pi, 2 * math.pi) - math.pi
+    ramp = torch.as_tensor(w)
+    yaw = yaw_prev + ramp * turn
+    pose_prev = rotate_y(prev_t - prev_t[:, :1], -yaw_prev)
+    pose_new = rotate_y(new_t - new_t[:, :1], -yaw_new)
+    pose = (1 - ramp)[:, None, None] * pose_prev + ramp[:, None, None] * pose_new
+    pelvis = (1 - ramp)[:, None, None] * prev_t[:, :1] + ramp[:, None, None] * new_t[:, :1]
+    return (rotate_y(pose, yaw) + pelvis).numpy()
 
 
 def sample_long(

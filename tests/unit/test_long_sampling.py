@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from ikmo.motion_model.constraints import ControlSignals, TimedText
-from ikmo.motion_model.control.align import facing_yaw
+from ikmo.motion_model.control.align import facing_yaw, rotate_y
 from ikmo.motion_model.data.synthetic import synthetic_walk
 from ikmo.motion_model.errors import ConstraintError
 from ikmo.motion_model.long_sampling import (
@@ -74,6 +76,21 @@ def test_cross_fade_goes_from_the_previous_frames_to_the_new_ones() -> None:
     a, b = np.zeros((20, 22, 3)), np.ones((20, 22, 3))
     mix = cross_fade(a, b)[:, 0, 0]
     assert 0 < mix[0] < 0.05 and 0.95 < mix[-1] < 1 and np.all(np.diff(mix) > 0)
+
+
+def test_cross_fade_keeps_the_body_whole_between_windows_that_face_apart() -> None:
+    """Two windows striking the same pose 160° apart: every faded frame is that pose, turned part way."""
+    walk = synthetic_walk(40, 1.0, 0.0)
+    pose = torch.as_tensor(walk[20] - walk[20, :1])
+    canon = rotate_y(pose, -facing_yaw(pose))
+    previous = np.repeat(canon.numpy()[None], 20, axis=0)
+    new = rotate_y(torch.as_tensor(previous), torch.full((20,), math.radians(160.0))).numpy() + [0.5, 0.0, 0.0]
+    mix = torch.as_tensor(cross_fade(previous, new))
+    yaw = facing_yaw(mix)
+    assert np.all(np.diff(yaw.numpy()) > 0) and math.degrees(float(yaw[-1])) < 160.0  # the shorter way round
+    back = rotate_y(mix - mix[:, :1], -yaw)
+    torch.testing.assert_close(back, canon.double().expand_as(back), atol=1e-6, rtol=0)  # not shrunk: the same pose
+    assert np.all(np.diff(mix[:, 0, 0].numpy()) > 0)  # the pelvis moves over to the new window's
 
 
 def test_seam_velocity_jump_sees_a_seam_and_not_a_smooth_motion() -> None:
