@@ -127,6 +127,11 @@ class FootLockConfig(_Cfg):
     contact_height: float = Field(default=0.06, gt=0, description="toe height under which a foot is in contact, m")
     max_drift: float = Field(default=0.25, gt=0, description="a lock is split where the foot drifts further, m")
     ramp_frames: int = Field(default=4, ge=0, description="frames the correction eases in and out over")
+    gap_frames: int = Field(default=2, ge=0, description="a foot off the floor for this many frames or fewer "
+                            "between two contact frames stays in contact (toe heights that flicker)")
+    step_frames: int = Field(default=4, ge=0, description="frames a re-anchored foot takes to step from one "
+                             "anchor to the next, lifted; 0 = it jumps there in one frame")
+    step_height: float = Field(default=0.08, ge=0, description="how high such a step lifts the foot, m")
 
 
 class TrainConfig(_Cfg):

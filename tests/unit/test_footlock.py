@@ -91,3 +91,49 @@ def test_two_bone_ik_reaches_or_stops_at_full_reach() -> None:
     np.testing.assert_allclose(np.linalg.norm(new_ankle - new_knee, axis=-1), shin, atol=1e-9)
     np.testing.assert_allclose(np.linalg.norm(new_ankle[1] - hip[1]), thigh[1] + shin[1] - 1e-4, atol=1e-9)
     assert new_knee[0, 2] > 0  # bends the way the original knee did (forward, +z)
+
+
+@pytest.fixture(scope="module")
+def gliding_body() -> np.ndarray:
+    """A standing body dragged forward at 1.5 m/s with both feet on the floor: it never steps (what
+    the sampler gives where the path outruns the gait), and the left toe's height flickers across
+    the contact height from frame to frame."""
+    from ikmo.motion_model.data.synthetic import synthetic_walk
+
+    pose = synthetic_walk(40, 0.0, 0.0)[0]  # a frame with both toes on the floor
+    j = np.repeat(pose[None], 60, axis=0).astype(np.float64)
+    j[..., 1] -= j[:, [10, 11], 1].min()  # toes on the floor
+    j[..., 2] += (np.arange(60) * 1.5 / 20)[:, None]
+    _, _, ankle, toe = LEGS[0]
+    flicker = np.where(np.arange(60) % 3 == 2, 0.07, 0.0)  # every third frame just above contact height
+    j[:, [ankle, toe], 1] += flicker[:, None]
+    return j
+
+
+def test_a_dragged_body_steps_from_anchor_to_anchor_instead_of_jumping(gliding_body) -> None:
+    old = lock_feet(gliding_body, FootLockConfig(step_frames=0, gap_frames=0))
+    new = lock_feet(gliding_body, FootLockConfig())
+    assert foot_skating_ratio(gliding_body) > 0.9
+    for _, _, _, toe in LEGS:
+        speed = np.linalg.norm(np.diff(new[:, toe, [0, 2]], axis=0), axis=-1) * 20
+        old_speed = np.linalg.norm(np.diff(old[:, toe, [0, 2]], axis=0), axis=-1) * 20
+        # The feet keep up with the body (carried along, not left behind) ...
+        assert new[-1, toe, 2] - new[0, toe, 2] > 0.8 * (gliding_body[-1, toe, 2] - gliding_body[0, toe, 2])
+        # ... in steps no faster than a real swing foot (the old lock slid or jumped them, up to 5 m/s).
+        assert old_speed.max() >= 1.5 and speed.max() < 4.0
+        # A foot that moves is off the floor: it swings, it does not slide.
+        moving = speed > 0.5
+        assert moving.any() and np.all(np.maximum(new[:-1, toe, 1], new[1:, toe, 1])[moving] >= 0.05)
+    assert foot_skating_ratio(new) < 0.1 < 0.4 < foot_skating_ratio(old)
+    for hip, knee, ankle, _ in LEGS:  # the legs keep their bones, the pelvis its path
+        np.testing.assert_allclose(_bone(new, hip, knee), _bone(gliding_body, hip, knee), atol=1e-6)
+        np.testing.assert_allclose(_bone(new, knee, ankle), _bone(gliding_body, knee, ankle), atol=1e-6)
+    np.testing.assert_array_equal(new[:, 0], gliding_body[:, 0])
+
+
+def test_close_gaps_fills_short_gaps_only() -> None:
+    from ikmo.motion_model.control.footlock import close_gaps
+
+    c = np.array([1, 0, 1, 0, 0, 1, 0, 0, 0, 1, 0], dtype=bool)
+    np.testing.assert_array_equal(close_gaps(c, 2), [1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(close_gaps(c, 0), c)
