@@ -9,7 +9,7 @@ way animation tools do:
    the threshold from one frame to the next, which chopped contact into one-frame pieces). Each run
    of contact frames becomes one or more *locks*; a new lock starts where the foot has drifted more
    than `max_drift` from the current anchor (a dragged foot takes short steps rather than one long
-   stretch). A lock shorter than `MIN_LOCK_FRAMES` is no stance and is dropped.
+   stretch). A contact too brief to land a swing in is passed over by the swing to the next lock.
 2. Anchor: the lock's median toe position in the ground plane, or, where a keyframe constrains
    that foot inside the lock, the toe position at the keyframe (so keyframes stay met).
 3. The ankle and toe move by the offset (xz) that puts the toe on its anchor, and down to
@@ -42,9 +42,6 @@ from ikmo.motion_model.representation.skeleton import HUMANML3D_22
 # Between two locks at most this many frames apart the foot is carried on a swing arc from one anchor
 # to the next; farther apart, the model's own swing is kept (real swings take 0.3–0.5 s: 6–10 frames).
 MAX_SWING_FRAMES = 10
-# A contact shorter than this is no stance (real ones last 0.3 s and more): planting the foot for two
-# frames between two swings made it jump 2–11 m/s into and out of them.
-MIN_LOCK_FRAMES = 3
 # A locked toe higher than this is lowered to it: a stance foot hovering just under the contact height
 # left the whole body in the air (floating frames) whenever the other foot swung.
 PLANT_HEIGHT = 0.035
@@ -109,6 +106,18 @@ def close_gaps(contact: np.ndarray, max_gap: int) -> np.ndarray:
     return out
 
 
+def _split(short: int) -> tuple[int, int]:
+    """Frames a swing `short` of its length takes from the end of the lock it leaves and from the start
+    of the lock it lands in."""
+    return short // 2, short - short // 2
+
+
+def _too_short_to_land(prev_end: int, s: int, e: int, step_frames: int) -> bool:
+    """Whether a swing from a lock ending at `prev_end` into the lock [s, e] would take all of it."""
+    short = max(step_frames - (s - prev_end - 1), 0)
+    return s - prev_end - 1 <= MAX_SWING_FRAMES and s + _split(short)[1] > e
+
+
 def _swing(a_end: int, b_start: int, anchor_a: np.ndarray, anchor_b: np.ndarray, height: float
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(frames, toe xz (n, 2), lift (n,)) of a step leaving anchor_a after frame a_end and landing on
@@ -137,11 +146,13 @@ def lock_feet(joints: np.ndarray, cfg: FootLockConfig, pinned: np.ndarray | None
         fixed = np.zeros(T, dtype=bool) if pinned is None else pinned[:, toe] | pinned[:, ankle]
         locks: list[tuple[int, int, np.ndarray]] = []
         for s, e in contact_locks(out[:, toe], contact, cfg.max_drift):
-            if e - s + 1 < MIN_LOCK_FRAMES:
-                continue  # too brief for a stance: the foot passes it on a swing (or is left alone)
+            if e == s:
+                continue  # a single frame cannot slide
             frames = np.arange(s, e + 1)
             pin = frames[fixed[frames]]
             anchor = out[pin[0], toe] if len(pin) else np.median(out[frames, toe], axis=0)
+            if locks and cfg.step_frames and not len(pin) and _too_short_to_land(locks[-1][1], s, e, cfg.step_frames):
+                continue  # the foot passes over this brief contact on its swing to the next lock
             locks.append((s, e, anchor))
         lift = np.zeros(T)
         swings = np.zeros(T, dtype=bool)
@@ -149,8 +160,8 @@ def lock_feet(joints: np.ndarray, cfg: FootLockConfig, pinned: np.ndarray | None
             gap = s_b - e_a - 1
             if cfg.step_frames == 0 or gap > MAX_SWING_FRAMES:
                 continue  # the foot's own swing, eased by the ramps below
-            short = max(cfg.step_frames - gap, 0)
-            a_end, b_start = e_a - short // 2, s_b + (short - short // 2)
+            take_a, take_b = _split(max(cfg.step_frames - gap, 0))
+            a_end, b_start = e_a - take_a, s_b + take_b
             if a_end < s_a or b_start > e_b or fixed[a_end + 1:b_start].any():
                 continue  # too short a lock to land in, or a keyframe there: the foot jumps as before
             frames, xz, up = _swing(a_end, b_start, anchor_a, anchor_b, cfg.step_height)

@@ -124,7 +124,7 @@ def test_a_dragged_body_steps_from_anchor_to_anchor_instead_of_jumping(gliding_b
         # A foot that moves is off the floor: it swings, it does not slide.
         moving = speed > 0.5
         assert moving.any() and np.all(np.maximum(new[:-1, toe, 1], new[1:, toe, 1])[moving] >= 0.05)
-    assert foot_skating_ratio(new) < 0.1 < 0.4 < foot_skating_ratio(old)
+    assert foot_skating_ratio(new) < 0.1 < 0.2 < foot_skating_ratio(old)
     for hip, knee, ankle, _ in LEGS:  # the legs keep their bones, the pelvis its path
         np.testing.assert_allclose(_bone(new, hip, knee), _bone(gliding_body, hip, knee), atol=1e-6)
         np.testing.assert_allclose(_bone(new, knee, ankle), _bone(gliding_body, knee, ankle), atol=1e-6)
