@@ -40,6 +40,7 @@ const S = {
   frame: 0, playing: false, loop: true, show: "a", abA: 0, abB: 0,
   duration: 6.0,
   busy: false,
+  progressJob: null,       // the job the progress panel shows
 };
 
 // What is being prepared for the next message (text, photos and their times, the drawn path), kept
@@ -548,7 +549,12 @@ function replyBubble(t) {
   return b;
 }
 
+// The progress panel stays up at least this long: a small motion can be done before its event stream
+// opens, and a panel shown and hidden within one frame is a flicker nobody (and no test) can see.
+const PROGRESS_MIN_MS = 800;
+
 function follow(jobId, turn) {
+  const shownAt = performance.now(); S.progressJob = jobId;
   S.busy = true; $("send").disabled = true; $("progress").hidden = false; $("progress-steps").innerHTML = "";
   $("progress-bar").style.width = "0%"; $("progress-label").textContent = "waiting in the queue";
   const es = new EventSource(`/v1/jobs/${jobId}/events`);
@@ -571,7 +577,9 @@ function follow(jobId, turn) {
   es.addEventListener("done", async (e) => {
     es.close();
     const { status, reply } = JSON.parse(e.data);
-    S.busy = false; $("send").disabled = false; $("progress").hidden = true;
+    S.busy = false; $("send").disabled = false;
+    setTimeout(() => { if (S.progressJob === jobId) $("progress").hidden = true; },
+               Math.max(0, PROGRESS_MIN_MS - (performance.now() - shownAt)));
     if (turn) { turn.status = status; turn.reply = reply; }
     await openThread(S.threadId);
     await refreshThreads();
