@@ -221,8 +221,8 @@ def cross_fade(previous: np.ndarray, new: np.ndarray) -> np.ndarray:
     yaw = yaw_prev + ramp * turn
     pose_prev = rotate_y(prev_t - prev_t[:, :1], -yaw_prev)
     pose_new = rotate_y(new_t - new_t[:, :1], -yaw_new)
-    pose = (1 - ramp)[:, None, None] * pose_prev + ramp[:, None, None] * pose_new
-    pelvis = (1 - ramp)[:, None, None] * prev_t[:, :1] + ramp[:, None, None] * new_t[:, :1]
+    r = ramp[:, None, None]
+    pose, pelvis = torch.lerp(pose_prev, pose_new, r), torch.lerp(prev_t[:, :1], new_t[:, :1], r)
     return (rotate_y(pose, yaw) + pelvis).numpy()
 
 

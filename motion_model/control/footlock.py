@@ -106,6 +106,11 @@ def close_gaps(contact: np.ndarray, max_gap: int) -> np.ndarray:
     return out
 
 
+def _planted(height: np.ndarray) -> np.ndarray:
+    """The height a locked toe is held at: its own, or `PLANT_HEIGHT` where it hovers above that."""
+    return np.minimum(height, PLANT_HEIGHT)
+
+
 def _split(short: int) -> tuple[int, int]:
     """Frames a swing `short` of its length takes from the end of the lock it leaves and from the start
     of the lock it lands in."""
@@ -168,7 +173,7 @@ def lock_feet(joints: np.ndarray, cfg: FootLockConfig, pinned: np.ndarray | None
             offset[frames, 0] = xz[:, 0] - out[frames, toe, 0]
             offset[frames, 2] = xz[:, 1] - out[frames, toe, 2]
             # the height goes from where it left the floor to where it meets it, plus the lift
-            ends = np.minimum(out[[a_end, b_start], toe, 1], PLANT_HEIGHT)
+            ends = _planted(out[[a_end, b_start], toe, 1])
             offset[frames, 1] = np.interp(frames, [a_end, b_start], ends) - out[frames, toe, 1]
             lift[frames], weight[frames], swings[frames] = up, 1.0, True
         for s, e, anchor in locks:
@@ -176,7 +181,7 @@ def lock_feet(joints: np.ndarray, cfg: FootLockConfig, pinned: np.ndarray | None
             frames = frames[~swings[frames]]
             offset[frames, 0] = anchor[0] - out[frames, toe, 0]
             offset[frames, 2] = anchor[2] - out[frames, toe, 2]
-            offset[frames, 1] = np.minimum(PLANT_HEIGHT - out[frames, toe, 1], 0.0)
+            offset[frames, 1] = _planted(out[frames, toe, 1]) - out[frames, toe, 1]
             weight[frames] = 1.0
             for k in range(1, cfg.ramp_frames + 1):  # ease in before and out after, where free
                 w = 1 - k / (cfg.ramp_frames + 1)
