@@ -190,6 +190,15 @@ class TrainConfig(_Cfg):
         description="with root_swap_prob: swap the joints' local velocities too, which carry the root's speed; "
                     "measured: the ControlNet then reads the speed from the poses, which CFG amplifies, and the "
                     "sample's speed ran away (see docs/model.md), so off by default")
+    vel_loss_weight: float = Field(
+        default=0.0, ge=0,
+        description="either stage: weight of MDM's velocity loss, the mean squared difference between the "
+                    "predicted and true joint velocities (m²/s², training.geometric_losses): penalises the "
+                    "frame-to-frame wobble that the x0 MSE barely sees; 0 draws nothing (older runs)")
+    foot_loss_weight: float = Field(
+        default=0.0, ge=0,
+        description="either stage: weight of MDM's foot-contact loss, the predicted ankles' and toes' squared "
+                    "speed (m²/s²) where the true motion has that foot planted; 0: off (older runs)")
     control_loss_weight: float = Field(
         default=1.0, ge=0,
         description="control stage: weight of the constraint loss (L_traj + L_pose, m²) on the joints of the "

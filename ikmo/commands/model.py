@@ -25,6 +25,22 @@ RUN_HELP = "run folder: checkpoints in RUN_DIR/last, resumable"
 
 
 DEVICE_HELP = "auto (the GPU when one is at hand, else the CPU) | cpu | cuda | cuda:N"
+# MDM's geometric losses, offered by both stages (TrainConfig has their full descriptions).
+VelLossWeight = Annotated[float, typer.Option(
+    min=0, help="weight of the joint-velocity loss (m²/s²; damps frame-to-frame jitter; 0: off)")]
+FootLossWeight = Annotated[float, typer.Option(
+    min=0, help="weight of the foot-contact loss (planted feet's speed, m²/s²; 0: off)")]
+# The corpus augmentations and the EMA, also offered by both stages.
+LongCropProb = Annotated[float, typer.Option(min=0, max=1, help="chance a crop is as long as its clip allows")]
+TimeWarpProb = Annotated[float, typer.Option(
+    min=0, max=1, help="chance a crop is played faster or slower (speeds the corpus has few of)")]
+TimeWarpMax = Annotated[float, typer.Option(min=1, max=3, help="largest time-warp rate; the smallest is its inverse")]
+ConcatProb = Annotated[float, typer.Option(
+    min=0, max=1, help="chance a crop is two clips one after the other ('A, then B')")]
+ReverseProb = Annotated[float, typer.Option(
+    min=0, max=1, help="chance a forward walk is played backwards as a backward walk")]
+EmaDecay = Annotated[float, typer.Option(
+    min=0, max=0.99999, help="export an EMA of the weights with this decay per step (0: none)")]
 
 
 def read_spec(path: Path) -> MotionSpec:
@@ -72,6 +88,14 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         log_every: Annotated[int, typer.Option(min=1)] = 20,
         seed: Annotated[int, typer.Option()] = 0,
         export_to: Annotated[Path | None, typer.Option(help="also write inference weights here at the end")] = None,
+        vel_loss_weight: VelLossWeight = 0.0,
+        foot_loss_weight: FootLossWeight = 0.0,
+        long_crop_prob: LongCropProb = 0.0,
+        time_warp_prob: TimeWarpProb = 0.0,
+        time_warp_max: TimeWarpMax = 1.3,
+        concat_prob: ConcatProb = 0.0,
+        reverse_prob: ReverseProb = 0.0,
+        ema_decay: EmaDecay = 0.0,
     ) -> None:
         """Train the base text-to-motion denoiser (resumable, time-boxed)."""
         from ikmo.motion_model.model.text_encoder import build_text_encoder
@@ -82,7 +106,10 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         mcfg = ModelConfig(denoiser=DenoiserConfig(d_model=d_model, n_layers=layers, ff_dim=2 * d_model,
                                                    text_dim=text_dim), text_encoder=text_encoder)
         tcfg = TrainConfig(stage="base", batch_size=batch_size, lr=lr, max_steps=max_steps, max_minutes=max_minutes,
-                           num_threads=threads, ckpt_every=ckpt_every, log_every=log_every, seed=seed)
+                           num_threads=threads, ckpt_every=ckpt_every, log_every=log_every, seed=seed,
+                           vel_loss_weight=vel_loss_weight, foot_loss_weight=foot_loss_weight, ema_decay=ema_decay,
+                           long_crop_prob=long_crop_prob, time_warp_prob=time_warp_prob, time_warp_max=time_warp_max,
+                           concat_prob=concat_prob, reverse_prob=reverse_prob)
         summary = train(corpus, run_dir, tcfg, mcfg, resume=resume, export_to=export_to,
                         device=resolve_device(device))
         log.info("%s", json.dumps(summary))
@@ -121,18 +148,14 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
                  "measured worse under CFG, docs/model.md)")] = False,
         heading_prob: Annotated[float, typer.Option(
             min=0, max=1, help="chance a trajectory comes with its true heading")] = 0.0,
-        long_crop_prob: Annotated[float, typer.Option(
-            min=0, max=1, help="chance a crop is as long as its clip allows")] = 0.0,
-        time_warp_prob: Annotated[float, typer.Option(
-            min=0, max=1, help="chance a crop is played faster or slower (speeds the corpus has few of)")] = 0.0,
-        time_warp_max: Annotated[float, typer.Option(
-            min=1, max=3, help="largest time-warp rate; the smallest is its inverse")] = 1.3,
-        concat_prob: Annotated[float, typer.Option(
-            min=0, max=1, help="chance a crop is two clips one after the other ('A, then B')")] = 0.0,
-        reverse_prob: Annotated[float, typer.Option(
-            min=0, max=1, help="chance a forward walk is played backwards as a backward walk")] = 0.0,
-        ema_decay: Annotated[float, typer.Option(
-            min=0, max=0.99999, help="export an EMA of the weights with this decay per step (0: none)")] = 0.0,
+        long_crop_prob: LongCropProb = 0.0,
+        time_warp_prob: TimeWarpProb = 0.0,
+        time_warp_max: TimeWarpMax = 1.3,
+        concat_prob: ConcatProb = 0.0,
+        reverse_prob: ReverseProb = 0.0,
+        ema_decay: EmaDecay = 0.0,
+        vel_loss_weight: VelLossWeight = 0.0,
+        foot_loss_weight: FootLossWeight = 0.0,
     ) -> None:
         """Train the Motion ControlNet + control encoders on a frozen base (resumable, time-boxed)."""
         from ikmo.motion_model.errors import ConfigError
@@ -152,7 +175,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
                            root_loss_weight=root_loss_weight, root_swap_prob=root_swap_prob,
                            root_swap_velocities=root_swap_velocities, time_warp_prob=time_warp_prob,
                            time_warp_max=time_warp_max, concat_prob=concat_prob,
-                           reverse_prob=reverse_prob, ema_decay=ema_decay)
+                           reverse_prob=reverse_prob, ema_decay=ema_decay, vel_loss_weight=vel_loss_weight,
+                           foot_loss_weight=foot_loss_weight)
         ccfg = ControlConfig(mode=mode, traj_features=traj_features, output_head=output_head)  # type: ignore[arg-type]
         summary = train(corpus, run_dir, tcfg, init_from=init, control_cfg=ccfg,
                         resume=resume, export_to=export_to, device=resolve_device(device))

@@ -42,7 +42,8 @@ from ikmo.motion_model.model.diffusion import GaussianDiffusion
 from ikmo.motion_model.model.networks import ROOT_CHANNELS, IKMoNet, root_targets
 from ikmo.motion_model.model.text_encoder import build_text_encoder
 from ikmo.motion_model.model_config import ControlConfig, DiffusionConfig, ModelConfig, TrainConfig
-from ikmo.motion_model.representation.features import feature_layout, root_heading
+from ikmo.motion_model.representation.features import feature_layout, features_to_joints, root_heading
+from ikmo.motion_model.representation.skeleton import FPS, HUMANML3D_22
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,34 @@ def root_target_loss(pred: torch.Tensor, valid: torch.Tensor, net: IKMoNet, cont
     m = r[..., ROOT_CHANNELS: 2 * ROOT_CHANNELS] * valid[..., None]
     err = m * (pred[..., :ROOT_CHANNELS] - r[..., :ROOT_CHANNELS]) ** 2
     return err.sum() / m.sum().clamp(min=1)
+
+
+def geometric_losses(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """MDM's velocity and foot-contact losses on the joints of a predicted motion, in m²/s².
+
+    pred, target: (B, L, F) raw (denormalised) HumanML3D features, predicted and true; valid: (B, L).
+    Returns (L_vel, L_foot): L_vel is the squared difference between predicted and true joint velocities
+    (summed over x, y, z, averaged over the 22 joints and the frames where both rows are valid); L_foot the
+    predicted ankles' and toes' squared speed where the *true* motion's contact label says that foot is
+    planted. Why: in the x0 MSE a frame-to-frame wobble of a few millimetres costs almost nothing, yet
+    differentiated twice it is the sampler's jitter (generated jerk is 10-20x the real clips'), and a foot
+    gliding 1 cm per frame is skating that only the foot lock hid. In metres per second, so the weights
+    mean the same under any corpus normalisation.
+    """
+    lay = feature_layout()
+    both = (valid[:, 1:] & valid[:, :-1]).to(pred.dtype)  # (B, L-1): a velocity between two valid rows
+    jp = features_to_joints(pred * valid[..., None])  # (B, L, 22, 3)
+    with torch.no_grad():
+        jt = features_to_joints(target * valid[..., None])
+        contact = (target[:, :-1, lay.contacts] > 0.5).to(pred.dtype) * both[..., None]  # (B, L-1, 4)
+    vp = (jp[:, 1:] - jp[:, :-1]) * FPS  # (B, L-1, 22, 3) m/s
+    vt = (jt[:, 1:] - jt[:, :-1]) * FPS
+    l_vel = ((vp - vt).square().sum(-1).mean(-1) * both).sum() / both.sum().clamp(min=1)
+    feet = list(HUMANML3D_22.feet_left) + list(HUMANML3D_22.feet_right)
+    foot_speed2 = vp[:, :, feet].square().sum(-1)  # (B, L-1, 4) in the order of the contact labels
+    l_foot = (foot_speed2 * contact).sum() / contact.sum().clamp(min=1)
+    return l_vel, l_foot
 
 
 def swap_roots(x0: torch.Tensor, control: ControlBatch, net: IKMoNet, prob: float, g: torch.Generator,
@@ -323,6 +352,37 @@ def _encode_captions(captions: list[str], encoder: Any, cache_dir: Path, write: 
     return dict(zip(captions, embs, strict=True))
 
 
+def _extra_loss(cfg: TrainConfig, net: IKMoNet, x0: torch.Tensor, valid: torch.Tensor, control: ControlBatch | None,
+                joints_fn: JointsFn, parts: dict[str, list[float]]
+                ) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The terms added to the x0 MSE for one batch (None when every weight is 0): the constraint and
+    root losses of the control stage, the velocity and foot-contact losses of either stage. Each
+    term's value is appended to `parts[name]` for the training log."""
+    terms = []
+    if control is not None and cfg.control_loss_weight > 0:
+        terms.append(("constraint", cfg.control_loss_weight,
+                      lambda p: control_adherence_loss(p, valid, net, control, joints_fn)))
+    if control is not None and cfg.root_loss_weight > 0:
+        terms.append(("root", cfg.root_loss_weight, lambda p: root_target_loss(p, valid, net, control)))
+    if not terms and cfg.vel_loss_weight == 0 and cfg.foot_loss_weight == 0:
+        return None
+
+    def extra(pred: torch.Tensor) -> torch.Tensor:
+        total = pred.new_zeros(())
+        for name, w, fn in terms:
+            value = fn(pred)
+            parts.setdefault(name, []).append(float(value.detach()))
+            total = total + w * value
+        if cfg.vel_loss_weight > 0 or cfg.foot_loss_weight > 0:
+            l_vel, l_foot = geometric_losses(net.denormalize(pred), net.denormalize(x0), valid)
+            parts.setdefault("vel", []).append(float(l_vel.detach()))
+            parts.setdefault("foot", []).append(float(l_foot.detach()))
+            total = total + cfg.vel_loss_weight * l_vel + cfg.foot_loss_weight * l_foot
+        return total
+
+    return extra
+
+
 def train(
     corpus_dir: Path,
     run_dir: Path,
@@ -419,6 +479,7 @@ def train(
     t_start = time.perf_counter()
     max_rows = net.cfg.denoiser.max_len
     losses: list[float] = []
+    parts: dict[str, list[float]] = {}  # the extra loss terms' values since the last log line
     step = start_step
     history: list[dict[str, float]] = list(meta.get("train", {}).get("history", [])) if start_step else []
 
@@ -459,19 +520,13 @@ def train(
                                                    text_enc.encode)
         x0, valid, text, keep = x0.to(device), valid.to(device), text.to(device), keep.to(device)
         control = None
-        extra = None
         if train_cfg.stage == "control":
             with torch.no_grad():
                 raw = net.denormalize(x0)
                 joints = joints_fn(raw, n_rows=valid.sum(-1))
                 heading = root_heading(raw) if train_cfg.heading_prob > 0 else None
             control = sample_controls(joints, [len(c) + 1 for c in crops], g, heading, train_cfg.heading_prob)
-            if train_cfg.control_loss_weight > 0 or train_cfg.root_loss_weight > 0:
-                def extra(pred: torch.Tensor, _c: ControlBatch = control, _v: torch.Tensor = valid) -> torch.Tensor:
-                    loss = train_cfg.control_loss_weight * control_adherence_loss(pred, _v, net, _c, joints_fn)
-                    if train_cfg.root_loss_weight > 0:
-                        loss = loss + train_cfg.root_loss_weight * root_target_loss(pred, _v, net, _c)
-                    return loss
+        extra = _extra_loss(train_cfg, net, x0, valid, control, joints_fn, parts)
         hook = (swap_roots(x0, control, net, train_cfg.root_swap_prob, g, train_cfg.root_swap_velocities)
                 if control is not None and train_cfg.root_swap_prob > 0 else None)
         loss = diffusion.training_loss(model, x0, valid, text, keep, g, control, extra, hook)
@@ -486,10 +541,15 @@ def train(
         if step % train_cfg.log_every == 0 or step == train_cfg.max_steps:
             mean_loss = sum(losses) / len(losses)
             history.append({"step": step, "loss": round(mean_loss, 5)})
+            terms = {k: round(sum(v) / len(v), 5) for k, v in parts.items() if v}
+            if terms:
+                history[-1].update(terms)
             if rank == 0:
-                    log.info("%s step %d loss %.4f (%.2fs/step, rank 0's batch)", train_cfg.stage, step, mean_loss,
+                log.info("%s step %d loss %.4f%s (%.2fs/step, rank 0's batch)", train_cfg.stage, step, mean_loss,
+                         "".join(f" {k} {v:.4f}" for k, v in terms.items()),
                          (time.perf_counter() - t_start) / max(1, step - start_step))
             losses.clear()
+            parts.clear()
         if step % train_cfg.ckpt_every == 0:
             save(final=False)
     save(final=True)
