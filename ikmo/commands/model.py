@@ -194,6 +194,19 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         meta = average_checkpoints(list(checkpoints), out)
         typer.echo(f"averaged steps {meta['averaged_steps']} into {out}")
 
+    @train_group.command("graft")
+    def train_graft(
+        control: Annotated[Path, typer.Option(help="checkpoint whose ControlNet to take")],
+        base: Annotated[Path, typer.Option(help="checkpoint whose base denoiser to take")],
+        out: Annotated[Path, typer.Option(help="folder for the combined weights")],
+    ) -> None:
+        """Put the ControlNet of one checkpoint on the base of another (to re-adapt it to a retrained base
+        with `ikmo train control --resume`)."""
+        from ikmo.motion_model.model.checkpoints import graft_control
+
+        graft_control(control, base, out)
+        typer.echo(f"the ControlNet of {control} on the base of {base}: {out}")
+
     @app.command("sample")
     def sample_cmd(
         spec: Annotated[Path, typer.Option(help="MotionSpec JSON file")],

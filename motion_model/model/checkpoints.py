@@ -144,3 +144,31 @@ def average_checkpoints(ckpt_dirs: list[Path], out_dir: Path, device: torch.devi
     meta = {**meta, "averaged_steps": steps, "averaged_from": [str(d) for d in ckpt_dirs]}
     save_checkpoint(Path(out_dir), first, dcfg, meta)
     return meta
+
+
+def graft_control(control_dir: Path, base_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """Write the ControlNet of `control_dir` on the base denoiser of `base_dir` to `out_dir`; returns its meta.
+
+    Why: the base and the ControlNet train in separate stages, so a base trained further (or with new
+    losses) needs a ControlNet re-adapted to it, and a ControlNet trained on one base is the natural
+    start. Both must share the denoiser's configuration and the corpus normalisation. The meta keeps
+    the ControlNet's training state under "train" (a resumed control run counts on from it) and the
+    base's under "base_train", with where each came from.
+    """
+    device = torch.device("cpu")
+    ctl, dcfg, meta_c = load_checkpoint(Path(control_dir), device)
+    base, _, meta_b = load_checkpoint(Path(base_dir), device)
+    if ctl.control is None:
+        raise ConfigError(f"{control_dir} has no ControlNet: give a checkpoint trained with `ikmo train control`")
+    if ctl.cfg.denoiser != base.cfg.denoiser or ctl.cfg.text_encoder != base.cfg.text_encoder:
+        raise ConfigError(f"the bases differ in shape: {control_dir} has {ctl.cfg.denoiser} "
+                          f"({ctl.cfg.text_encoder}), {base_dir} has {base.cfg.denoiser} ({base.cfg.text_encoder})")
+    if not (torch.equal(ctl.mean, base.mean) and torch.equal(ctl.std, base.std)):
+        raise ConfigError(f"{control_dir} and {base_dir} were trained on differently normalised corpora; "
+                          "a ControlNet only fits a base of the same corpus statistics")
+    ctl.base.load_state_dict(base.base.state_dict())
+    base_train = meta_b.get("train") if meta_b.get("train", {}).get("stage") == "base" else meta_b.get("base_train")
+    meta = {k: v for k, v in meta_c.items() if k not in ("model", "diffusion", "optimizer", "base_train", "init_from")}
+    meta.update({"base_train": base_train, "base_from": str(base_dir), "control_from": str(control_dir)})
+    save_checkpoint(Path(out_dir), ctl, dcfg, meta)
+    return meta
