@@ -183,6 +183,9 @@ def score(name: str, feats: Sequence[np.ndarray], joints: Sequence[np.ndarray], 
     kf = np.concatenate(kfs)
     skating = [metrics.foot_skating_ratio(j) for j in joints]
     facing = facing_errors(joints, cases)
+    sim = np.sum(emb * text_emb, axis=1)
+    jerk = [metrics.mean_jerk(j, FPS) for j in joints]
+    floating = [metrics.floating_ratio(j) for j in joints]
     row: dict[str, Any] = {
         "method": name,
         "fid": metrics.fid(real_emb, emb),
@@ -195,10 +198,10 @@ def score(name: str, feats: Sequence[np.ndarray], joints: Sequence[np.ndarray], 
         "skating_ok_share": float(np.mean(np.asarray(skating) <= metrics.REAL_SKATING)),
         "facing_err_median_deg": float(np.median(facing)) if facing else float("nan"),
         "n_forward_walks": len(facing),
-        "text_similarity": float(np.mean(np.sum(emb * text_emb, axis=1))),
-        "jerk": float(np.mean([metrics.mean_jerk(j, FPS) for j in joints])),
+        "text_similarity": float(np.mean(sim)),
+        "jerk": float(np.mean(jerk)),
         "penetration_m": float(np.mean([metrics.ground_penetration(j) for j in joints])),
-        "floating_ratio": float(np.mean([metrics.floating_ratio(j) for j in joints])),
+        "floating_ratio": float(np.mean(floating)),
         "avg_err": ce.avg_err,
         "keyframe_mpjpe": float(kf.mean()) if kf.size else float("nan"),
         "n_motions": len(joints),
@@ -207,7 +210,8 @@ def score(name: str, feats: Sequence[np.ndarray], joints: Sequence[np.ndarray], 
         # Per case, in case order (None: the case has no such constraint), for paired comparisons
         # across runs (`bench_compare`).
         "per_case": {"traj_err": [_mean_or_none(e) for e in traj], "keyframe_mpjpe": [_mean_or_none(e) for e in kfs],
-                     "skating": [float(v) for v in skating]},
+                     "skating": [float(v) for v in skating], "text_similarity": [float(v) for v in sim],
+                     "jerk": [float(v) for v in jerk], "floating": [float(v) for v in floating]},
     }
     for t in THRESHOLDS:
         row[f"traj_err_{t}"] = ce.traj_err[t]

@@ -30,6 +30,8 @@ VelLossWeight = Annotated[float, typer.Option(
     min=0, help="weight of the joint-velocity loss (m²/s²; damps frame-to-frame jitter; 0: off)")]
 FootLossWeight = Annotated[float, typer.Option(
     min=0, help="weight of the foot-contact loss (planted feet's speed, m²/s²; 0: off)")]
+FootLossMaxT = Annotated[int | None, typer.Option(
+    min=0, help="count the foot-contact loss only at diffusion steps ≤ this (default: all)")]
 # The corpus augmentations and the EMA, also offered by both stages.
 LongCropProb = Annotated[float, typer.Option(min=0, max=1, help="chance a crop is as long as its clip allows")]
 TimeWarpProb = Annotated[float, typer.Option(
@@ -90,6 +92,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         export_to: Annotated[Path | None, typer.Option(help="also write inference weights here at the end")] = None,
         vel_loss_weight: VelLossWeight = 0.0,
         foot_loss_weight: FootLossWeight = 0.0,
+        foot_loss_max_t: FootLossMaxT = None,
         long_crop_prob: LongCropProb = 0.0,
         time_warp_prob: TimeWarpProb = 0.0,
         time_warp_max: TimeWarpMax = 1.3,
@@ -108,6 +111,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         tcfg = TrainConfig(stage="base", batch_size=batch_size, lr=lr, max_steps=max_steps, max_minutes=max_minutes,
                            num_threads=threads, ckpt_every=ckpt_every, log_every=log_every, seed=seed,
                            vel_loss_weight=vel_loss_weight, foot_loss_weight=foot_loss_weight, ema_decay=ema_decay,
+                           foot_loss_max_t=foot_loss_max_t,
                            long_crop_prob=long_crop_prob, time_warp_prob=time_warp_prob, time_warp_max=time_warp_max,
                            concat_prob=concat_prob, reverse_prob=reverse_prob)
         summary = train(corpus, run_dir, tcfg, mcfg, resume=resume, export_to=export_to,
@@ -156,6 +160,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         ema_decay: EmaDecay = 0.0,
         vel_loss_weight: VelLossWeight = 0.0,
         foot_loss_weight: FootLossWeight = 0.0,
+        foot_loss_max_t: FootLossMaxT = None,
     ) -> None:
         """Train the Motion ControlNet + control encoders on a frozen base (resumable, time-boxed)."""
         from ikmo.motion_model.errors import ConfigError
@@ -176,7 +181,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
                            root_swap_velocities=root_swap_velocities, time_warp_prob=time_warp_prob,
                            time_warp_max=time_warp_max, concat_prob=concat_prob,
                            reverse_prob=reverse_prob, ema_decay=ema_decay, vel_loss_weight=vel_loss_weight,
-                           foot_loss_weight=foot_loss_weight)
+                           foot_loss_weight=foot_loss_weight, foot_loss_max_t=foot_loss_max_t)
         ccfg = ControlConfig(mode=mode, traj_features=traj_features, output_head=output_head)  # type: ignore[arg-type]
         summary = train(corpus, run_dir, tcfg, init_from=init, control_cfg=ccfg,
                         resume=resume, export_to=export_to, device=resolve_device(device))

@@ -60,14 +60,14 @@ class GaussianDiffusion:
         text_keep: torch.Tensor,
         generator: torch.Generator,
         control: ControlBatch | None = None,
-        extra_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         xt_hook: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Masked x0-prediction MSE (a scalar). x0: (B, L, F) normalised; valid: (B, L) bool.
 
         `net` is an `IKMoNet` or a DDP wrapper of one; random draws come from `generator`.
-        `extra_loss` maps the predicted x0 (B, L, F) to a scalar added to the MSE (the control
-        stage's constraint loss); `xt_hook` may alter the noised input while the target stays x0.
+        `extra_loss` maps the predicted x0 (B, L, F) and the steps t (B,) to a scalar added to the MSE
+        (the constraint, root and geometric losses); `xt_hook` may alter the noised input while the target stays x0.
         """
         B = x0.shape[0]
         t = torch.randint(0, self.cfg.train_steps, (B,), generator=generator).to(x0.device)
@@ -78,7 +78,7 @@ class GaussianDiffusion:
         pred = net(x_t, t, text, text_keep, valid, control)
         err = ((pred - x0) ** 2).mean(-1) * valid
         loss = err.sum() / valid.sum().clamp(min=1)
-        return loss + extra_loss(pred) if extra_loss is not None else loss
+        return loss + extra_loss(pred, t) if extra_loss is not None else loss
 
     def timesteps(self, n: int) -> list[int]:
         """DDIM's n integer steps, descending from the noisiest (train_steps - 1) to 0."""

@@ -177,8 +177,8 @@ def root_target_loss(pred: torch.Tensor, valid: torch.Tensor, net: IKMoNet, cont
     return err.sum() / m.sum().clamp(min=1)
 
 
-def geometric_losses(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def geometric_losses(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
+                     foot_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """MDM's velocity and foot-contact losses on the joints of a predicted motion, in m²/s².
 
     pred, target: (B, L, F) raw (denormalised) HumanML3D features, predicted and true; valid: (B, L).
@@ -188,7 +188,8 @@ def geometric_losses(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tens
     planted. Why: in the x0 MSE a frame-to-frame wobble of a few millimetres costs almost nothing, yet
     differentiated twice it is the sampler's jitter (generated jerk is 10-20x the real clips'), and a foot
     gliding 1 cm per frame is skating that only the foot lock hid. In metres per second, so the weights
-    mean the same under any corpus normalisation.
+    mean the same under any corpus normalisation. `foot_rows` (B,) bool: the motions L_foot counts
+    (default all; `TrainConfig.foot_loss_max_t` passes the low-noise ones).
     """
     lay = feature_layout()
     both = (valid[:, 1:] & valid[:, :-1]).to(pred.dtype)  # (B, L-1): a velocity between two valid rows
@@ -196,6 +197,8 @@ def geometric_losses(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tens
     with torch.no_grad():
         jt = features_to_joints(target * valid[..., None])
         contact = (target[:, :-1, lay.contacts] > 0.5).to(pred.dtype) * both[..., None]  # (B, L-1, 4)
+        if foot_rows is not None:
+            contact = contact * foot_rows.to(pred.dtype)[:, None, None]
     vp = (jp[:, 1:] - jp[:, :-1]) * FPS  # (B, L-1, 22, 3) m/s
     vt = (jt[:, 1:] - jt[:, :-1]) * FPS
     l_vel = ((vp - vt).square().sum(-1).mean(-1) * both).sum() / both.sum().clamp(min=1)
@@ -354,7 +357,7 @@ def _encode_captions(captions: list[str], encoder: Any, cache_dir: Path, write: 
 
 def _extra_loss(cfg: TrainConfig, net: IKMoNet, x0: torch.Tensor, valid: torch.Tensor, control: ControlBatch | None,
                 joints_fn: JointsFn, parts: dict[str, list[float]]
-                ) -> Callable[[torch.Tensor], torch.Tensor] | None:
+                ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
     """The terms added to the x0 MSE for one batch (None when every weight is 0): the constraint and
     root losses of the control stage, the velocity and foot-contact losses of either stage. Each
     term's value is appended to `parts[name]` for the training log."""
@@ -367,14 +370,15 @@ def _extra_loss(cfg: TrainConfig, net: IKMoNet, x0: torch.Tensor, valid: torch.T
     if not terms and cfg.vel_loss_weight == 0 and cfg.foot_loss_weight == 0:
         return None
 
-    def extra(pred: torch.Tensor) -> torch.Tensor:
+    def extra(pred: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         total = pred.new_zeros(())
         for name, w, fn in terms:
             value = fn(pred)
             parts.setdefault(name, []).append(float(value.detach()))
             total = total + w * value
         if cfg.vel_loss_weight > 0 or cfg.foot_loss_weight > 0:
-            l_vel, l_foot = geometric_losses(net.denormalize(pred), net.denormalize(x0), valid)
+            low = None if cfg.foot_loss_max_t is None else t <= cfg.foot_loss_max_t
+            l_vel, l_foot = geometric_losses(net.denormalize(pred), net.denormalize(x0), valid, low)
             parts.setdefault("vel", []).append(float(l_vel.detach()))
             parts.setdefault("foot", []).append(float(l_foot.detach()))
             total = total + cfg.vel_loss_weight * l_vel + cfg.foot_loss_weight * l_foot

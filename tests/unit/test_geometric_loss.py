@@ -70,3 +70,20 @@ def test_padding_rows_and_feet_in_the_air_do_not_count() -> None:
     assert float(l_foot_air) == 0.0
     _, l_foot_planted = geometric_losses(sliding, batch, valid)
     assert float(l_foot_planted) > 4 * float(ref_foot)  # with the feet planted the glide is charged
+
+
+def test_the_foot_term_counts_only_the_motions_it_is_given() -> None:
+    truth = _walk()
+    batch = truth[None].repeat(2, 1, 1)
+    valid = torch.ones(2, truth.shape[0], dtype=torch.bool)
+    lay = feature_layout()
+    sliding = batch.clone()
+    sliding[1, :, lay.root_lin_vel] *= 3.0  # only the second motion's planted feet glide
+    _, both = geometric_losses(sliding, batch, valid)
+    _, first = geometric_losses(sliding, batch, valid, foot_rows=torch.tensor([True, False]))
+    _, second = geometric_losses(sliding, batch, valid, foot_rows=torch.tensor([False, True]))
+    _, truth_foot = geometric_losses(batch[:1], batch[:1], valid[:1])
+    assert float(first) == pytest.approx(float(truth_foot), rel=1e-12)
+    assert float(second) > float(both) > float(first)
+    _, none = geometric_losses(sliding, batch, valid, foot_rows=torch.tensor([False, False]))
+    assert float(none) == 0.0
