@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ikmo.motion_model.model_config import ModelConfig
 
 # --------------------------------------------------------------------------- agent contexts
 
@@ -39,3 +43,20 @@ def make_context(motion_model=None, reader=None, toolbox=None, interactive: bool
     cfg = AgentSettings(**settings)
     return Context(settings=cfg, toolbox=toolbox if toolbox is not None else _Tools(cfg, model=motion_model),
                    interactive=interactive, chat_model=chat_model)
+
+
+# --------------------------------------------------------------------------- tiny training runs
+
+
+def tiny_training(tmp_path: Path) -> tuple[Path, dict[str, float | int], ModelConfig]:
+    """A synthetic 8-clip corpus under `tmp_path`, the small TrainConfig settings the training tests
+    share (batch 4, one thread, a log line per step) and a one-layer ModelConfig with a hash text
+    encoder: (corpus folder, settings, model config)."""
+    from ikmo.motion_model.data.synthetic import write_synthetic_corpus
+    from ikmo.motion_model.model_config import DenoiserConfig, ModelConfig
+
+    corpus = write_synthetic_corpus(tmp_path / "corpus", n_clips=8, n_frames=50)
+    small: dict[str, float | int] = {"batch_size": 4, "num_threads": 1, "log_every": 1, "lr": 1e-2}
+    tiny = ModelConfig(denoiser=DenoiserConfig(d_model=32, n_layers=1, n_heads=2, ff_dim=64, text_dim=16),
+                       text_encoder="hash:16")
+    return corpus, small, tiny

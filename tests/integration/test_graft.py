@@ -7,21 +7,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import tiny_training
 
 pytestmark = pytest.mark.integration
 
 
 def test_a_controlnet_grafted_on_a_retrained_base_resumes_training(tmp_path: Path) -> None:
-    from ikmo.motion_model.data.synthetic import write_synthetic_corpus
     from ikmo.motion_model.errors import ConfigError
     from ikmo.motion_model.model.checkpoints import graft_control, load_checkpoint
     from ikmo.motion_model.model.training import read_train_state, train
-    from ikmo.motion_model.model_config import ControlConfig, DenoiserConfig, ModelConfig, TrainConfig
+    from ikmo.motion_model.model_config import ControlConfig, TrainConfig
 
-    corpus = write_synthetic_corpus(tmp_path / "corpus", n_clips=8, n_frames=50)
-    small = {"batch_size": 4, "num_threads": 1, "log_every": 1, "lr": 1e-2}
-    tiny = ModelConfig(denoiser=DenoiserConfig(d_model=32, n_layers=1, n_heads=2, ff_dim=64, text_dim=16),
-                       text_encoder="hash:16")
+    corpus, small, tiny = tiny_training(tmp_path)
     train(corpus, tmp_path / "base", TrainConfig(max_steps=2, **small), model_cfg=tiny)
     train(corpus, tmp_path / "control", TrainConfig(stage="control", max_steps=3, **small),
           init_from=tmp_path / "base" / "last", control_cfg=ControlConfig(hidden=16))

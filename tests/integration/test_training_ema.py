@@ -7,21 +7,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import tiny_training
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.integration
 
 
 def test_control_training_exports_the_ema_and_resumes_it(tmp_path: Path) -> None:
-    from ikmo.motion_model.data.synthetic import write_synthetic_corpus
     from ikmo.motion_model.model.checkpoints import load_checkpoint
     from ikmo.motion_model.model.training import EMA_FILE, train
-    from ikmo.motion_model.model_config import ControlConfig, DenoiserConfig, ModelConfig, TrainConfig
+    from ikmo.motion_model.model_config import ControlConfig, TrainConfig
 
-    corpus = write_synthetic_corpus(tmp_path / "corpus", n_clips=8, n_frames=50)
-    small = {"batch_size": 4, "num_threads": 1, "log_every": 1, "lr": 1e-2}
-    tiny = ModelConfig(denoiser=DenoiserConfig(d_model=32, n_layers=1, n_heads=2, ff_dim=64, text_dim=16),
-                       text_encoder="hash:16")
+    corpus, small, tiny = tiny_training(tmp_path)
     train(corpus, tmp_path / "base", TrainConfig(max_steps=2, **small), model_cfg=tiny)
     run, export = tmp_path / "control", tmp_path / "weights"
     cfg = TrainConfig(stage="control", max_steps=4, ema_decay=0.5, **small)

@@ -5,20 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import tiny_training
 
 pytestmark = pytest.mark.integration
 
 
 def test_a_base_run_with_the_geometric_losses_logs_each_term(tmp_path: Path) -> None:
-    from ikmo.motion_model.data.synthetic import write_synthetic_corpus
     from ikmo.motion_model.model.training import train
-    from ikmo.motion_model.model_config import DenoiserConfig, ModelConfig, TrainConfig
+    from ikmo.motion_model.model_config import TrainConfig
 
-    corpus = write_synthetic_corpus(tmp_path / "corpus", n_clips=8, n_frames=50)
-    tiny = ModelConfig(denoiser=DenoiserConfig(d_model=32, n_layers=1, n_heads=2, ff_dim=64, text_dim=16),
-                       text_encoder="hash:16")
-    cfg = TrainConfig(max_steps=3, batch_size=4, num_threads=1, log_every=1, lr=1e-3, vel_loss_weight=1.0,
-                      foot_loss_weight=0.5)
+    corpus, small, tiny = tiny_training(tmp_path)
+    cfg = TrainConfig(max_steps=3, vel_loss_weight=1.0, foot_loss_weight=0.5, **{**small, "lr": 1e-3})
     train(corpus, tmp_path / "base", cfg, model_cfg=tiny)
     from ikmo.motion_model.model.training import read_train_state
 
