@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,6 +17,7 @@ from ikmo.motion_model.limits import MAX_DIFFUSION_STEPS, MAX_GUIDANCE_SCALE, MA
 
 if TYPE_CHECKING:
     from ikmo.motion_model.constraints import MotionSpec
+    from ikmo.motion_model.model_config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,16 @@ def read_spec(path: Path) -> MotionSpec:
         raise ConstraintError(f"{path} is not a valid MotionSpec: {validation_message(e)}") from None
 
 
+def train_config(stage: str, options: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig of a `train base` / `train control` call from its options (the command's
+    `locals()` before anything else is bound): every option named as a TrainConfig field, `threads`
+    as `num_threads`; the rest (paths, model shape, device) are the command's own."""
+    from ikmo.motion_model.model_config import TrainConfig
+
+    fields = {k: v for k, v in options.items() if k in TrainConfig.model_fields}
+    return TrainConfig(stage=stage, num_threads=options["threads"], **fields)
+
+
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     train_group = groups["train"]
 
@@ -101,19 +112,14 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         ema_decay: EmaDecay = 0.0,
     ) -> None:
         """Train the base text-to-motion denoiser (resumable, time-boxed)."""
+        tcfg = train_config("base", locals())
         from ikmo.motion_model.model.text_encoder import build_text_encoder
         from ikmo.motion_model.model.training import resolve_device, train
-        from ikmo.motion_model.model_config import DenoiserConfig, ModelConfig, TrainConfig
+        from ikmo.motion_model.model_config import DenoiserConfig, ModelConfig
 
         text_dim = build_text_encoder(text_encoder).dim if text_encoder.startswith("hash:") else 384
         mcfg = ModelConfig(denoiser=DenoiserConfig(d_model=d_model, n_layers=layers, ff_dim=2 * d_model,
                                                    text_dim=text_dim), text_encoder=text_encoder)
-        tcfg = TrainConfig(stage="base", batch_size=batch_size, lr=lr, max_steps=max_steps, max_minutes=max_minutes,
-                           num_threads=threads, ckpt_every=ckpt_every, log_every=log_every, seed=seed,
-                           vel_loss_weight=vel_loss_weight, foot_loss_weight=foot_loss_weight, ema_decay=ema_decay,
-                           foot_loss_max_t=foot_loss_max_t,
-                           long_crop_prob=long_crop_prob, time_warp_prob=time_warp_prob, time_warp_max=time_warp_max,
-                           concat_prob=concat_prob, reverse_prob=reverse_prob)
         summary = train(corpus, run_dir, tcfg, mcfg, resume=resume, export_to=export_to,
                         device=resolve_device(device))
         log.info("%s", json.dumps(summary))
@@ -163,9 +169,10 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         foot_loss_max_t: FootLossMaxT = None,
     ) -> None:
         """Train the Motion ControlNet + control encoders on a frozen base (resumable, time-boxed)."""
+        tcfg = train_config("control", locals())
         from ikmo.motion_model.errors import ConfigError
         from ikmo.motion_model.model.training import resolve_device, train
-        from ikmo.motion_model.model_config import ControlConfig, TrainConfig
+        from ikmo.motion_model.model_config import ControlConfig
 
         if mode not in ("decoupled", "joint"):
             raise ConfigError(f"--mode {mode!r}: choose decoupled or joint")
@@ -173,15 +180,6 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             raise ConfigError(f"--traj-features {traj_features!r}: choose xyz or root")
         if init is None and not resume:
             raise ConfigError("pass --init BASE_CHECKPOINT (e.g. runs/base/last) or --resume")
-        tcfg = TrainConfig(stage="control", batch_size=batch_size, lr=lr, max_steps=max_steps,
-                           max_minutes=max_minutes, num_threads=threads, ckpt_every=ckpt_every,
-                           log_every=log_every, seed=seed, control_loss_weight=control_loss_weight,
-                           heading_prob=heading_prob, long_crop_prob=long_crop_prob,
-                           root_loss_weight=root_loss_weight, root_swap_prob=root_swap_prob,
-                           root_swap_velocities=root_swap_velocities, time_warp_prob=time_warp_prob,
-                           time_warp_max=time_warp_max, concat_prob=concat_prob,
-                           reverse_prob=reverse_prob, ema_decay=ema_decay, vel_loss_weight=vel_loss_weight,
-                           foot_loss_weight=foot_loss_weight, foot_loss_max_t=foot_loss_max_t)
         ccfg = ControlConfig(mode=mode, traj_features=traj_features, output_head=output_head)  # type: ignore[arg-type]
         summary = train(corpus, run_dir, tcfg, init_from=init, control_cfg=ccfg,
                         resume=resume, export_to=export_to, device=resolve_device(device))

@@ -24,3 +24,39 @@ def test_a_base_run_with_the_geometric_losses_logs_each_term(tmp_path: Path) -> 
     for h in history:
         assert h["vel"] > 0 and h["foot"] >= 0
         assert h["loss"] > h["vel"] + 0.5 * h["foot"]  # the x0 MSE is in the total too
+
+
+def test_the_train_commands_pass_every_option_to_the_run(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from ikmo.motion_model.data.synthetic import write_synthetic_corpus
+
+    corpus = write_synthetic_corpus(tmp_path / "corpus", n_clips=8, n_frames=50)
+    common = ["--corpus", str(corpus), "--batch-size", "4", "--threads", "1", "--log-every", "1", "--max-steps", "2",
+              "--seed", "3", "--lr", "0.001"]
+
+    def run(*args: str) -> None:
+        res = subprocess.run([sys.executable, "-m", "ikmo.cli", "train", *args, *common], capture_output=True,
+                             text=True, timeout=240, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr[-3000:]
+
+    base = tmp_path / "base"
+    run("base", "--run-dir", str(base), "--d-model", "32", "--layers", "1", "--text-encoder", "hash:16",
+        "--vel-loss-weight", "0.5", "--foot-loss-weight", "0.25", "--foot-loss-max-t", "300", "--concat-prob", "0.1",
+        "--time-warp-prob", "0.2", "--ema-decay", "0.9")
+    state = json.loads((base / "last" / "model.json").read_text())["train"]
+    cfg = state["config"]
+    assert (cfg["stage"], cfg["num_threads"], cfg["batch_size"], cfg["seed"], cfg["lr"]) == ("base", 1, 4, 3, 0.001)
+    assert (cfg["vel_loss_weight"], cfg["foot_loss_weight"], cfg["foot_loss_max_t"]) == (0.5, 0.25, 300)
+    assert (cfg["concat_prob"], cfg["time_warp_prob"], cfg["ema_decay"]) == (0.1, 0.2, 0.9)
+    assert all("vel" in h and "foot" in h for h in state["history"])
+
+    control = tmp_path / "control"
+    run("control", "--init", str(base / "last"), "--run-dir", str(control), "--control-loss-weight", "0.5",
+        "--heading-prob", "0.6", "--vel-loss-weight", "1")
+    cfg = json.loads((control / "last" / "model.json").read_text())["train"]["config"]
+    assert (cfg["stage"], cfg["control_loss_weight"], cfg["heading_prob"], cfg["vel_loss_weight"]) == (
+        "control", 0.5, 0.6, 1.0)
+    assert cfg["foot_loss_weight"] == 0.0 and cfg["foot_loss_max_t"] is None
