@@ -202,9 +202,9 @@ class TrainConfig(_Cfg):
     foot_loss_max_t: int | None = Field(
         default=None, ge=0,
         description="count the foot-contact loss only on motions noised to diffusion step ≤ this (of "
-                    "train_steps); None: every step. Why: where the noise hides whether a foot is planted, "
-                    "the loss's optimum is a foot slowed by its chance of contact, which damps kicks, jumps and "
-                    "steps (unlike the velocity loss, whose optimum is the mean motion, as the x0 MSE's)")
+                    "train_steps); None: every step. The idea: where the noise hides whether a foot is "
+                    "planted, the loss's optimum is a foot slowed by its chance of contact. Measured not better "
+                    "(T = 300: more floating and jitter, no gain in text; docs/model.md), so off by default")
     control_loss_weight: float = Field(
         default=1.0, ge=0,
         description="control stage: weight of the constraint loss (L_traj + L_pose, m²) on the joints of the "

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 def test_a_controlnet_grafted_on_a_retrained_base_resumes_training(tmp_path: Path) -> None:
     from ikmo.motion_model.errors import ConfigError
-    from ikmo.motion_model.model.checkpoints import graft_control, load_checkpoint
+    from ikmo.motion_model.model.checkpoints import graft_control, load_checkpoint, save_checkpoint
     from ikmo.motion_model.model.training import read_train_state, train
     from ikmo.motion_model.model_config import ControlConfig, TrainConfig
 
@@ -44,6 +44,15 @@ def test_a_controlnet_grafted_on_a_retrained_base_resumes_training(tmp_path: Pat
         (run / "last" / f.name).write_bytes(f.read_bytes())
     train(corpus, run, TrainConfig(stage="control", max_steps=5, **small), resume=True)
     assert read_train_state(run / "last")["step"] == 5  # counted on from the ControlNet's 3 steps
+
+    other, dcfg, meta_b = load_checkpoint(tmp_path / "base" / "last", torch.device("cpu"))
+    other.std.mul_(1.5)  # another corpus's statistics
+    save_checkpoint(tmp_path / "other", other, dcfg, meta_b)
+    with pytest.raises(ConfigError, match="differently normalised"):
+        graft_control(tmp_path / "control" / "last", tmp_path / "other", tmp_path / "z")
+    other.std.div_(1.5).add_(1e-7)  # float noise of a re-built corpus is the same statistics
+    save_checkpoint(tmp_path / "other", other, dcfg, meta_b)
+    graft_control(tmp_path / "control" / "last", tmp_path / "other", tmp_path / "z")
 
     with pytest.raises(ConfigError, match="no ControlNet"):
         graft_control(tmp_path / "base" / "last", tmp_path / "base" / "last", tmp_path / "x")
