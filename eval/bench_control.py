@@ -14,9 +14,10 @@ Methods (rows of the table), all sampled with the same seeds on the same cases (
                   decoupled-vs-joint comparison that stage 1's exact projection cannot mask
   unconditioned   the base model from the caption alone (no constraints); its control errors say
                   how far an unconstrained motion lands from the constraints
-  baseline_ikmo, baseline_no_optimization
-                  full IKMo and the ControlNet alone with other weights (`--baseline-weights`, e.g.
-                  the bundled ones while judging new ones): old and new side by side in one run
+  baseline_ikmo, baseline_no_footlock, baseline_no_optimization
+                  full IKMo, without the foot lock and the ControlNet alone with other weights
+                  (`--baseline-weights`, e.g. the bundled ones while judging new ones; each goes with
+                  its method): old and new side by side in one run
 
 Metrics: FID, R-precision top-1/2/3 and matching score, Diversity (on the embeddings of
 `ikmo.eval.evaluator`, trained on our corpus: NOT comparable to published HumanML3D numbers),
@@ -53,8 +54,9 @@ from .evaluator import Evaluator
 log = logging.getLogger(__name__)
 
 METHODS = ("real", "ikmo", "no_footlock", "no_projection", "no_optimization", "no_controlnet", "joint_encoder",
-           "joint_no_optimization", "unconditioned", "baseline_ikmo", "baseline_no_optimization")
-BASELINE_METHODS = ("baseline_ikmo", "baseline_no_optimization")
+           "joint_no_optimization", "unconditioned", "baseline_ikmo", "baseline_no_footlock",
+           "baseline_no_optimization")
+BASELINE_METHODS = ("baseline_ikmo", "baseline_no_footlock", "baseline_no_optimization")
 THRESHOLDS = (0.2, 0.5)
 # The joint-encoder ablation, trained on the same budget as the bundled decoupled ControlNet.
 BUNDLED_JOINT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "joint_encoder"
@@ -316,9 +318,17 @@ def build_runs(model: MotionModel | None, methods: Sequence[str], joint_model: M
         if set(methods) - {"real"}:
             raise ConfigError("generated methods need a motion model; pass --weights")
         return [MethodRun("real", None)] if methods else []
-    no_opt = model.optimization.model_copy(update={"enabled": False})
     no_proj = model.optimization.model_copy(update={"projection": False})
     runs = []
+
+    def controlled(name: str, m: str, mm: MotionModel) -> MethodRun:
+        """Full IKMo (`ikmo`), without the foot lock, or the ControlNet alone, named `name`, on `mm`."""
+        if m == "no_footlock":
+            return MethodRun(name, mm, foot_lock=FootLockConfig(enabled=False))
+        if m == "no_optimization":
+            return MethodRun(name, mm, optimization=mm.optimization.model_copy(update={"enabled": False}))
+        return MethodRun(name, mm)
+
     for m in methods:
         needs_cn = m in ("ikmo", "no_footlock", "no_projection", "no_optimization")
         if needs_cn and not model.has_controlnet:
@@ -326,14 +336,10 @@ def build_runs(model: MotionModel | None, methods: Sequence[str], joint_model: M
             continue
         if m == "real":
             runs.append(MethodRun("real", None))
-        elif m == "ikmo":
-            runs.append(MethodRun("ikmo", model))
-        elif m == "no_footlock":
-            runs.append(MethodRun("no_footlock", model, foot_lock=FootLockConfig(enabled=False)))
+        elif m in ("ikmo", "no_footlock", "no_optimization"):
+            runs.append(controlled(m, m, model))
         elif m == "no_projection":  # stage 1 as gradient steps only (the paper's form)
             runs.append(MethodRun("no_projection", model, optimization=no_proj))
-        elif m == "no_optimization":
-            runs.append(MethodRun("no_optimization", model, optimization=no_opt))
         elif m == "no_controlnet":
             runs.append(MethodRun("no_controlnet", model, use_controlnet=False))
         elif m in ("joint_encoder", "joint_no_optimization"):
@@ -348,6 +354,5 @@ def build_runs(model: MotionModel | None, methods: Sequence[str], joint_model: M
             if baseline_model is None or not baseline_model.has_controlnet:
                 notes.append(f"{m}: skipped, no baseline checkpoint with a ControlNet given (--baseline-weights)")
                 continue
-            runs.append(MethodRun(m, baseline_model) if m == "baseline_ikmo" else MethodRun(
-                m, baseline_model, optimization=baseline_model.optimization.model_copy(update={"enabled": False})))
+            runs.append(controlled(m, m.removeprefix("baseline_"), baseline_model))
     return runs

@@ -29,8 +29,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             help="joint-encoder ablation checkpoint directory (default with the bundled weights: "
                  "eval/weights/joint_encoder, trained on the same budget)")] = None,
         baseline_weights: Annotated[Path | None, typer.Option(
-            help="other weights to run side by side (rows baseline_ikmo, baseline_no_optimization), e.g. the "
-                 "bundled ones when judging a new checkpoint")] = None,
+            help="other weights to run side by side: a row baseline_M for each of ikmo, no_footlock and "
+                 "no_optimization in --methods, e.g. the bundled ones when judging a new checkpoint")] = None,
         evaluator: Annotated[Path | None, typer.Option(help="evaluator .safetensors (default: bundled)")] = None,
         n_cases: Annotated[int, typer.Option(min=2, help="number of cases")] = 64,
         methods: Annotated[str, typer.Option(help="comma-separated methods")] = (
@@ -80,7 +80,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         if baseline_weights is not None:
             from ikmo.eval.bench_control import BASELINE_METHODS
 
-            names += [m for m in BASELINE_METHODS if m not in names]
+            # each of full IKMo, no_footlock and the ControlNet alone asked for gets its baseline row
+            names += [b for b in BASELINE_METHODS if b not in names and b.removeprefix("baseline_") in names]
         model = load_model(weights) if set(names) - {"real"} else None
         if joint_weights is None and weights is None:
             from ikmo.eval.bench_control import BUNDLED_JOINT_WEIGHTS

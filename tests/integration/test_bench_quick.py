@@ -177,11 +177,14 @@ def test_bench_control_quick_cli(setup: dict[str, Path], tmp_path: Path) -> None
     data = json.loads(out.read_text())
     rows = {r["method"]: r for r in data["results"]}
     assert set(rows) == {"real", "ikmo", "no_footlock", "no_projection", "no_optimization", "no_controlnet",
-                         "unconditioned", "baseline_ikmo", "baseline_no_optimization"}
+                         "unconditioned", "baseline_ikmo", "baseline_no_footlock", "baseline_no_optimization"}
     # the baseline rows are the same methods with the --baseline-weights: here the same weights
-    for new, old in (("ikmo", "baseline_ikmo"), ("no_optimization", "baseline_no_optimization")):
+    for new in ("ikmo", "no_footlock", "no_optimization"):
+        old = f"baseline_{new}"
         assert rows[old]["avg_err"] == pytest.approx(rows[new]["avg_err"], abs=1e-6)
         assert rows[old]["fid"] == pytest.approx(rows[new]["fid"], abs=1e-6)
+        assert rows[old]["skating_ratio"] == pytest.approx(rows[new]["skating_ratio"], abs=1e-6)
+    assert rows["no_footlock"]["skating_ratio"] > rows["ikmo"]["skating_ratio"]  # the lock's rows differ
     assert any("joint_encoder" in n for n in data["notes"])
     assert any("joint_no_optimization" in n for n in data["notes"])
     real = rows["real"]
