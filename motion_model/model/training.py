@@ -423,8 +423,19 @@ def train(
     meta: dict[str, Any] = {}
     if resume and (last / "model.safetensors").is_file():
         net, dcfg, meta = load_checkpoint(last, device)
-        start_step = int(meta.get("train", {}).get("step", 0))
-        log.info("resuming %s at step %d", last, start_step)
+        other = meta.get("train", {}).get("stage", train_cfg.stage)
+        if other != train_cfg.stage:
+            # A checkpoint of the other stage (e.g. the bundle, whose "train" is its ControlNet's, under a
+            # base run): its weights are the start; its step count, history, wall time and optimizer are
+            # that stage's, so they are kept aside under "<stage>_train" instead of being continued.
+            kept = {k: v for k, v in meta.items() if k not in ("train", "optimizer")}
+            meta = {**kept, f"{other}_train": meta["train"]}
+            start_step = 0
+            log.info("starting a %s run from %s, a %s checkpoint: step 0, fresh optimizer", train_cfg.stage, last,
+                     other)
+        else:
+            start_step = int(meta.get("train", {}).get("step", 0))
+            log.info("resuming %s at step %d", last, start_step)
     else:
         start_step = 0
         if init_from is not None:

@@ -60,3 +60,27 @@ def test_a_controlnet_grafted_on_a_retrained_base_resumes_training(tmp_path: Pat
     train(corpus, tmp_path / "wide", TrainConfig(max_steps=1, **small), model_cfg=wider)
     with pytest.raises(ConfigError, match="differ in shape"):
         graft_control(tmp_path / "control" / "last", tmp_path / "wide" / "last", tmp_path / "y")
+
+
+def test_a_base_run_resumed_from_a_control_checkpoint_counts_its_own_steps(tmp_path: Path) -> None:
+    import json
+
+    from ikmo.motion_model.model.training import read_train_state, train
+    from ikmo.motion_model.model_config import ControlConfig, TrainConfig
+
+    corpus, small, tiny = tiny_training(tmp_path)
+    train(corpus, tmp_path / "base", TrainConfig(max_steps=2, **small), model_cfg=tiny)
+    train(corpus, tmp_path / "control", TrainConfig(stage="control", max_steps=5, **small),
+          init_from=tmp_path / "base" / "last", control_cfg=ControlConfig(hidden=16))
+    run = tmp_path / "more_base"  # like continuing the bundle's base: its "train" is the ControlNet's
+    (run / "last").mkdir(parents=True)
+    for f in (tmp_path / "control" / "last").iterdir():
+        (run / "last" / f.name).write_bytes(f.read_bytes())
+    train(corpus, run, TrainConfig(max_steps=3, **small), resume=True)
+    state = read_train_state(run / "last")
+    assert state["stage"] == "base" and state["step"] == 3
+    assert [h["step"] for h in state["history"]] == [1, 2, 3]  # none of the ControlNet's history
+    meta = json.loads((run / "last" / "model.json").read_text())
+    assert meta["control_train"]["stage"] == "control" and meta["control_train"]["step"] == 5
+    train(corpus, run, TrainConfig(max_steps=4, **small), resume=True)  # a later chunk continues normally
+    assert read_train_state(run / "last")["step"] == 4
