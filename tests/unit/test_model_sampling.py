@@ -208,3 +208,20 @@ def test_timed_texts_follow_their_frames(tiny_model) -> None:
     assert d_jumps[30:].mean() < d_plain[30:].mean()  # the end follows "jumps"
     with pytest.raises(ConstraintError):
         sample(tiny_model, ["a", "b"], [20, 20], timed_texts=[same])
+
+
+def test_the_last_frame_moves_on_at_the_motions_last_speed() -> None:
+    from ikmo.motion_model.sampling import settle_last_frame
+
+    t = np.arange(10, dtype=np.float64)[:, None, None]
+    walk = np.zeros((10, 22, 3)) + np.linspace(0, 1, 22)[None, :, None]
+    walk = walk + t * np.array([0.0, 0.0, 0.06]) + 0.01 * np.sin(t) * np.arange(22)[None, :, None] / 22
+    popped = walk.copy()
+    popped[-1] += 0.2  # the last frame off by 20 cm, as a decoded velocity row can put it
+    settled = settle_last_frame(popped, keep_pelvis=False)
+    assert np.array_equal(settled[:-1], popped[:-1])
+    expected = 2 * walk[-2] - walk[-3]
+    assert np.allclose(settled[-1], expected, atol=1e-12)
+    kept = settle_last_frame(popped, keep_pelvis=True)  # a trajectory point placed the pelvis: it stays
+    assert np.allclose(kept[-1, 0], popped[-1, 0])
+    assert np.allclose(kept[-1] - kept[-1, :1], expected - expected[:1], atol=1e-12)
