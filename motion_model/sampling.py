@@ -204,17 +204,17 @@ def sample(
         # velocities, not from the padding row after it (which decodes to the mean pose).
         joints = [model.joints_fn(feats[b:b + 1, : T - 1])[0].double().cpu().numpy() for b, T in enumerate(lengths)]
     feats_np = [feats[b, : T - 1].double().cpu().numpy() for b, T in enumerate(lengths)]
+    settled = [T >= 3 and not bool(cb.pose_mask[b, T - 1].any()) for b, T in enumerate(lengths)]
     for b, T in enumerate(lengths):
-        if T >= 3 and not bool(cb.pose_mask[b, T - 1].any()):  # a keyframe there was met through those velocities
+        if settled[b]:  # (a keyframe on the last frame was met through the velocities this replaces)
             joints[b] = settle_last_frame(joints[b], keep_pelvis=bool(cb.traj_mask[b, T - 1].any()))
-            feats_np[b] = joints_to_features(torch.from_numpy(joints[b]), canonical=False).numpy()
     timings["decode_s"] = time.perf_counter() - t0
     lock_cfg = foot_lock if foot_lock is not None else model.foot_lock
     t0 = time.perf_counter()
-    if lock_cfg.enabled:
-        for b, T in enumerate(lengths):
-            pinned = cb.pose_mask[b, :T].cpu().numpy()
-            joints[b] = lock_feet(joints[b], lock_cfg, pinned)
+    for b, T in enumerate(lengths):
+        if lock_cfg.enabled:
+            joints[b] = lock_feet(joints[b], lock_cfg, cb.pose_mask[b, :T].cpu().numpy())
+        if lock_cfg.enabled or settled[b]:  # the features of the joints as they now are, derived once
             feats_np[b] = joints_to_features(torch.from_numpy(joints[b]), canonical=False).numpy()
     timings["foot_lock_s"] = time.perf_counter() - t0
     out = []
@@ -236,9 +236,9 @@ def settle_last_frame(joints: np.ndarray, keep_pelvis: bool) -> np.ndarray:
     placed it there). A keyframe on the last frame is met through those velocities: callers skip it.
     """
     out = np.array(joints, dtype=np.float64, copy=True)
-    rel = out[:, :, :] - out[:, :1, :]
+    rel2, rel3 = out[-2] - out[-2, 0], out[-3] - out[-3, 0]  # the pose about the pelvis, two frames back
     pelvis = out[-1, 0] if keep_pelvis else 2 * out[-2, 0] - out[-3, 0]
-    out[-1] = pelvis + 2 * rel[-2] - rel[-3]
+    out[-1] = pelvis + 2 * rel2 - rel3
     return out.astype(joints.dtype, copy=False)
 
 

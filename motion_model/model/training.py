@@ -555,10 +555,8 @@ def train(
         losses.append(loss.detach().item())
         if step % train_cfg.log_every == 0 or step == train_cfg.max_steps:
             mean_loss = sum(losses) / len(losses)
-            history.append({"step": step, "loss": round(mean_loss, 5)})
             terms = {k: round(sum(v) / len(v), 5) for k, v in parts.items() if v}
-            if terms:
-                history[-1].update(terms)
+            history.append({"step": step, "loss": round(mean_loss, 5), **terms})
             if rank == 0:
                 log.info("%s step %d loss %.4f%s (%.2fs/step, rank 0's batch)", train_cfg.stage, step, mean_loss,
                          "".join(f" {k} {v:.4f}" for k, v in terms.items()),
