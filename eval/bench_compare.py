@@ -3,7 +3,8 @@ intervals. By default the bundled decoupled encoders (IKMo) against the joint-en
 
 Each seed draws its own cases (`eval.cases.sample_cases`); on every seed both checkpoints run on the
 same cases with the same noise, as the ControlNet alone (stage 1 off: what the encoders themselves
-achieve) and as full IKMo. Two kinds of interval, both 95 %:
+achieve), with stage 1 as gradient steps only (`gradient`: no exact projection, so where the
+ControlNet leaves the motion decides where the steps end) and as full IKMo. Two kinds of interval, both 95 %:
 
 - per-case figures (the pelvis's mean distance from its path, keyframe MPJPE, foot skating) pool the
   cases of all seeds; A − B is paired by case, its interval a BCa bootstrap (`eval.stats`);
@@ -34,7 +35,7 @@ from .stats import bootstrap_mean_ci, t_interval
 
 log = logging.getLogger(__name__)
 
-STAGES = ("alone", "ikmo")
+STAGES = ("alone", "gradient", "ikmo")
 PER_CASE = (("traj_err", "path error (m)"), ("keyframe_mpjpe", "keyframe MPJPE (m)"), ("skating", "foot skating"))
 PER_SEED = (("fid", "FID"), ("r_precision_top3", "R@3"))
 # Below these a difference is not called even when its interval excludes 0: the projection's rows
@@ -43,8 +44,10 @@ RESOLUTION = {"traj_err": 1e-3, "keyframe_mpjpe": 1e-3, "skating": 1e-3, "fid": 
 
 
 def stage_runs(name: str, model: MotionModel) -> list[MethodRun]:
-    """The two rows of one checkpoint: its ControlNet alone (stage 1 off) and full IKMo."""
+    """The rows of one checkpoint, one per STAGES: its ControlNet alone (stage 1 off), with stage 1 as
+    gradient steps only, and full IKMo."""
     return [MethodRun(f"{name}_alone", model, optimization=model.optimization.model_copy(update={"enabled": False})),
+            MethodRun(f"{name}_gradient", model, optimization=model.optimization.gradient_only()),
             MethodRun(f"{name}_ikmo", model)]
 
 

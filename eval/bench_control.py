@@ -5,13 +5,16 @@ Methods (rows of the table), all sampled with the same seeds on the same cases (
   real            the real test windows themselves (reference: FID 0, the data's own skating)
   ikmo            full IKMo: decoupled ControlNet + motion optimization
   no_footlock     full IKMo without the foot-lock post-process (footlock.py)
-  no_projection   ControlNet + stage 1 as gradient steps only (no exact projection)
+  no_projection   ControlNet + stage 1 as gradient steps only (no exact projection; the paper's form:
+                  L-BFGS on the final clean motion, `OptimizationConfig.gradient_only`)
   no_optimization ControlNet only (stage 1 off)
   no_controlnet   motion optimization only (stage 2 skipped)
   joint_encoder   one joint control encoder instead of the decoupled pair (a separately trained
                   checkpoint, `joint_weights`) + motion optimization
   joint_no_optimization  the joint encoder's ControlNet alone: with no_optimization, the
                   decoupled-vs-joint comparison that stage 1's exact projection cannot mask
+  joint_no_projection    the joint encoder with stage 1 as gradient steps only (pairs with
+                  no_projection: where the gradient steps start from decides what they end at)
   unconditioned   the base model from the caption alone (no constraints); its control errors say
                   how far an unconstrained motion lands from the constraints
   baseline_ikmo, baseline_no_footlock, baseline_no_optimization
@@ -54,7 +57,7 @@ from .evaluator import Evaluator
 log = logging.getLogger(__name__)
 
 METHODS = ("real", "ikmo", "no_footlock", "no_projection", "no_optimization", "no_controlnet", "joint_encoder",
-           "joint_no_optimization", "unconditioned", "baseline_ikmo", "baseline_no_footlock",
+           "joint_no_optimization", "joint_no_projection", "unconditioned", "baseline_ikmo", "baseline_no_footlock",
            "baseline_no_optimization")
 BASELINE_METHODS = ("baseline_ikmo", "baseline_no_footlock", "baseline_no_optimization")
 THRESHOLDS = (0.2, 0.5)
@@ -318,7 +321,6 @@ def build_runs(model: MotionModel | None, methods: Sequence[str], joint_model: M
         if set(methods) - {"real"}:
             raise ConfigError("generated methods need a motion model; pass --weights")
         return [MethodRun("real", None)] if methods else []
-    no_proj = model.optimization.model_copy(update={"projection": False})
     runs = []
 
     def controlled(name: str, m: str, mm: MotionModel) -> MethodRun:
@@ -339,15 +341,17 @@ def build_runs(model: MotionModel | None, methods: Sequence[str], joint_model: M
         elif m in ("ikmo", "no_footlock", "no_optimization"):
             runs.append(controlled(m, m, model))
         elif m == "no_projection":  # stage 1 as gradient steps only (the paper's form)
-            runs.append(MethodRun("no_projection", model, optimization=no_proj))
+            runs.append(MethodRun("no_projection", model, optimization=model.optimization.gradient_only()))
         elif m == "no_controlnet":
             runs.append(MethodRun("no_controlnet", model, use_controlnet=False))
-        elif m in ("joint_encoder", "joint_no_optimization"):
+        elif m in ("joint_encoder", "joint_no_optimization", "joint_no_projection"):
             if joint_model is None or not joint_model.has_controlnet:
                 notes.append(f"{m}: skipped, no joint-encoder checkpoint with a ControlNet given (--joint-weights)")
                 continue
-            runs.append(MethodRun(m, joint_model) if m == "joint_encoder" else MethodRun(
-                m, joint_model, optimization=joint_model.optimization.model_copy(update={"enabled": False})))
+            joint_opt = {"joint_encoder": None,
+                         "joint_no_optimization": joint_model.optimization.model_copy(update={"enabled": False}),
+                         "joint_no_projection": joint_model.optimization.gradient_only()}[m]
+            runs.append(MethodRun(m, joint_model, optimization=joint_opt))
         elif m == "unconditioned":
             runs.append(MethodRun("unconditioned", model, use_control=False))
         elif m in BASELINE_METHODS:

@@ -295,6 +295,9 @@ class GenerationOptions(_Model):
     optimization_steps: int | None = Field(default=None, ge=0, le=MAX_OPTIMIZATION_STEPS)
     use_controlnet: bool = True
     use_optimization: bool = True
+    exact_projection: bool = Field(
+        default=True, description="stage 1 ends with the exact projection onto the path and keyframes; false: "
+                                  "gradient steps only (the paper's form: L-BFGS, ~0.5 s slower, within ~1 cm)")
 
 
 class MotionPrefix(_Model):

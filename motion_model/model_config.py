@@ -86,6 +86,10 @@ class DiffusionConfig(_Cfg):
                     "guides the motion, not where the path and heading already say it goes")
 
 
+# L-BFGS iterations of the gradient-only stage 1: 300 left 0.017 m on 32 test clips, 500 left 0.009 m.
+GRADIENT_ONLY_ITERATIONS = 500
+
+
 class OptimizationConfig(_Cfg):
     """Stage 1, Motion Optimization: gradient steps on the predicted clean motion x0.
 
@@ -101,6 +105,9 @@ class OptimizationConfig(_Cfg):
     """
 
     enabled: bool = True
+    optimizer: Literal["gd", "lbfgs"] = Field(
+        default="gd", description="gd: clipped gradient steps with per-motion step halving; lbfgs: torch's L-BFGS "
+                                  "with a strong-Wolfe line search (converges on dense paths without the projection)")
     # 1 + 5 since the exact projection: on 32 validation cases 3 + 20 gave FID 0.234 and 1 + 5 0.240
     # (0 final iterations: 0.255), all with zero constraint error; fewer backward passes are faster.
     iterations: int = Field(default=1, ge=0)
@@ -118,6 +125,18 @@ class OptimizationConfig(_Cfg):
                                                 "(always including the final one)")
     blend_frames: int = Field(default=8, ge=0, description="half-width of the window a keyframe's correction is "
                                                            "blended over, frames")
+
+    def gradient_only(self) -> OptimizationConfig:
+        """Stage 1 in the paper's form, gradient steps only (no exact projection): L-BFGS on the final
+        clean motion, `GRADIENT_ONLY_ITERATIONS` iterations at most.
+
+        Measured on 32 test clips with the bundled weights (2026-12-07): Avg err 0.009 m and keyframe
+        MPJPE 0.005 m at 0.84 s per motion, against 0.75 m for the plain clipped steps (1 per DDIM step
+        + 5); L-BFGS also at every DDIM step (10 per step + 200) ended further off (0.084 m) than the
+        same budget on the final motion alone (0.049 m): the denoiser's next step undoes part of each
+        correction."""
+        return self.model_copy(update={"projection": False, "optimizer": "lbfgs", "iterations": 0,
+                                       "final_iterations": GRADIENT_ONLY_ITERATIONS})
 
 
 class FootLockConfig(_Cfg):

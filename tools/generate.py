@@ -47,7 +47,8 @@ def generate_motion(
     model: a loaded `MotionModel` (else `load_model(settings.weights, settings.device)`);
     settings: the tools' settings (any subclass: the whole resolved configuration is saved into
     config.json); its `diffusion_steps` / `guidance_scale` override the checkpoint's sampler
-    defaults, and the spec's `options.guidance_scale` wins over both; the seed is the spec's
+    defaults, and the spec's `options.guidance_scale` wins over both; `exact_projection: false` (in
+    the settings or the spec's options) runs stage 1 as gradient steps only; the seed is the spec's
     `options.seed`. formats: subset of `tools.exports.ALL_FORMATS` (default all). Raises
     ConstraintError for an invalid spec.
     """
@@ -69,6 +70,8 @@ def generate_motion(
 
     opts = spec.options
     opt_cfg = model.optimization.model_copy(update={"enabled": opts.use_optimization and model.optimization.enabled})
+    if not (opts.exact_projection and settings.exact_projection):
+        opt_cfg = opt_cfg.gradient_only()
     if opts.optimization_steps is not None:
         opt_cfg = opt_cfg.model_copy(update={"iterations": opts.optimization_steps})
     seed = opts.seed

@@ -40,6 +40,8 @@ class ToolSettings(BaseModel):
                                         "checkpoint's")
     guidance_scale: float | None = Field(default=None, ge=0, le=100, description="classifier-free guidance; "
                                          "default the checkpoint's")
+    exact_projection: bool = Field(default=True, description="stage 1 ends with the exact projection onto the "
+                                   "path and keyframes; false: gradient steps only (the paper's form, L-BFGS)")
     smpl_model: Path | None = Field(default=None, description="official SMPL .npz; default: bundled mannequin")
     preview: bool = Field(default=True, description="write preview.mp4")
 

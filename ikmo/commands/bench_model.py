@@ -35,7 +35,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         n_cases: Annotated[int, typer.Option(min=2, help="number of cases")] = 64,
         methods: Annotated[str, typer.Option(help="comma-separated methods")] = (
             "real,ikmo,no_footlock,no_projection,no_optimization,no_controlnet,joint_encoder,"
-            "joint_no_optimization,unconditioned"),
+            "joint_no_optimization,joint_no_projection,unconditioned"),
         split: Annotated[str, typer.Option(help="corpus split the cases come from")] = "test",
         seed: Annotated[int, typer.Option()] = 0,
         batch_size: Annotated[int, typer.Option(min=1)] = 16,

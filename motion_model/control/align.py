@@ -42,14 +42,17 @@ def rotate_y(points: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
     return torch.stack([c * x + s * z, y, -s * x + c * z], dim=-1)
 
 
-def align_keyframes(joints: torch.Tensor, control: ControlBatch, align_yaw: bool = True) -> torch.Tensor:
+def align_keyframes(joints: torch.Tensor, control: ControlBatch, align_yaw: bool = True,
+                    yaw: torch.Tensor | None = None) -> torch.Tensor:
     """Align: the keyframe poses placed on the generated motion, (B, T, 22, 3).
 
-    joints: (B, T, 22, 3) generated global joints (T ≤ control.n_frames).
+    joints: (B, T, 22, 3) generated global joints (T ≤ control.n_frames). yaw: (B, T) facing to turn
+    the keyframes to instead of the generated body's (a frozen ψ makes the loss one function of the
+    joints, which a line search needs).
     """
     T = joints.shape[1]
     root = torch.where(control.traj_mask[:, :T], control.traj[:, :T], joints[:, :, 0])
     pose = control.pose[:, :T]
     if align_yaw:
-        pose = rotate_y(pose, facing_yaw(joints.detach()))
+        pose = rotate_y(pose, facing_yaw(joints.detach()) if yaw is None else yaw[:, :T])
     return pose + root[:, :, None]

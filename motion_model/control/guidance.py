@@ -52,16 +52,20 @@ from ikmo.motion_model.model_config import OptimizationConfig
 
 log = logging.getLogger(__name__)
 
-def constraint_losses(joints: torch.Tensor, control: ControlBatch, align_yaw: bool = True
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(L_traj, L_pose), each (B,) in m². joints: (B, T, 22, 3); frames past T are ignored."""
+# Rounds of L-BFGS between which Align's frozen facing is taken again from the body (`_lbfgs`).
+LBFGS_ROUNDS = 4
+
+def constraint_losses(joints: torch.Tensor, control: ControlBatch, align_yaw: bool = True,
+                      yaw: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L_traj, L_pose), each (B,) in m². joints: (B, T, 22, 3); frames past T are ignored. yaw: (B, T)
+    frozen facing for Align (default: the generated body's, detached)."""
     T = joints.shape[1]
     tm = control.traj_mask[:, :T].float()
     sig_t = tm.amax(-1).sum(-1).clamp(min=1)
     l_traj = (tm * (control.traj[:, :T] - joints[:, :, 0]) ** 2).sum((-1, -2)) / sig_t
     w = control.pose_weight[:, :T] * control.pose_mask[:, :T]
     sig_p = control.pose_mask[:, :T].any(-1).float().sum(-1).clamp(min=1)
-    target = align_keyframes(joints, control, align_yaw)
+    target = align_keyframes(joints, control, align_yaw, yaw)
     l_pose = (w * ((target - joints) ** 2).sum(-1)).sum((-1, -2)) / sig_p
     return l_traj, l_pose
 
@@ -89,11 +93,15 @@ class MotionOptimizer:
         first = n - max(1, int(round(self.cfg.act_fraction * n)))
         return i >= first
 
-    def loss(self, x0: torch.Tensor) -> torch.Tensor:
-        """Per-motion weighted loss (B,) of normalised features x0 (B, L, F)."""
+    def joints(self, x0: torch.Tensor) -> torch.Tensor:
+        """Global joints (B, L + 1, 22, 3) of normalised features x0 (B, L, F)."""
         n_rows = None if self.lengths is None else torch.as_tensor(self.lengths, device=x0.device) - 1
-        joints = self.joints_fn(self.denormalize(x0), n_rows=n_rows)
-        l_traj, l_pose = constraint_losses(joints, self.control, self.cfg.align_yaw)
+        return self.joints_fn(self.denormalize(x0), n_rows=n_rows)
+
+    def loss(self, x0: torch.Tensor, yaw: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-motion weighted loss (B,) of normalised features x0 (B, L, F); yaw: (B, L + 1) frozen
+        facing for Align (default: the generated body's, detached)."""
+        l_traj, l_pose = constraint_losses(self.joints(x0), self.control, self.cfg.align_yaw, yaw)
         return self.cfg.w_traj * l_traj + self.cfg.w_pose * l_pose
 
     def optimize(self, x0: torch.Tensor, iterations: int) -> torch.Tensor:
@@ -103,6 +111,8 @@ class MotionOptimizer:
         from features to joints is non-convex through the integrated root yaw), so the loss never
         ends above where it started.
         """
+        if self.cfg.optimizer == "lbfgs":
+            return self._lbfgs(x0, iterations)
         B = x0.shape[0]
         lr = torch.full((B, 1, 1), self.cfg.step_size, device=x0.device, dtype=x0.dtype)
         x = x0.detach().clone().requires_grad_(True)
@@ -124,6 +134,37 @@ class MotionOptimizer:
                 x, loss = cand, cand_loss
             self.history.append(float(loss.detach().mean()))
             grad = self._clipped_grad(loss, x)
+        return x.detach()
+
+    def _lbfgs(self, x0: torch.Tensor, iterations: int) -> torch.Tensor:
+        """Up to `iterations` L-BFGS iterations (strong-Wolfe line search) on x0 (B, L, F).
+
+        The motions' losses are independent, so their sum is minimised jointly. Plain gradient steps
+        crawl on a dense path because the pelvis is an integral of the root velocities (a long,
+        ill-conditioned valley); L-BFGS's curvature estimate crosses it in a few iterations. A line
+        search needs the loss to be one function of x, but Align's facing is detached (the loss
+        shapes the body, not its heading): so the facing is frozen for a round of
+        iterations, then taken again from the body, `LBFGS_ROUNDS` times.
+        """
+        x = x0.detach().clone().requires_grad_(True)
+        with torch.no_grad():
+            self.history.append(float(self.loss(x).mean()))
+        per_round = -(-iterations // LBFGS_ROUNDS)
+        for _ in range(LBFGS_ROUNDS if iterations else 0):
+            with torch.no_grad():
+                yaw = facing_yaw(self.joints(x)) if self.control.pose_mask.any() else None
+            opt = torch.optim.LBFGS([x], lr=1.0, max_iter=per_round, history_size=10,
+                                    line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
+
+            def closure(yaw: torch.Tensor | None = yaw, opt: torch.optim.LBFGS = opt) -> torch.Tensor:
+                opt.zero_grad()
+                total = self.loss(x, yaw).sum()
+                total.backward()
+                return total
+
+            opt.step(closure)
+        with torch.no_grad():
+            self.history.append(float(self.loss(x).mean()))
         return x.detach()
 
     def _clipped_grad(self, loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -187,6 +187,7 @@ def test_bench_control_quick_cli(setup: dict[str, Path], tmp_path: Path) -> None
     assert rows["no_footlock"]["skating_ratio"] > rows["ikmo"]["skating_ratio"]  # the lock's rows differ
     assert any("joint_encoder" in n for n in data["notes"])
     assert any("joint_no_optimization" in n for n in data["notes"])
+    assert any("joint_no_projection" in n for n in data["notes"])
     real = rows["real"]
     assert real["fid"] == pytest.approx(0.0, abs=1e-6)
     assert real["avg_err"] < 1e-5 and real["keyframe_mpjpe"] < 1e-4
@@ -197,7 +198,10 @@ def test_bench_control_quick_cli(setup: dict[str, Path], tmp_path: Path) -> None
     assert rows["no_controlnet"]["avg_err"] < 0.5 * rows["unconditioned"]["avg_err"]
     # the exact projection puts the pelvis on the trajectory even for this untrained model
     assert rows["ikmo"]["avg_err"] < 1e-3 and rows["ikmo"]["loc_err_0.5"] == 0.0
-    assert rows["no_projection"]["avg_err"] > 10 * rows["ikmo"]["avg_err"]
+    # stage 1's gradient steps alone (L-BFGS, no projection) also bring this untrained model's pelvis
+    # to the path, far closer than its ControlNet alone; the projection is exact
+    assert rows["no_projection"]["avg_err"] < 0.1 * rows["no_optimization"]["avg_err"], rows["no_projection"]
+    assert rows["ikmo"]["avg_err"] <= rows["no_projection"]["avg_err"]
     for r in rows.values():  # the plausibility figures are measured on every row
         assert r["jerk"] > 0 and r["penetration_m"] >= 0 and 0 <= r["floating_ratio"] <= 1
         assert -1 <= r["text_similarity"] <= 1 and 0 <= r["skating_ok_share"] <= 1
@@ -211,7 +215,7 @@ def test_bench_control_quick_cli(setup: dict[str, Path], tmp_path: Path) -> None
     rrows = {r["method"]: r for r in req["results"]}
     assert set(rrows) == set(rows) - {"real"}
     assert rrows["ikmo"]["avg_err"] < 0.02  # the projection meets the planned path (the rig moves it a little)
-    assert rrows["no_projection"]["avg_err"] > 5 * rrows["ikmo"]["avg_err"]
+    assert rrows["no_projection"]["avg_err"] < 0.1 * rrows["no_optimization"]["avg_err"]
     # the arc and the walk are forward walks; walking backwards is not
     assert 1 <= rrows["ikmo"]["n_forward_walks"] <= 2
     # stage 1's heading projection turns even this untrained model's body onto the path's tangent
@@ -255,7 +259,7 @@ def test_bench_compare_cli_pairs_cases_and_noise_across_checkpoints(setup: dict[
     same = compare(setup["weights"], tmp_path / "same.json")
     assert same["seeds"] == [0, 1] and len(same["per_seed"]) == 2
     rows = {(r["stage"], r["metric"]): r for r in same["summary"]}
-    assert set(rows) == {(s, m) for s in ("alone", "ikmo")
+    assert set(rows) == {(s, m) for s in ("alone", "gradient", "ikmo")
                          for m in ("traj_err", "keyframe_mpjpe", "skating", "fid", "r_precision_top3")}
     # One checkpoint against itself: the same cases and the same noise, so every difference is exactly 0.
     for r in rows.values():
@@ -263,6 +267,7 @@ def test_bench_compare_cli_pairs_cases_and_noise_across_checkpoints(setup: dict[
     assert rows[("alone", "traj_err")]["n"] == 8  # 4 cases × 2 seeds, each with a path
     # Stage 1 meets the path; the untrained ControlNet alone does not: both stages are really run.
     assert rows[("ikmo", "traj_err")]["a"] < 0.1 * rows[("alone", "traj_err")]["a"]
+    assert rows[("gradient", "traj_err")]["a"] < 0.1 * rows[("alone", "traj_err")]["a"]
     lo, hi = rows[("alone", "traj_err")]["a_ci"]
     assert lo <= rows[("alone", "traj_err")]["a"] <= hi and lo < hi
 

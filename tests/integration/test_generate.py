@@ -89,6 +89,32 @@ def test_same_seed_same_files_and_ablation_switches(weights_dir, tmp_path) -> No
     assert cfg["sampler"]["use_controlnet"] is False and cfg["sampler"]["optimization"]["enabled"] is False
 
 
+def test_gradient_only_stage_one_meets_the_path_without_the_projection(tmp_path) -> None:
+    """`exact_projection: false` runs stage 1 in the paper's form (L-BFGS, no closed-form projection):
+    with the bundled weights it brings the pelvis onto the path and the body into the keyframe, far
+    closer than the ControlNet alone."""
+    from ikmo.tools.generate import generate_motion
+
+    model = load_model(None)
+    spec = _spec(80)
+    spec.options.exact_projection = False
+    grad = generate_motion(spec, tmp_path / "grad", model=model, formats=("joints",))
+    cfg = json.loads((tmp_path / "grad/config.json").read_text())["sampler"]["optimization"]
+    assert cfg["projection"] is False and cfg["optimizer"] == "lbfgs" and cfg["final_iterations"] > 0
+    # the same switch in the settings (YAML `exact_projection: false`, IKMO_EXACT_PROJECTION) does the same
+    from ikmo.tools.toolbox import ToolSettings
+
+    spec.options.exact_projection = True
+    generate_motion(spec, tmp_path / "by_settings", model=model, formats=("joints",),
+                    settings=ToolSettings(exact_projection=False))
+    np.testing.assert_array_equal(np.load(tmp_path / "grad/joints.npy"), np.load(tmp_path / "by_settings/joints.npy"))
+    spec.options.use_optimization = False
+    alone = generate_motion(spec, tmp_path / "alone", model=model, formats=("joints",))
+    assert grad.metrics["traj_err_mean"] < 0.05, grad.metrics
+    assert grad.metrics["traj_err_mean"] < 0.2 * alone.metrics["traj_err_mean"], alone.metrics
+    assert grad.metrics["keyframe_mpjpe"] < 0.5 * alone.metrics["keyframe_mpjpe"], (grad.metrics, alone.metrics)
+
+
 def test_the_rig_keeps_the_feet_the_sampler_locked(tmp_path) -> None:
     """Bundled weights, a walk then a bow: the files' rigid-skeleton motion skates about as little as
     the sampler's foot-locked one (the rig projection had raised 0.06 to 0.40)."""

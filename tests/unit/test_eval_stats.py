@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ikmo.eval.bench_compare import summarize
+from ikmo.eval.bench_compare import STAGES, summarize
 from ikmo.eval.stats import bootstrap_mean_ci, t_interval
 
 
@@ -29,7 +29,7 @@ def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_data() -> None
 
 
 def _result(a: dict[str, float | list], b: dict[str, float | list]) -> dict:
-    return {"results": [{"method": f"{n}_{s}", **vals} for s in ("alone", "ikmo") for n, vals in (("A", a), ("B", b))]}
+    return {"results": [{"method": f"{n}_{s}", **vals} for s in STAGES for n, vals in (("A", a), ("B", b))]}
 
 
 def test_summarize_pairs_by_case_and_says_which_is_lower_only_when_the_interval_excludes_zero() -> None:
