@@ -6,8 +6,9 @@ same cases with the same noise, as the ControlNet alone (stage 1 off: what the e
 achieve), with stage 1 as gradient steps only (`gradient`: no exact projection, so where the
 ControlNet leaves the motion decides where the steps end) and as full IKMo. Two kinds of interval, both 95 %:
 
-- per-case figures (the pelvis's mean distance from its path, keyframe MPJPE, foot skating) pool the
-  cases of all seeds; A − B is paired by case, its interval a BCa bootstrap (`eval.stats`);
+- per-case figures (the pelvis's mean distance from its path, keyframe MPJPE, foot skating, the
+  text-motion similarity, jerk, the share of floating frames) pool the cases of all seeds; A − B
+  is paired by case, its interval a BCa bootstrap (`eval.stats`);
 - set-level figures (FID, R@3) exist once per seed: Student's t interval over the seeds, of each
   checkpoint and of the paired difference. With three seeds the t interval is wide by design.
 
@@ -36,11 +37,13 @@ from .stats import bootstrap_mean_ci, t_interval
 log = logging.getLogger(__name__)
 
 STAGES = ("alone", "gradient", "ikmo")
-PER_CASE = (("traj_err", "path error (m)"), ("keyframe_mpjpe", "keyframe MPJPE (m)"), ("skating", "foot skating"))
+PER_CASE = (("traj_err", "path error (m)"), ("keyframe_mpjpe", "keyframe MPJPE (m)"), ("skating", "foot skating"),
+            ("text_similarity", "text similarity"), ("jerk", "jerk (m/s³)"), ("floating", "floating share"))
 PER_SEED = (("fid", "FID"), ("r_precision_top3", "R@3"))
 # Below these a difference is not called even when its interval excludes 0: the projection's rows
 # differ by 1e-8 m, which a bootstrap over 384 cases finds "significant".
-RESOLUTION = {"traj_err": 1e-3, "keyframe_mpjpe": 1e-3, "skating": 1e-3, "fid": 1e-3, "r_precision_top3": 0.01}
+RESOLUTION = {"traj_err": 1e-3, "keyframe_mpjpe": 1e-3, "skating": 1e-3, "text_similarity": 1e-3, "jerk": 1.0,
+              "floating": 1e-3, "fid": 1e-3, "r_precision_top3": 0.01}
 
 
 def stage_runs(name: str, model: MotionModel) -> list[MethodRun]:
@@ -66,6 +69,8 @@ def summarize(per_seed: Sequence[dict[str, Any]], names: tuple[str, str], seed: 
         ra = [r[f"{a_name}_{stage}"] for r in rows]
         rb = [r[f"{b_name}_{stage}"] for r in rows]
         for key, label in PER_CASE:
+            if any(key not in r["per_case"] for r in ra + rb):
+                continue  # a result file written before the figure was kept per case
             a, b = _paired([v for r in ra for v in r["per_case"][key]], [v for r in rb for v in r["per_case"][key]])
             out.append({"stage": stage, "metric": key, "label": label, "interval": "bootstrap over cases",
                         "n": len(a), "a": float(a.mean()) if len(a) else float("nan"),

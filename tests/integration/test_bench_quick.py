@@ -260,7 +260,8 @@ def test_bench_compare_cli_pairs_cases_and_noise_across_checkpoints(setup: dict[
     assert same["seeds"] == [0, 1] and len(same["per_seed"]) == 2
     rows = {(r["stage"], r["metric"]): r for r in same["summary"]}
     assert set(rows) == {(s, m) for s in ("alone", "gradient", "ikmo")
-                         for m in ("traj_err", "keyframe_mpjpe", "skating", "fid", "r_precision_top3")}
+                         for m in ("traj_err", "keyframe_mpjpe", "skating", "text_similarity", "jerk", "floating",
+                                   "fid", "r_precision_top3")}
     # One checkpoint against itself: the same cases and the same noise, so every difference is exactly 0.
     for r in rows.values():
         assert r["diff"] == 0.0 and r["diff_ci"] == [0.0, 0.0] and r["verdict"] == "no difference shown", r
