@@ -107,6 +107,7 @@ class Worker:
     weights: Path | None = None
     threads: int = 1
     critique_rounds: int | None = None
+    exact_projection: bool = True  # false: stage 1 as gradient steps only (`ToolSettings.exact_projection`)
     _model: Any = None
     _evaluator: Any = None
     _evaluator_failed: bool = False
@@ -144,14 +145,15 @@ class Worker:
 _WORKER: Worker | None = None
 
 
-def _init_worker(weights: str | None, threads: int, critique_rounds: int | None) -> None:
+def _init_worker(weights: str | None, threads: int, critique_rounds: int | None, exact_projection: bool = True
+                 ) -> None:
     global _WORKER
     from ikmo.tools.worker import filter_native_stderr
 
     # mediapipe's native start-up lines (TFLite, absl) go to the DEBUG log, as in the tool process;
     # the pool talks to this worker over its own pipes, never fd 1/2.
     filter_native_stderr()
-    _WORKER = Worker(Path(weights) if weights else None, threads, critique_rounds)
+    _WORKER = Worker(Path(weights) if weights else None, threads, critique_rounds, exact_projection)
     _WORKER.model  # noqa: B018 — load once, before the first task
 
 
@@ -313,6 +315,8 @@ def run_task(task: Task, worker: Worker | None = None) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if worker.critique_rounds is not None:
         extra["critique_rounds"] = worker.critique_rounds
+    if not worker.exact_projection:
+        extra["exact_projection"] = False
     if task.replay and not prov.offline:
         extra["api_key"] = "replay"  # never sent anywhere: the cassette answers
     settings = AgentSettings(**prov.settings(), seed=case.request.seed + task.repeat, preview=False,
@@ -409,6 +413,7 @@ class EvalConfig:
     weights: Path | None = None
     threads: int = 1
     critique_rounds: int | None = None
+    exact_projection: bool = True
     replay: Path | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -503,7 +508,7 @@ def run_eval(cfg: EvalConfig, on_result: Callable[[dict[str, Any]], None] | None
                 on_result(rec)
 
         if cfg.jobs <= 1 or len(todo) <= 1:
-            worker = Worker(cfg.weights, cfg.threads, cfg.critique_rounds)
+            worker = Worker(cfg.weights, cfg.threads, cfg.critique_rounds, cfg.exact_projection)
             for t in todo:
                 finished(run_task(t, worker))
         else:
@@ -512,7 +517,7 @@ def run_eval(cfg: EvalConfig, on_result: Callable[[dict[str, Any]], None] | None
             with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=mp.get_context("spawn"),
                                      initializer=_init_worker,
                                      initargs=(str(cfg.weights) if cfg.weights else None, cfg.threads,
-                                               cfg.critique_rounds)) as pool:
+                                               cfg.critique_rounds, cfg.exact_projection)) as pool:
                 pending: set[Future[dict[str, Any]]] = {pool.submit(run_task, t) for t in todo}
                 while pending:
                     ready, pending = wait(pending, return_when=FIRST_COMPLETED)

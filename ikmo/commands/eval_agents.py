@@ -41,6 +41,9 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         critique_rounds: Annotated[int | None, typer.Option(min=0, max=10, help="the critic's budget "
                                                             "[ikmo generate's default]")] = None,
         threads: Annotated[int, typer.Option(min=1, help="torch threads per worker")] = 1,
+        exact_projection: Annotated[bool, typer.Option(
+            help="stage 1 ends with the exact projection (ikmo generate's default); --no-exact-projection: "
+                 "gradient steps only, the paper's form")] = True,
     ) -> None:
         """Run the agent case suite through the real graph per provider; print the comparison table."""
         from ikmo.eval.agents.cases import load_cases
@@ -64,9 +67,11 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
                 out = replay / "replay"
         else:
             provs = [parse_provider_arg(p) for p in (provider or ["offline"])]
-        info = {"commit": _commit(), "cases_dir": str(cases) if cases else "eval/cases/agents"}
+        info = {"commit": _commit(), "cases_dir": str(cases) if cases else "eval/cases/agents",
+                "exact_projection": exact_projection}
         cfg = EvalConfig(cases=suite, providers=provs, out=out, repeats=repeats, jobs=jobs, weights=weights,
-                         threads=threads, critique_rounds=critique_rounds, replay=replay, info=info)
+                         threads=threads, critique_rounds=critique_rounds, exact_projection=exact_projection,
+                         replay=replay, info=info)
 
         def progress(rec: dict) -> None:
             log.info("%s %-32s %s r%d %.1fs", "pass" if rec["passed"] else "FAIL", rec["case"], rec["provider"],

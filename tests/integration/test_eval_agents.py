@@ -44,6 +44,20 @@ def test_quick_subset_on_the_offline_provider_matches_the_baseline(tmp_path: Pat
     assert summarise(records)["offline"]["pass_rate"] == pytest.approx(base["pass_rate"])
 
 
+def test_the_suite_runs_with_stage_one_as_gradient_steps_only(tmp_path: Path) -> None:
+    """`exact_projection=False` (`ikmo eval agents --no-exact-projection`) reaches the sampler of every
+    run: the motion the user got was made by L-BFGS without the projection, and still meets its path."""
+    cases = load_cases(case_ids=["shape-arc-left"])
+    records = run_eval(EvalConfig(cases=cases, providers=[ProviderConfig("offline")], out=tmp_path,
+                                  exact_projection=False))
+    assert records[0]["passed"], records[0]
+    out = tmp_path / "runs" / "offline" / "shape-arc-left" / "r0" / "out"
+    opt = json.loads((out / "config.json").read_text())["sampler"]["optimization"]
+    assert opt["projection"] is False and opt["optimizer"] == "lbfgs"
+    report = json.loads((out / "report.json").read_text())
+    assert report["metrics"]["traj_err_mean"] < 0.05
+
+
 def test_replay_of_a_recorded_local_llm_run_gives_its_scores(tmp_path: Path) -> None:
     rec = BASELINE / "local_llm_run"
     recorded = read_results(rec / "results.jsonl")
