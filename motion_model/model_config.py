@@ -88,6 +88,7 @@ class DiffusionConfig(_Cfg):
 
 # L-BFGS iterations of the gradient-only stage 1: 300 left 0.017 m on 32 test clips, 500 left 0.009 m.
 GRADIENT_ONLY_ITERATIONS = 500
+GRADIENT_ONLY_HEADING_WEIGHT = 1.0
 
 
 class OptimizationConfig(_Cfg):
@@ -117,6 +118,9 @@ class OptimizationConfig(_Cfg):
     final_iterations: int = Field(default=5, ge=0)
     w_traj: float = Field(default=1.0, ge=0)
     w_pose: float = Field(default=1.0, ge=0)
+    w_heading: float = Field(default=0.0, ge=0, description="weight of L_head (the body's smoothed facing against "
+                                                          "the path's heading); 0 with the projection, which "
+                                                          "meets the heading exactly; gradient_only() sets it")
     align_yaw: bool = Field(default=True, description="rotate the keyframe pose to the generated root's yaw")
     projection: bool = Field(default=True, description="after the gradient steps, project x0 exactly onto the "
                                                         "constraints (projection.py)")
@@ -136,7 +140,8 @@ class OptimizationConfig(_Cfg):
         same budget on the final motion alone (0.049 m): the denoiser's next step undoes part of each
         correction."""
         return self.model_copy(update={"projection": False, "optimizer": "lbfgs", "iterations": 0,
-                                       "final_iterations": GRADIENT_ONLY_ITERATIONS})
+                                       "final_iterations": GRADIENT_ONLY_ITERATIONS,
+                                       "w_heading": GRADIENT_ONLY_HEADING_WEIGHT})
 
 
 class FootLockConfig(_Cfg):

@@ -11,7 +11,13 @@ import torch
 from ikmo.motion_model.constraints import ControlSignals, KeyframePose, MotionDescription, MotionSpec, Trajectory
 from ikmo.motion_model.control.align import align_keyframes, facing_yaw, rotate_y
 from ikmo.motion_model.control.control_batch import ControlBatch
-from ikmo.motion_model.control.guidance import MotionOptimizer, constraint_losses, measured_errors
+from ikmo.motion_model.control.guidance import (
+    HEADING_TOLERANCE_DEG,
+    MotionOptimizer,
+    constraint_losses,
+    heading_loss,
+    measured_errors,
+)
 from ikmo.motion_model.data.synthetic import synthetic_walk
 from ikmo.motion_model.errors import ConstraintError
 from ikmo.motion_model.model.diffusion import GaussianDiffusion, cosine_alphas_cumprod
@@ -146,6 +152,44 @@ def test_lbfgs_meets_a_dense_path_that_plain_steps_crawl_towards(walk) -> None:
 def test_gradient_only_config_switches_the_projection_off() -> None:
     cfg = OptimizationConfig().gradient_only()
     assert not cfg.projection and cfg.optimizer == "lbfgs" and cfg.final_iterations >= 100 and cfg.enabled
+    assert cfg.w_heading > 0 and OptimizationConfig().w_heading == 0  # the projection meets the heading itself
+
+
+def test_heading_loss_is_zero_facing_the_target_and_grows_as_the_body_turns_away(walk) -> None:
+    feats, _, _ = walk
+    joints = features_to_pose_frames(feats)  # (1, T, 22, 3)
+    T = joints.shape[1]
+    cb = ControlBatch.empty(1, T)
+    assert float(heading_loss(joints, cb)[0]) == 0.0  # no heading target: nothing to pay
+    cb.heading[0] = facing_yaw(joints[0])
+    cb.heading_mask[0, 10:50] = True
+    within = float(heading_loss(rotate_y(joints, torch.tensor(math.radians(0.8 * HEADING_TOLERANCE_DEG))), cb)[0])
+    assert float(heading_loss(joints, cb)[0]) == 0.0 and within == 0.0  # the stride's sway is free
+    losses = [float(heading_loss(rotate_y(joints, torch.tensor(a)), cb)[0]) for a in (0.5, 1.5, math.pi)]
+    assert 0 < losses[0] < losses[1] < losses[2]
+    assert losses[2] == pytest.approx(1 + math.cos(math.radians(HEADING_TOLERANCE_DEG)), abs=1e-4)  # backwards
+
+
+def test_gradient_only_stage_one_turns_the_body_to_the_heading_target(walk) -> None:
+    """The body walks along +Z; the target says face 60 degrees to the right. With the heading term
+    L-BFGS turns the facing to it, without it the facing stays where the model put it."""
+    feats, mean, std = walk
+    joints = features_to_pose_frames(feats)
+    T = joints.shape[1]
+    cb = ControlBatch.empty(1, T)
+    target = facing_yaw(joints[0]) + math.pi / 3
+    cb.heading[0] = target
+    cb.heading_mask[0] = True
+    x0 = (feats - mean) / std
+    off = {}
+    for w in (0.0, 1.0):
+        cfg = OptimizationConfig(optimizer="lbfgs", w_heading=w)
+        opt = MotionOptimizer(cb, cfg, lambda x: x * std + mean, features_to_pose_frames)
+        x = opt.optimize(x0, 60)
+        yaw = facing_yaw(features_to_pose_frames(x * std + mean)[0])
+        off[w] = float(torch.rad2deg(torch.atan2(torch.sin(yaw - target), torch.cos(yaw - target))).abs().median())
+    assert off[0.0] > 50, off
+    assert off[1.0] < 10, off
 
 
 def test_align_places_the_canonical_pose_on_the_generated_root_and_yaw() -> None:
