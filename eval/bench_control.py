@@ -187,6 +187,7 @@ def score(name: str, feats: Sequence[np.ndarray], joints: Sequence[np.ndarray], 
     kfs = [keyframe_errors(j, c, align_yaw) for j, c in zip(joints, cases, strict=True)]
     kf = np.concatenate(kfs)
     skating = [metrics.foot_skating_ratio(j) for j in joints]
+    skate_level = [metrics.real_skating_level(j, FPS) for j in joints]
     facing = facing_errors(joints, cases)
     sim = np.sum(emb * text_emb, axis=1)
     jerk = [metrics.mean_jerk(j, FPS) for j in joints]
@@ -201,6 +202,8 @@ def score(name: str, feats: Sequence[np.ndarray], joints: Sequence[np.ndarray], 
         "diversity": metrics.diversity(emb, cfg.diversity_pairs, seed=cfg.seed),
         "skating_ratio": float(np.mean(skating)),
         "skating_ok_share": float(np.mean(np.asarray(skating) <= metrics.REAL_SKATING)),
+        "skating_ok_kind_share": float(np.mean(np.asarray(skating) <= np.asarray(skate_level))),
+        "n_travelling": int(sum(v == metrics.REAL_SKATING_TRAVELLING for v in skate_level)),
         "facing_err_median_deg": float(np.median(facing)) if facing else float("nan"),
         "n_forward_walks": len(facing),
         "text_similarity": float(np.mean(sim)),
@@ -216,7 +219,8 @@ def score(name: str, feats: Sequence[np.ndarray], joints: Sequence[np.ndarray], 
         # across runs (`bench_compare`).
         "per_case": {"traj_err": [_mean_or_none(e) for e in traj], "keyframe_mpjpe": [_mean_or_none(e) for e in kfs],
                      "skating": [float(v) for v in skating], "text_similarity": [float(v) for v in sim],
-                     "jerk": [float(v) for v in jerk], "floating": [float(v) for v in floating]},
+                     "jerk": [float(v) for v in jerk], "floating": [float(v) for v in floating],
+                     "skating_level": [float(v) for v in skate_level]},
     }
     for t in THRESHOLDS:
         row[f"traj_err_{t}"] = ce.traj_err[t]
@@ -293,6 +297,7 @@ TABLE_COLUMNS = (
     ("skating_ratio", "Skate"), ("traj_err_0.2", "Traj@.2"), ("traj_err_0.5", "Traj@.5"),
     ("loc_err_0.2", "Loc@.2"), ("loc_err_0.5", "Loc@.5"), ("avg_err", "AvgErr"),
     ("keyframe_mpjpe", "KF-MPJPE"), ("text_similarity", "Sim"), ("skating_ok_share", "Skate≤real"),
+    ("skating_ok_kind_share", "Skate≤real(kind)"),
     ("facing_err_median_deg", "Facing°"), ("jerk", "Jerk"), ("penetration_m", "Pen"), ("floating_ratio", "Float"),
     ("seconds_per_motion", "s/motion"),
 )

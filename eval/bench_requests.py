@@ -89,19 +89,21 @@ def by_group(result: dict[str, Any]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"group": g, "n": len(idx)}
         for r in result["results"]:
             errs = [r["per_case"]["traj_err"][i] for i in idx if r["per_case"]["traj_err"][i] is not None]
-            skate = [r["per_case"]["skating"][i] for i in idx]
+            skate = np.asarray([r["per_case"]["skating"][i] for i in idx])
+            level = np.asarray([r["per_case"]["skating_level"][i] for i in idx])
             row[r["method"]] = {"traj_err": float(np.mean(errs)) if errs else None,
-                                "skating_ok_share": float(np.mean(np.asarray(skate) <= REAL_SKATING))}
+                                "skating_ok_share": float(np.mean(skate <= REAL_SKATING)),
+                                "skating_ok_kind_share": float(np.mean(skate <= level))}
         out.append(row)
     return out
 
 
 def format_by_group(rows: Sequence[dict[str, Any]], methods: Sequence[str]) -> str:
-    """A markdown table of `by_group`: one row per category, a cell "path error m · skating ≤ real %"
-    per method."""
+    """A markdown table of `by_group`: one row per category, a cell "path error m · skating ≤ real % ·
+    skating ≤ real clips of its kind %" per method."""
     def cell(v: dict[str, Any]) -> str:
         err = "–" if v["traj_err"] is None else f"{v['traj_err']:.2f} m"
-        return f"{err} · {100 * v['skating_ok_share']:.0f} %"
+        return f"{err} · {100 * v['skating_ok_share']:.0f} % · {100 * v['skating_ok_kind_share']:.0f} %"
 
     lines = ["| category | n | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 2)]
     lines += [f"| {r['group']} | {r['n']} | " + " | ".join(cell(r[m]) for m in methods) + " |" for r in rows]

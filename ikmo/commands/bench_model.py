@@ -118,7 +118,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             typer.echo(f"\nThe agent suite's requests ({len(rcases)} motions as `ikmo generate` writes them; "
                        "FID against the test clips above):")
             typer.echo(format_table(rresult["results"]))
-            typer.echo("\nBy suite category (mean distance from the planned path · share skating ≤ real):")
+            typer.echo("\nBy suite category (mean distance from the planned path · share skating ≤ real · share ≤ the "
+                       "real clips of its kind):")
             typer.echo(format_by_group(by_group(rresult), [r["method"] for r in rresult["results"]]))
             for note in rcfg.notes:
                 typer.echo(f"note: {note}")

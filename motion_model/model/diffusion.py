@@ -80,6 +80,11 @@ class GaussianDiffusion:
         loss = err.sum() / valid.sum().clamp(min=1)
         return loss + extra_loss(pred, t) if extra_loss is not None else loss
 
+    def guided_at(self, t: int) -> bool:
+        """Whether classifier-free guidance acts at noise level t (the config's guidance interval)."""
+        hi = self.cfg.guidance_max_t
+        return self.cfg.guidance_min_t <= t and (hi is None or t <= hi)
+
     def timesteps(self, n: int) -> list[int]:
         """DDIM's n integer steps, descending from the noisiest (train_steps - 1) to 0."""
         n = max(1, min(n, self.cfg.train_steps))
@@ -132,12 +137,17 @@ class GaussianDiffusion:
         scale: float | torch.Tensor = guidance_scale
         if use_cfg and control is not None:
             scale = self._guidance_scales(net, control, shape, guidance_scale)
+        control_k = control.repeat(K) if control is not None and K > 1 else control
         x0 = x
         for i, t_int in enumerate(ts):
-            t = torch.full((n * B,), t_int, dtype=torch.long, device=device)
-            out = net(x.repeat(n, 1, 1), t, text_n, keep, valid_n, control_n)
+            # Outside the guidance interval the unconditional pass is skipped, not just ignored.
+            guided = use_cfg and self.guided_at(t_int)
+            m = n if guided else K
+            t = torch.full((m * B,), t_int, dtype=torch.long, device=device)
+            out = net(x.repeat(m, 1, 1), t, text_n[:m * B], keep[:m * B], valid_n[:m * B],
+                      control_n if guided else control_k)
             cond = out[:B] if K == 1 else self._blend(out[:K * B], text_weights, B, K)
-            x0 = out[K * B:] + scale * (cond - out[K * B:]) if use_cfg else cond
+            x0 = out[K * B:] + scale * (cond - out[K * B:]) if guided else cond
             if x0_hook is not None:
                 with torch.enable_grad():
                     x0 = x0_hook(x0, i, len(ts)).detach()

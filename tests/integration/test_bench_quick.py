@@ -205,6 +205,9 @@ def test_bench_control_quick_cli(setup: dict[str, Path], tmp_path: Path) -> None
     for r in rows.values():  # the plausibility figures are measured on every row
         assert r["jerk"] > 0 and r["penetration_m"] >= 0 and 0 <= r["floating_ratio"] <= 1
         assert -1 <= r["text_similarity"] <= 1 and 0 <= r["skating_ok_share"] <= 1
+        # a travelling motion is held to the real travelling clips' level, so never to a stricter one
+        assert r["skating_ok_kind_share"] >= r["skating_ok_share"]
+    assert rows["real"]["n_travelling"] >= 1  # the picked test clips include walks
 
     # The request table: the suite's specs (made by the real offline agents), no 'real' row, motions
     # as `ikmo generate` writes them, FID against the test clips.
@@ -231,6 +234,8 @@ def test_bench_control_quick_cli(setup: dict[str, Path], tmp_path: Path) -> None
         rrows["no_optimization"]["per_case"]["traj_err"][arc])
     assert sum(g["n"] * g["ikmo"]["skating_ok_share"] for g in groups.values()) == pytest.approx(
         3 * rrows["ikmo"]["skating_ok_share"])
+    assert sum(g["n"] * g["ikmo"]["skating_ok_kind_share"] for g in groups.values()) == pytest.approx(
+        3 * rrows["ikmo"]["skating_ok_kind_share"])
 
 
 def test_bench_compare_cli_pairs_cases_and_noise_across_checkpoints(setup: dict[str, Path], tmp_path: Path) -> None:

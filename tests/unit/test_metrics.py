@@ -203,6 +203,22 @@ def test_jerk_is_zero_for_constant_acceleration_and_known_for_a_cubic() -> None:
     assert np.isnan(M.mean_jerk(j[:3], 20.0))  # too short for a third difference
 
 
+def test_real_skating_level_by_kind() -> None:
+    """A motion whose pelvis averages more than 0.5 m/s is held to the real travelling clips' level, one
+    in place (or swaying on the spot) to the all-clips level."""
+    t = np.arange(21) / 20.0  # 1 s at 20 fps
+    j = np.zeros((21, 3, 3))
+    j[:, 0, 2] = 0.6 * t  # 0.6 m/s forward
+    assert M.travels(j) and M.real_skating_level(j) == M.REAL_SKATING_TRAVELLING
+    j[:, 0, 2] = 0.4 * t
+    assert not M.travels(j) and M.real_skating_level(j) == M.REAL_SKATING
+    j[:, 0, 2] = 0.3 - np.abs(0.6 * t - 0.3)  # 0.6 m/s out and back: ends where it started
+    assert M.travels(j)  # the path length counts, not the displacement: a body pacing to and fro travels
+    assert M.REAL_SKATING_TRAVELLING > M.REAL_SKATING
+    with pytest.raises(MotionDataError):
+        M.travels(np.zeros((1, 3, 3)))
+
+
 def test_ground_penetration_and_floating_ratio() -> None:
     j = np.zeros((4, 3, 3))
     j[:, :, 1] = [[0.0, 0.5, 1.0], [-0.04, 0.5, 1.0], [0.2, 0.5, 1.0], [0.03, 0.5, 1.0]]  # lowest joint per frame

@@ -53,6 +53,41 @@ def tiny_model(walk):
     return build_model(TINY, DiffusionConfig(sample_steps=4), seed=0, mean=mean, std=std)
 
 
+def test_guidance_interval_skips_the_unconditional_pass_outside_it(tiny_model) -> None:
+    """CFG only on the steps inside [guidance_min_t, guidance_max_t]: an interval holding no step is the
+    conditional sampler (scale 1), one holding every step is plain CFG, and the steps outside it run
+    the network once per motion instead of twice."""
+    net, cfg = tiny_model.net, tiny_model.diffusion.cfg.model_copy(update={"sample_steps": 4})
+    B, L = 2, 12
+    valid = torch.ones(B, L, dtype=torch.bool)
+    text = torch.randn(B, 16, generator=torch.Generator().manual_seed(1))
+    rows: list[int] = []
+    hook = net.register_forward_pre_hook(lambda _m, args: rows.append(int(args[0].shape[0])))
+    try:
+        def run(scale: float, **interval: int | None) -> torch.Tensor:
+            diff = GaussianDiffusion(cfg.model_copy(update=interval))
+            return diff.ddim_sample(net, (B, L, TINY.denoiser.feature_dim), valid, text,
+                                    torch.Generator().manual_seed(0), steps=4, guidance_scale=scale)
+
+        plain_cfg, conditional = run(2.5, guidance_max_t=None), run(1.0)
+        rows.clear()
+        assert torch.allclose(run(2.5, guidance_min_t=0, guidance_max_t=999), plain_cfg)
+        assert rows == [2 * B] * 4
+        rows.clear()
+        assert torch.allclose(run(2.5, guidance_min_t=1000, guidance_max_t=None), conditional, atol=1e-6)
+        assert rows == [B] * 4
+        rows.clear()
+        first_step_unguided = run(2.5)  # the default: steps 999, 666, 333, 0, the first unguided
+        assert rows == [B, 2 * B, 2 * B, 2 * B]
+        assert not torch.allclose(first_step_unguided, plain_cfg)
+        assert not torch.allclose(first_step_unguided, conditional)
+    finally:
+        hook.remove()
+    assert GaussianDiffusion(DiffusionConfig(guidance_max_t=0)).guided_at(0)
+    assert not GaussianDiffusion(DiffusionConfig(guidance_max_t=0)).guided_at(1)
+    with pytest.raises(ValueError, match="guidance interval is empty"):
+        DiffusionConfig(guidance_min_t=500, guidance_max_t=100)
+
 def _traj_control(T: int, every: int = 10) -> ControlSignals:
     traj = torch.zeros(T, 3)
     traj[:, 2] = torch.linspace(0, 2, T)
