@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..metrics import REAL_SKATING
+from ..metrics import REAL_SKATING, REAL_SKATING_TRAVELLING
 from .cases import CATEGORIES
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,10 @@ def summarise(records: Sequence[dict[str, Any]], providers: Sequence[str] | None
     return out
 
 
+def _share(flags: Sequence[bool]) -> float | None:
+    return sum(flags) / len(flags) if flags else None
+
+
 def _motion_summary(rs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Motion-level figures over the runs that made a motion (`runner.motion_measures`)."""
     ms = [r["motion"] for r in rs if r.get("motion")]
@@ -81,6 +85,9 @@ def _motion_summary(rs: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "skating_median": statistics.median(skate) if skate else None,
             "skating_p90": _p90(skate) if skate else None,
             "skating_within_real": sum(s <= REAL_SKATING for s in skate) / len(skate) if skate else None,
+            # runs recorded before the kind-aware level have none: left out, not guessed
+            "skating_within_kind": _share([m["foot_skating"] <= m["skating_level"] for m in ms
+                                           if m.get("foot_skating") is not None and m.get("skating_level")]),
             "facing_vs_travel_median_deg": statistics.median(facing) if facing else None,
             "facing_motions": len(facing)}
 
@@ -117,6 +124,8 @@ def markdown_table(summary: dict[str, Any]) -> str:
                                                 for s in summary.values()])
     row(f"motions skating ≤ real clips' {REAL_SKATING}", [_pct(s.get("skating_within_real"))
                                                          for s in summary.values()])
+    row(f"motions skating ≤ real clips of their kind ({REAL_SKATING_TRAVELLING} if travelling)",
+        [_pct(s.get("skating_within_kind")) for s in summary.values()])
     row("facing vs travel, forward walks (median)", ["–" if s.get("facing_vs_travel_median_deg") is None else
                                                      f"{s['facing_vs_travel_median_deg']:.1f}° ({s['facing_motions']})"
                                                      for s in summary.values()])

@@ -36,6 +36,7 @@ from ikmo.motion_model.errors import IKMoError, InputFileError
 from ikmo.motion_model.motion_metrics import foot_skating_ratio
 from ikmo.motion_model.representation.skeleton import FPS
 
+from ..metrics import real_skating_level
 from .cases import Case, Expectations
 from .expectations import Outcome, PhotoTruth, check_case, facing_vs_travel, walks_forward
 
@@ -368,7 +369,8 @@ def run_task(task: Task, worker: Worker | None = None) -> dict[str, Any]:
 
 # Actions whose travel is not where the body faces: their frames say nothing about facing the path.
 def motion_measures(o: Outcome) -> dict[str, float | None] | None:
-    """The motion-level figures of one run's motion (None without one): foot skating, the body facing
+    """The motion-level figures of one run's motion (None without one): foot skating and the real clips'
+    level for its kind (travelling or in place, `eval.metrics.real_skating_level`), the body facing
     its direction of travel (mean |facing − travel| on frames faster than 0.3 m/s, only for motions
     that walk forwards), the heading, trajectory and keyframe errors the model reports."""
     if o.joints is None:
@@ -377,6 +379,7 @@ def motion_measures(o: Outcome) -> dict[str, float | None] | None:
     forward = o.spec is not None and walks_forward(s.action for s in o.spec.description.segments)
     m = o.metrics
     return {"foot_skating": round(foot_skating_ratio(o.joints), 4),
+            "skating_level": real_skating_level(o.joints, FPS),
             "facing_vs_travel_deg": round(facing, 2) if facing is not None and forward and moving >= 10 else None,
             **{k: round(float(m[k]), 4) if m.get(k) is not None else None
                for k in ("heading_err_mean_deg", "traj_err_mean", "keyframe_mpjpe")}}

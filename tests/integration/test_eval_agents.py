@@ -18,6 +18,7 @@ import pytest
 from ikmo.eval.agents.cases import load_cases
 from ikmo.eval.agents.report import summarise, write_reports
 from ikmo.eval.agents.runner import EvalConfig, ProviderConfig, read_results, replay_providers, run_eval
+from ikmo.eval.metrics import REAL_SKATING, REAL_SKATING_TRAVELLING
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +42,14 @@ def test_quick_subset_on_the_offline_provider_matches_the_baseline(tmp_path: Pat
     assert len(read_results(tmp_path / "results.jsonl")) == len(cases) == len(again)
     paths = write_reports(records, tmp_path, ["offline"])
     assert all(p.is_file() for p in paths.values())
-    assert summarise(records)["offline"]["pass_rate"] == pytest.approx(base["pass_rate"])
+    summary = summarise(records)["offline"]
+    assert summary["pass_rate"] == pytest.approx(base["pass_rate"])
+    # every motion carries the real level of its kind; a travelling one is held to the looser level, so
+    # the kind-aware share is never below the all-clips one
+    motions = [r["motion"] for r in records if r.get("motion")]
+    assert motions and all(m["skating_level"] in (REAL_SKATING, REAL_SKATING_TRAVELLING) for m in motions)
+    assert summary["skating_within_kind"] >= summary["skating_within_real"]
+    assert "real clips of their kind" in (tmp_path / "report.md").read_text()
 
 
 def test_the_suite_runs_with_stage_one_as_gradient_steps_only(tmp_path: Path) -> None:
