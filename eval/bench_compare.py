@@ -25,6 +25,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import torch
 
 from ikmo.motion_model.model.training import Clip
 from ikmo.motion_model.sampling import MotionModel
@@ -96,6 +97,13 @@ def summarize(per_seed: Sequence[dict[str, Any]], names: tuple[str, str], seed: 
     return out
 
 
+def same_base(model_a: MotionModel, model_b: MotionModel) -> bool:
+    """Whether two checkpoints share their base denoiser exactly (the same parameters): a comparison of
+    their ControlNets is only that when they do; otherwise it also compares two bases."""
+    sa, sb = model_a.net.base.state_dict(), model_b.net.base.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in sa)
+
+
 def run_compare(model_a: MotionModel, model_b: MotionModel, clips: Sequence[Clip], evaluator: Evaluator,
                 cfg: BenchConfig, seeds: Sequence[int], names: tuple[str, str] = ("decoupled", "joint"),
                 case_heading: bool = True, on_progress: Callable[[str, int, int], None] | None = None,
@@ -103,6 +111,10 @@ def run_compare(model_a: MotionModel, model_b: MotionModel, clips: Sequence[Clip
     """Both checkpoints on `cfg.n_cases` cases of each seed; the per-seed results and `summarize`'s rows."""
     if len(seeds) < 2:
         log.warning("one seed of cases: the set-level figures (FID, R@3) get no interval")
+    shared = same_base(model_a, model_b)
+    if not shared:
+        log.warning("%s and %s have different base denoisers: the comparison is of two bases as well as two "
+                    "ControlNets (graft one ControlNet onto the other's base to compare the encoders alone)", *names)
     per_seed = []
     for s in seeds:
         cases = sample_cases(clips, cfg.n_cases, seed=s, heading=case_heading)
@@ -110,7 +122,7 @@ def run_compare(model_a: MotionModel, model_b: MotionModel, clips: Sequence[Clip
         per_seed.append(run_control_benchmark(runs, cases, evaluator, replace(cfg, seed=s, notes=[]),
                                               on_progress=on_progress))
     return {"benchmark": "compare", "names": list(names), "seeds": list(seeds), "n_cases": cfg.n_cases,
-            "summary": summarize(per_seed, names), "per_seed": per_seed}
+            "same_base": shared, "summary": summarize(per_seed, names), "per_seed": per_seed}
 
 
 def format_compare(summary: Sequence[dict[str, Any]], names: Sequence[str]) -> str:

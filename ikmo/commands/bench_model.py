@@ -183,6 +183,10 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         typer.echo(f"{pair[0]} ({result['weights'][0]}) vs {pair[1]} ({result['weights'][1]}), {n_cases} cases "
                    f"on each of seeds {seed_list}; 95 % intervals:")
         typer.echo(format_compare(result["summary"], pair))
+        if not result["same_base"]:
+            typer.echo("note: the two checkpoints have different base denoisers, so the differences above are "
+                       "the bases' as well as the ControlNets' (`ikmo train graft` puts one ControlNet on the "
+                       "other's base)")
         typer.echo(f"JSON: {out}")
 
     @bench.command("speed")

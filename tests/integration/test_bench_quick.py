@@ -259,10 +259,11 @@ def test_bench_compare_cli_pairs_cases_and_noise_across_checkpoints(setup: dict[
             "--out", str(out)])
         assert res.exit_code == 0, res.output
         assert "mine − theirs" in res.output and "95 %" in res.output
-        return json.loads(out.read_text())
+        return {**json.loads(out.read_text()), "output": res.output}
 
     same = compare(setup["weights"], tmp_path / "same.json")
     assert same["seeds"] == [0, 1] and len(same["per_seed"]) == 2
+    assert same["same_base"] is True and "different base denoisers" not in same["output"]
     rows = {(r["stage"], r["metric"]): r for r in same["summary"]}
     assert set(rows) == {(s, m) for s in ("alone", "gradient", "ikmo")
                          for m in ("traj_err", "keyframe_mpjpe", "skating", "text_similarity", "jerk", "floating",
@@ -278,6 +279,8 @@ def test_bench_compare_cli_pairs_cases_and_noise_across_checkpoints(setup: dict[
     assert lo <= rows[("alone", "traj_err")]["a"] <= hi and lo < hi
 
     diff = compare(other_dir, tmp_path / "diff.json")
+    assert diff["same_base"] is False  # other random weights: the bases differ, and the output says so
+    assert "different base denoisers" in diff["output"]
     alone = {r["metric"]: r for r in diff["summary"] if r["stage"] == "alone"}
     assert alone["traj_err"]["diff"] != 0.0
     assert alone["traj_err"]["diff"] == pytest.approx(alone["traj_err"]["a"] - alone["traj_err"]["b"])
