@@ -234,11 +234,14 @@ def mean_jerk(joints: np.ndarray, fps: float = 20.0) -> float:
 def travels(joints: np.ndarray, fps: float = 20.0) -> bool:
     """Whether the pelvis (joint 0) covers more than `TRAVEL_SPEED_M_S` on average over the ground plane.
     joints: (T, J, 3) metres, y up, T >= 2."""
+    # Imported here: the trajectory module pulls in the pydantic constraint models, and this module stays
+    # cheap to import for the reports that only read its constants.
+    from ikmo.tools.trajectory import path_length
+
     j = _check_joints(joints, "joints")
     if j.ndim != 3 or j.shape[0] < 2:
         raise MotionDataError(f"travel needs (T>=2, J, 3) joints, got {j.shape}")
-    path = np.linalg.norm(np.diff(j[:, 0, [0, 2]], axis=0), axis=-1).sum()
-    return bool(path * fps / (j.shape[0] - 1) > TRAVEL_SPEED_M_S)
+    return bool(path_length(j[:, 0]) * fps / (j.shape[0] - 1) > TRAVEL_SPEED_M_S)
 
 
 def real_skating_level(joints: np.ndarray, fps: float = 20.0) -> float:

@@ -84,7 +84,7 @@ def _motion_summary(rs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {"motions": len(ms),
             "skating_median": statistics.median(skate) if skate else None,
             "skating_p90": _p90(skate) if skate else None,
-            "skating_within_real": sum(s <= REAL_SKATING for s in skate) / len(skate) if skate else None,
+            "skating_within_real": _share([s <= REAL_SKATING for s in skate]),
             # runs recorded before the kind-aware level have none: left out, not guessed
             "skating_within_kind": _share([m["foot_skating"] <= m["skating_level"] for m in ms
                                            if m.get("foot_skating") is not None and m.get("skating_level")]),

@@ -88,6 +88,7 @@ def test_guidance_interval_skips_the_unconditional_pass_outside_it(tiny_model) -
     with pytest.raises(ValueError, match="guidance interval is empty"):
         DiffusionConfig(guidance_min_t=500, guidance_max_t=100)
 
+
 def _traj_control(T: int, every: int = 10) -> ControlSignals:
     traj = torch.zeros(T, 3)
     traj[:, 2] = torch.linspace(0, 2, T)
