@@ -12,9 +12,11 @@ from ikmo.motion_model.constraints import ControlSignals, KeyframePose, MotionDe
 from ikmo.motion_model.control.align import align_keyframes, facing_yaw, rotate_y
 from ikmo.motion_model.control.control_batch import ControlBatch
 from ikmo.motion_model.control.guidance import (
+    FOOT_SPEED_TOLERANCE_M_S,
     HEADING_TOLERANCE_DEG,
     MotionOptimizer,
     constraint_losses,
+    foot_contact_loss,
     heading_loss,
     measured_errors,
 )
@@ -28,7 +30,12 @@ from ikmo.motion_model.model_config import (
     ModelConfig,
     OptimizationConfig,
 )
-from ikmo.motion_model.representation.features import Normalizer, features_to_pose_frames, joints_to_features
+from ikmo.motion_model.representation.features import (
+    Normalizer,
+    feature_layout,
+    features_to_pose_frames,
+    joints_to_features,
+)
 from ikmo.motion_model.sampling import build_model, sample
 from ikmo.tools.toolbox import ToolSettings
 
@@ -189,6 +196,7 @@ def test_gradient_only_config_switches_the_projection_off() -> None:
     cfg = OptimizationConfig().gradient_only()
     assert not cfg.projection and cfg.optimizer == "lbfgs" and cfg.final_iterations >= 100 and cfg.enabled
     assert cfg.w_heading > 0 and OptimizationConfig().w_heading == 0  # the projection meets the heading itself
+    assert OptimizationConfig().w_foot > 0 and cfg.w_foot == 0  # gradient-only stage 1 keeps to the constraints
 
 
 def test_heading_loss_is_zero_facing_the_target_and_grows_as_the_body_turns_away(walk) -> None:
@@ -204,6 +212,51 @@ def test_heading_loss_is_zero_facing_the_target_and_grows_as_the_body_turns_away
     losses = [float(heading_loss(rotate_y(joints, torch.tensor(a)), cb)[0]) for a in (0.5, 1.5, math.pi)]
     assert 0 < losses[0] < losses[1] < losses[2]
     assert losses[2] == pytest.approx(1 + math.cos(math.radians(HEADING_TOLERANCE_DEG)), abs=1e-4)  # backwards
+
+
+def test_foot_contact_loss_charges_planted_toes_that_slide_and_nothing_else() -> None:
+    """A body gliding along x at 1 m/s with its toes 2 cm up pays (1 − tolerance)² per toe and
+    transition; the same glide 20 cm up, a body standing still, and a glide after the motion's last
+    frame (padding) pay nothing."""
+    T = 21
+    glide = torch.zeros(1, T, 22, 3)
+    glide[..., 1] = 0.02
+    glide[..., 0] = torch.arange(T, dtype=torch.float32)[None, :, None] * 0.05  # 0.05 m per frame at 20 fps
+    n = torch.tensor([T])
+    expected = 2 * (1.0 - FOOT_SPEED_TOLERANCE_M_S) ** 2
+    assert float(foot_contact_loss(glide, n)[0]) == pytest.approx(expected, rel=1e-4)
+    lifted = glide.clone()
+    lifted[..., 1] = 0.2
+    still = glide.clone()
+    still[..., 0] = 0.0
+    assert float(foot_contact_loss(lifted, n)[0]) == 0.0 and float(foot_contact_loss(still, n)[0]) == 0.0
+    late = still.clone()
+    late[:, 11:, :, 0] = torch.arange(T - 11, dtype=torch.float32)[None, :, None] * 0.05 + 0.05
+    assert float(foot_contact_loss(late, torch.tensor([11]))[0]) == 0.0  # frames 11.. are padding
+    assert float(foot_contact_loss(late, n)[0]) == pytest.approx(expected * 10 / 20, rel=1e-4)
+    slow = glide.clone()
+    slow[..., 0] *= 0.9 * FOOT_SPEED_TOLERANCE_M_S  # 0.9 × tolerance m/s: a rolling toe, free
+    assert float(foot_contact_loss(slow, n)[0]) == 0.0
+
+
+def test_stage_one_foot_term_stops_planted_toes_gliding(walk) -> None:
+    """The walk pushed along +Z by an extra 1 m/s (its planted toes slide): five stage-1 steps with
+    the foot term slow them to a tenth of the cost; without it (the default weight 0 in the loss) the
+    same steps leave the motion alone, there being no constraint to meet."""
+    feats, mean, std = walk
+    glide = feats.clone()
+    glide[..., feature_layout().root_lin_vel.start + 1] += 0.05  # m per frame at 20 fps
+    n = torch.tensor([glide.shape[1] + 1])
+    before = float(foot_contact_loss(features_to_pose_frames(glide), n)[0])
+    assert before > 1.0
+    cb = ControlBatch.empty(1, glide.shape[1] + 1)
+    after = {}
+    for w in (0.0, 3.0):
+        opt = MotionOptimizer(cb, OptimizationConfig(w_foot=w), lambda x: x * std + mean, features_to_pose_frames)
+        x = opt.optimize((glide - mean) / std, 5)
+        after[w] = float(foot_contact_loss(features_to_pose_frames(x * std + mean), n)[0])
+    assert after[0.0] == pytest.approx(before, rel=1e-4)
+    assert after[3.0] < 0.1 * before, after
 
 
 def test_gradient_only_stage_one_turns_the_body_to_the_heading_target(walk) -> None:
