@@ -155,6 +155,28 @@ class OptimizationConfig(_Cfg):
     blend_frames: int = Field(default=8, ge=0, description="half-width of the window a keyframe's correction is "
                                                            "blended over, frames")
 
+    def with_settings(self, settings: list[str]) -> OptimizationConfig:
+        """A copy with "FIELD=VALUE" settings applied (validated as the fields are), e.g.
+        ["w_foot=0", "optimizer=lbfgs"]; ConfigError naming the valid fields for an unknown one or a
+        bad value. For benchmark runs that compare stage-1 settings from the command line."""
+        from pydantic import ValidationError
+
+        from ikmo.motion_model.errors import ConfigError
+
+        update: dict[str, str] = {}
+        for item in settings:
+            key, sep, value = item.partition("=")
+            key = key.strip()
+            if not sep or key not in type(self).model_fields:
+                raise ConfigError(f"stage-1 setting {item!r}: write FIELD=VALUE with FIELD one of "
+                                  f"{', '.join(type(self).model_fields)}")
+            update[key] = value.strip()
+        try:
+            return type(self).model_validate({**self.model_dump(), **update})
+        except ValidationError as e:
+            first = e.errors()[0]
+            raise ConfigError(f"stage-1 setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
     def gradient_only(self) -> OptimizationConfig:
         """Stage 1 in the paper's form, gradient steps only (no exact projection): L-BFGS on the final
         clean motion, `GRADIENT_ONLY_ITERATIONS` iterations at most.

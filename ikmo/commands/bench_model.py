@@ -45,6 +45,9 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         case_heading: Annotated[bool, typer.Option(
             help="the test cases' paths carry the clip's own facing, as the trajectory agent's do")] = True,
         threads: Annotated[int, typer.Option(min=1)] = 2,
+        stage1: Annotated[list[str] | None, typer.Option(
+            "--stage1", help="stage-1 setting FIELD=VALUE for every model of the run (repeatable), e.g. "
+                             "w_foot=0 to measure without the foot term")] = None,
         quick: Annotated[bool, typer.Option(help="tiny run: 8 cases, 4 steps")] = False,
         requests: Annotated[bool, typer.Option(
             help="also the second table: the same figures on the agent suite's requests")] = True,
@@ -68,6 +71,10 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         from ikmo.motion_model.sampling import load_model
 
         torch.set_num_threads(threads)
+        if stage1:
+            from ikmo.motion_model.model_config import OptimizationConfig
+
+            OptimizationConfig().with_settings(stage1)  # a bad setting fails before anything loads
         if quick:
             n_cases, steps = min(n_cases, 8), steps or 4
         cfg = BenchConfig(n_cases=n_cases, seed=seed, batch_size=batch_size, steps=steps,
@@ -92,6 +99,11 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         ev = load_evaluator(evaluator)
         ev.info["path"] = str(evaluator or "bundled")
         baseline = load_model(baseline_weights) if baseline_weights is not None else None
+        if stage1:
+            for m in (model, joint, baseline):
+                if m is not None:
+                    m.optimization = m.optimization.with_settings(stage1)
+            cfg.notes.append(f"stage 1 set with --stage1: {', '.join(stage1)}")
         runs = build_runs(model, names, joint, cfg.notes, baseline)
         if quick:
             cfg.notes.append("--quick: 8 cases, 4 steps; figures are a smoke test, not a measurement")
@@ -106,7 +118,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
 
             from ikmo.eval.bench_requests import by_group, format_by_group, suite_request_cases
 
-            rcfg = replace(cfg, user_rig=True, notes=[])
+            stage1_notes = [n for n in cfg.notes if n.startswith("stage 1 set with --stage1")]
+            rcfg = replace(cfg, user_rig=True, notes=stage1_notes)
             rcases = suite_request_cases(requests_dir, requests_cases, weights=weights, notes=rcfg.notes)
             if quick:
                 rcases = rcases[:8]

@@ -291,6 +291,31 @@ def test_bench_compare_cli_pairs_cases_and_noise_across_checkpoints(setup: dict[
     assert isinstance(res.exception, ConfigError) and "--seeds" in str(res.exception)  # the CLI prints it as one line
 
 
+def test_bench_control_stage1_settings_reach_every_row(setup: dict[str, Path], tmp_path: Path) -> None:
+    """`--stage1 enabled=false` switches stage 1 off for the run: full IKMo then samples exactly as the
+    ControlNet alone does (same cases, same noise), and the JSON says how stage 1 was set. A setting
+    that is not a field fails before anything loads, naming the fields."""
+    from typer.testing import CliRunner
+
+    from ikmo.cli import _build
+    from ikmo.motion_model.errors import ConfigError
+
+    out = tmp_path / "s1.json"
+    common = ["bench", "control", "--quick", "--corpus", str(setup["corpus"]), "--weights", str(setup["weights"]),
+              "--evaluator", str(setup["evaluator"]), "--batch-size", "4", "--threads", "1", "--no-requests",
+              "--methods", "ikmo,no_optimization"]
+    res = CliRunner().invoke(_build(), [*common, "--out", str(out), "--stage1", "enabled=false"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    rows = {r["method"]: r for r in data["results"]}
+    assert rows["ikmo"]["avg_err"] == pytest.approx(rows["no_optimization"]["avg_err"], abs=1e-9)
+    assert rows["ikmo"]["avg_err"] > 1e-3  # this untrained model's ControlNet misses the path
+    assert data["optimization"]["enabled"] is False and any("--stage1" in n for n in data["notes"])
+    res = CliRunner().invoke(_build(), [*common, "--out", str(tmp_path / "x.json"), "--stage1", "w_feet=1"])
+    assert isinstance(res.exception, ConfigError) and "w_foot" in str(res.exception)
+    assert not (tmp_path / "x.json").exists()
+
+
 def test_bench_speed_cli(setup: dict[str, Path], tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

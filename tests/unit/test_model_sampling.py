@@ -192,6 +192,20 @@ def test_lbfgs_meets_a_dense_path_that_plain_steps_crawl_towards(walk) -> None:
     assert errs["lbfgs"] < 0.2 * errs["gd"], errs
 
 
+def test_optimization_settings_from_the_command_line_are_validated() -> None:
+    cfg = OptimizationConfig().with_settings(["w_foot=0", " optimizer = lbfgs", "projection=false"])
+    assert cfg.w_foot == 0.0 and cfg.optimizer == "lbfgs" and cfg.projection is False
+    assert OptimizationConfig().with_settings([]) == OptimizationConfig()
+    from ikmo.motion_model.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="w_foot"):  # an unknown field: the message lists the real ones
+        OptimizationConfig().with_settings(["foot=1"])
+    with pytest.raises(ConfigError, match="FIELD=VALUE"):
+        OptimizationConfig().with_settings(["w_foot"])
+    with pytest.raises(ConfigError, match="w_foot"):  # a bad value names its field
+        OptimizationConfig().with_settings(["w_foot=-1"])
+
+
 def test_gradient_only_config_switches_the_projection_off() -> None:
     cfg = OptimizationConfig().gradient_only()
     assert not cfg.projection and cfg.optimizer == "lbfgs" and cfg.final_iterations >= 100 and cfg.enabled
