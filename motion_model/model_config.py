@@ -92,6 +92,12 @@ class DiffusionConfig(_Cfg):
                                        "this (None: no upper bound); the default leaves the pure-noise first "
                                        "step unguided")
     eta: float = Field(default=0.0, ge=0, le=1, description="DDIM stochasticity (0 = deterministic)")
+    # "quadratic" puts more of the few DDIM steps at high noise, t_i = (T-1)·(1 − (i/(n−1))²): with 10
+    # linear steps the bundled weights ran 1.45× as far as the real runs of the same captions (text
+    # only; 50 steps: 1.03), with these 10 steps 1.08 (docs/eval.md, "Runs that overshoot").
+    step_spacing: Literal["linear", "quadratic"] = Field(
+        default="linear", description="how the DDIM steps are spread over the noise levels: evenly, or "
+                                      "denser at high noise (quadratic)")
     constrained_guidance_scale: float = Field(
         default=1.0, ge=0,
         description="CFG scale on the root channels the constraints fix (ControlNets with root targets): the text "

@@ -86,9 +86,13 @@ class GaussianDiffusion:
         return self.cfg.guidance_min_t <= t and (hi is None or t <= hi)
 
     def timesteps(self, n: int) -> list[int]:
-        """DDIM's n integer steps, descending from the noisiest (train_steps - 1) to 0."""
+        """DDIM's n integer steps, descending from the noisiest (train_steps - 1) to 0, evenly or, with
+        `step_spacing` "quadratic", at (train_steps − 1)·(1 − (i/(n−1))²), denser at high noise."""
         n = max(1, min(n, self.cfg.train_steps))
-        ts = torch.linspace(self.cfg.train_steps - 1, 0, n).round().long().tolist()
+        u = torch.linspace(0, 1, n, dtype=torch.float64)
+        if self.cfg.step_spacing == "quadratic":
+            u = u**2
+        ts = ((self.cfg.train_steps - 1) * (1 - u)).round().long().tolist()
         return list(dict.fromkeys(ts))  # drop duplicates, keep order
 
     @torch.no_grad()

@@ -60,6 +60,15 @@ def tiny_model(walk):
     return build_model(TINY, DiffusionConfig(sample_steps=4), seed=0, mean=mean, std=std)
 
 
+def test_quadratic_step_spacing_puts_more_steps_at_high_noise() -> None:
+    linear = GaussianDiffusion(DiffusionConfig()).timesteps(10)
+    quad = GaussianDiffusion(DiffusionConfig(step_spacing="quadratic")).timesteps(10)
+    assert linear == [999, 888, 777, 666, 555, 444, 333, 222, 111, 0]  # the default, as before the option
+    assert quad[0] == 999 and quad[-1] == 0 and len(quad) == 10 and quad == sorted(quad, reverse=True)
+    assert sum(t > 500 for t in quad) == 7 and sum(t > 500 for t in linear) == 5
+    assert quad == [round(999 * (1 - (i / 9) ** 2)) for i in range(10)]
+
+
 def test_guidance_interval_skips_the_unconditional_pass_outside_it(tiny_model) -> None:
     """CFG only on the steps inside [guidance_min_t, guidance_max_t]: an interval holding no step is the
     conditional sampler (scale 1), one holding every step is plain CFG, and the steps outside it run
