@@ -194,6 +194,9 @@ def test_bench_control_quick_cli(setup: dict[str, Path], tmp_path: Path) -> None
     for r in rows.values():
         assert r["n_motions"] == data["n_cases"] == 8
         assert 0.0 <= r["r_precision_top3"] <= 1.0 and 0.0 <= r["skating_ratio"] <= 1.0
+    alone = [e for e in rows["no_optimization"]["per_case"]["traj_err"] if e is not None]
+    assert rows["no_optimization"]["avg_err_case_median"] == pytest.approx(float(np.median(alone)))
+    assert "AvgErr p50" in res.output
     # stage 1 acts: with optimization the pelvis lands much closer to the trajectory than without
     assert rows["no_controlnet"]["avg_err"] < 0.5 * rows["unconditioned"]["avg_err"]
     # the exact projection puts the pelvis on the trajectory even for this untrained model
