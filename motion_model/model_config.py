@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ikmo.motion_model.errors import ConfigError
 from ikmo.motion_model.representation.skeleton import HUMANML3D_22, MAX_FRAMES
 
 
@@ -94,7 +95,7 @@ class DiffusionConfig(_Cfg):
     eta: float = Field(default=0.0, ge=0, le=1, description="DDIM stochasticity (0 = deterministic)")
     # "quadratic" puts more of the few DDIM steps at high noise, t_i = (T-1)·(1 − (i/(n−1))²): with 10
     # linear steps the bundled weights ran 1.45× as far as the real runs of the same captions (text
-    # only; 50 steps: 1.03), with these 10 steps 1.08 (docs/eval.md, "Runs that overshoot").
+    # only; 50 steps: 1.03), with these 10 steps 1.08 (docs/eval.md, "Why the ControlNet alone misses").
     step_spacing: Literal["linear", "quadratic"] = Field(
         default="linear", description="how the DDIM steps are spread over the noise levels: evenly, or "
                                       "denser at high noise (quadratic)")
@@ -165,10 +166,6 @@ class OptimizationConfig(_Cfg):
         """A copy with "FIELD=VALUE" settings applied (validated as the fields are), e.g.
         ["w_foot=0", "optimizer=lbfgs"]; ConfigError naming the valid fields for an unknown one or a
         bad value. For benchmark runs that compare stage-1 settings from the command line."""
-        from pydantic import ValidationError
-
-        from ikmo.motion_model.errors import ConfigError
-
         update: dict[str, str] = {}
         for item in settings:
             key, sep, value = item.partition("=")

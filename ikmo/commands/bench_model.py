@@ -99,11 +99,13 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         ev = load_evaluator(evaluator)
         ev.info["path"] = str(evaluator or "bundled")
         baseline = load_model(baseline_weights) if baseline_weights is not None else None
+        # Said under both tables: every model of the run samples with this stage 1.
+        stage1_notes = [f"stage 1 set with --stage1: {', '.join(stage1)}"] if stage1 else []
         if stage1:
             for m in (model, joint, baseline):
                 if m is not None:
                     m.optimization = m.optimization.with_settings(stage1)
-            cfg.notes.append(f"stage 1 set with --stage1: {', '.join(stage1)}")
+        cfg.notes.extend(stage1_notes)
         runs = build_runs(model, names, joint, cfg.notes, baseline)
         if quick:
             cfg.notes.append("--quick: 8 cases, 4 steps; figures are a smoke test, not a measurement")
@@ -118,8 +120,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
 
             from ikmo.eval.bench_requests import by_group, format_by_group, suite_request_cases
 
-            stage1_notes = [n for n in cfg.notes if n.startswith("stage 1 set with --stage1")]
-            rcfg = replace(cfg, user_rig=True, notes=stage1_notes)
+            rcfg = replace(cfg, user_rig=True, notes=list(stage1_notes))
             rcases = suite_request_cases(requests_dir, requests_cases, weights=weights, notes=rcfg.notes)
             if quick:
                 rcases = rcases[:8]

@@ -53,6 +53,7 @@ from ikmo.motion_model.control.align import JointsFn, align_keyframes, facing_ya
 from ikmo.motion_model.control.control_batch import ControlBatch
 from ikmo.motion_model.control.projection import project, smoothed_facing
 from ikmo.motion_model.model_config import OptimizationConfig
+from ikmo.motion_model.motion_metrics import SKATE_HEIGHT_M
 from ikmo.motion_model.representation.skeleton import FPS, HUMANML3D_22
 
 log = logging.getLogger(__name__)
@@ -61,11 +62,10 @@ log = logging.getLogger(__name__)
 LBFGS_ROUNDS = 4
 # Facing within this many degrees of the heading target costs nothing (`heading_loss`).
 HEADING_TOLERANCE_DEG = 10.0
-# `foot_contact_loss`: a toe under this height (m) in both frames of a transition is planted; the
-# part of its ground speed above the tolerance (m/s) costs. Why a tolerance: a real toe under 5 cm
-# still rolls and pivots at push-off (real walks move such a toe faster than 0.5 m/s in a quarter of
-# their clips, eval.metrics), which a loss on the whole speed would forbid.
-FOOT_CONTACT_HEIGHT_M = 0.05
+# `foot_contact_loss`: a toe under the skating measure's contact height in both frames of a transition
+# is planted; the part of its ground speed above this tolerance (m/s) costs. Why a tolerance: a real toe
+# under 5 cm still rolls and pivots at push-off (real walks move such a toe faster than 0.5 m/s in a
+# quarter of their clips, eval.metrics), which a loss on the whole speed would forbid.
 FOOT_SPEED_TOLERANCE_M_S = 0.25
 
 def constraint_losses(joints: torch.Tensor, control: ControlBatch, align_yaw: bool = True,
@@ -104,8 +104,9 @@ def heading_loss(joints: torch.Tensor, control: ControlBatch) -> torch.Tensor:
 def foot_contact_loss(joints: torch.Tensor, n_frames: torch.Tensor, fps: float = FPS) -> torch.Tensor:
     """L_foot (B,), (m/s)²: mean over the transitions t → t+1 of each motion's first n_frames[b] frames
     of Σ_toes c_t · relu(v_t − `FOOT_SPEED_TOLERANCE_M_S`)², v the toe's ground (xz) speed and c_t = 1
-    where the toe is under `FOOT_CONTACT_HEIGHT_M` in both frames (detached: the loss slows a planted
-    foot, it does not lift one). joints: (B, T, 22, 3); n_frames: (B,) pose frames of each motion.
+    where the toe is under `SKATE_HEIGHT_M` (the skating measure's contact) in both frames (detached:
+    the loss slows a planted foot, it does not lift one). joints: (B, T, 22, 3); n_frames: (B,) pose
+    frames of each motion.
 
     Why in stage 1: the projection spreads a path correction evenly over the frames, which slides the
     whole body, planted feet included; this term lets the gradient steps (and the denoiser after
@@ -114,7 +115,7 @@ def foot_contact_loss(joints: torch.Tensor, n_frames: torch.Tensor, fps: float =
     step = toes[:, 1:] - toes[:, :-1]
     speed = (step[..., 0] ** 2 + step[..., 2] ** 2 + 1e-12).sqrt() * fps  # (B, T-1, 2)
     h = toes[..., 1].detach()
-    planted = (h[:, 1:] < FOOT_CONTACT_HEIGHT_M) & (h[:, :-1] < FOOT_CONTACT_HEIGHT_M)
+    planted = (h[:, 1:] < SKATE_HEIGHT_M) & (h[:, :-1] < SKATE_HEIGHT_M)
     T = joints.shape[1]
     inside = torch.arange(T - 1, device=joints.device)[None] < (n_frames.to(joints.device)[:, None] - 1)
     cost = (torch.relu(speed - FOOT_SPEED_TOLERANCE_M_S) ** 2 * planted).sum(-1) * inside
@@ -136,6 +137,8 @@ class MotionOptimizer:
         self.control, self.cfg = control, cfg
         self.denormalize, self.joints_fn, self.normalize = denormalize, joints_fn, normalize
         self.lengths = lengths
+        # Pose frames per motion (B,) as a tensor, for R(·)'s n_rows and the foot term; None: all frames.
+        self._frames = torch.as_tensor(lengths) if lengths is not None else None
         self.history: list[float] = []  # mean total loss before each acting step, for logging/tests
 
     def acts_at(self, i: int, n: int) -> bool:
@@ -146,7 +149,7 @@ class MotionOptimizer:
 
     def joints(self, x0: torch.Tensor) -> torch.Tensor:
         """Global joints (B, L + 1, 22, 3) of normalised features x0 (B, L, F)."""
-        n_rows = None if self.lengths is None else torch.as_tensor(self.lengths, device=x0.device) - 1
+        n_rows = None if self._frames is None else self._frames.to(x0.device) - 1
         return self.joints_fn(self.denormalize(x0), n_rows=n_rows)
 
     def loss(self, x0: torch.Tensor, yaw: torch.Tensor | None = None) -> torch.Tensor:
@@ -158,7 +161,7 @@ class MotionOptimizer:
         if self.cfg.w_heading > 0:
             total = total + self.cfg.w_heading * heading_loss(joints, self.control)
         if self.cfg.w_foot > 0:
-            n = torch.as_tensor(self.lengths or [joints.shape[1]] * joints.shape[0])
+            n = self._frames if self._frames is not None else torch.full((joints.shape[0],), joints.shape[1])
             total = total + self.cfg.w_foot * foot_contact_loss(joints, n)
         return total
 
