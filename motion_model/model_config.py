@@ -266,6 +266,16 @@ class TrainConfig(_Cfg):
         description="with root_swap_prob: swap the joints' local velocities too, which carry the root's speed; "
                     "measured: the ControlNet then reads the speed from the poses, which CFG amplifies, and the "
                     "sample's speed ran away (see docs/model.md), so off by default")
+    rollout_prob: float = Field(
+        default=0.0, ge=0, le=1,
+        description="either stage: share of motions whose noised input x_t is made as the sampler makes it, by "
+                    "DDIM steps from the network's own predictions down the 10-step grid (rollout_steps of them), "
+                    "instead of noised ground truth (exposure bias: GaussianDiffusion.rollout_xt, docs/model.md); "
+                    "costs one extra forward pass per batch and step; 0: off (older runs)")
+    rollout_steps: int = Field(
+        default=1, ge=1, le=9,
+        description="with rollout_prob: the longest chain of sampler steps x_t is made with (the length is drawn "
+                    "from 1..rollout_steps per batch); one step moved the excess speed to the next step down")
     vel_loss_weight: float = Field(
         default=0.0, ge=0,
         description="either stage: weight of MDM's velocity loss, the mean squared difference between the "

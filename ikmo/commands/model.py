@@ -44,6 +44,11 @@ ReverseProb = Annotated[float, typer.Option(
     min=0, max=1, help="chance a forward walk is played backwards as a backward walk")]
 EmaDecay = Annotated[float, typer.Option(
     min=0, max=0.99999, help="export an EMA of the weights with this decay per step (0: none)")]
+RolloutProb = Annotated[float, typer.Option(
+    min=0, max=1, help="share of motions trained on x_t made by sampler steps from the network's own predictions "
+                       "(exposure bias, docs/model.md; 0: off)")]
+RolloutSteps = Annotated[int, typer.Option(
+    min=1, max=9, help="with --rollout-prob: chains of 1..N sampler steps (the length drawn per batch)")]
 
 
 def read_spec(path: Path) -> MotionSpec:
@@ -110,6 +115,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         concat_prob: ConcatProb = 0.0,
         reverse_prob: ReverseProb = 0.0,
         ema_decay: EmaDecay = 0.0,
+        rollout_prob: RolloutProb = 0.0,
+        rollout_steps: RolloutSteps = 1,
     ) -> None:
         """Train the base text-to-motion denoiser (resumable, time-boxed)."""
         tcfg = train_config("base", locals())
@@ -158,6 +165,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
                  "measured worse under CFG, docs/model.md)")] = False,
         heading_prob: Annotated[float, typer.Option(
             min=0, max=1, help="chance a trajectory comes with its true heading")] = 0.0,
+        rollout_prob: RolloutProb = 0.0,
+        rollout_steps: RolloutSteps = 1,
         long_crop_prob: LongCropProb = 0.0,
         time_warp_prob: TimeWarpProb = 0.0,
         time_warp_max: TimeWarpMax = 1.3,

@@ -544,7 +544,8 @@ def train(
         extra = _extra_loss(train_cfg, net, x0, valid, control, joints_fn, parts)
         hook = (swap_roots(x0, control, net, train_cfg.root_swap_prob, g, train_cfg.root_swap_velocities)
                 if control is not None and train_cfg.root_swap_prob > 0 else None)
-        loss = diffusion.training_loss(model, x0, valid, text, keep, g, control, extra, hook)
+        loss = diffusion.training_loss(model, x0, valid, text, keep, g, control, extra, hook,
+                                       rollout_prob=train_cfg.rollout_prob, rollout_steps=train_cfg.rollout_steps)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable.parameters(), train_cfg.grad_clip)

@@ -45,18 +45,20 @@ def test_the_train_commands_pass_every_option_to_the_run(tmp_path: Path) -> None
     base = tmp_path / "base"
     run("base", "--run-dir", str(base), "--d-model", "32", "--layers", "1", "--text-encoder", "hash:16",
         "--vel-loss-weight", "0.5", "--foot-loss-weight", "0.25", "--foot-loss-max-t", "300", "--concat-prob", "0.1",
-        "--time-warp-prob", "0.2", "--ema-decay", "0.9")
+        "--time-warp-prob", "0.2", "--ema-decay", "0.9", "--rollout-prob", "0.25", "--rollout-steps", "2")
     state = json.loads((base / "last" / "model.json").read_text())["train"]
     cfg = state["config"]
     assert (cfg["stage"], cfg["num_threads"], cfg["batch_size"], cfg["seed"], cfg["lr"]) == ("base", 1, 4, 3, 0.001)
     assert (cfg["vel_loss_weight"], cfg["foot_loss_weight"], cfg["foot_loss_max_t"]) == (0.5, 0.25, 300)
     assert (cfg["concat_prob"], cfg["time_warp_prob"], cfg["ema_decay"]) == (0.1, 0.2, 0.9)
+    assert (cfg["rollout_prob"], cfg["rollout_steps"]) == (0.25, 2)
     assert all("vel" in h and "foot" in h for h in state["history"])
 
     control = tmp_path / "control"
     run("control", "--init", str(base / "last"), "--run-dir", str(control), "--control-loss-weight", "0.5",
-        "--heading-prob", "0.6", "--vel-loss-weight", "1")
+        "--heading-prob", "0.6", "--vel-loss-weight", "1", "--rollout-prob", "0.5", "--rollout-steps", "3")
     cfg = json.loads((control / "last" / "model.json").read_text())["train"]["config"]
     assert (cfg["stage"], cfg["control_loss_weight"], cfg["heading_prob"], cfg["vel_loss_weight"]) == (
         "control", 0.5, 0.6, 1.0)
+    assert (cfg["rollout_prob"], cfg["rollout_steps"]) == (0.5, 3)
     assert cfg["foot_loss_weight"] == 0.0 and cfg["foot_loss_max_t"] is None

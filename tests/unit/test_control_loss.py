@@ -111,3 +111,79 @@ def test_swap_roots_gives_only_motions_with_root_targets_another_motions_root_mo
     assert torch.equal(out[0, :, 4:lv.start], x0[0, :, 4:lv.start])
     assert torch.equal(out[0, :, lv.stop:], x0[0, :, lv.stop:])
     assert torch.equal(out[1:], x0[1:])
+
+
+def test_rollout_xt_is_one_sampler_step_from_the_networks_own_prediction() -> None:
+    from ikmo.motion_model.model.diffusion import GaussianDiffusion
+    from ikmo.motion_model.model_config import DiffusionConfig
+
+    net = IKMoNet(ModelConfig(denoiser=DenoiserConfig(d_model=16, n_layers=1, n_heads=2, ff_dim=32, text_dim=8),
+                              control=ControlConfig(hidden=8), text_encoder="hash:8"))
+    net.train()
+    net.base.eval()  # as in the control stage: the frozen base without dropout, the ControlNet with it
+    diffusion = GaussianDiffusion(DiffusionConfig(sample_steps=10))
+    assert diffusion.rollout_stride() == 111  # the evenly spaced 10-step grid 999, 888, ..., 0
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(2, 9, net.cfg.denoiser.feature_dim, generator=g)
+    noise = torch.randn(x0.shape, generator=g)
+    valid = torch.ones(2, 9, dtype=torch.bool)
+    valid[1, 6:] = False
+    text, keep = torch.randn(2, 8, generator=g), torch.ones(2, dtype=torch.bool)
+    cb = ControlBatch.empty(2, 10)
+    cb.traj[:, :, 0] = torch.linspace(0, 1, 10)
+    cb.traj_mask[:, :, 0] = cb.traj_mask[:, :, 2] = True
+
+    t = torch.tensor([500, 500])
+    got = diffusion.rollout_xt(net, x0, t, noise, valid, text, keep, cb)
+    # The same as the sampler: its DDIM step from the eval-mode prediction at 611, made from noised truth.
+    assert net.control is not None and net.control.training and not net.base.training  # modes kept
+    net.eval()
+    x_s = diffusion.q_sample(x0, torch.tensor([611, 611]), noise) * valid[..., None]
+    with torch.no_grad():
+        pred = net(x_s, torch.tensor([611, 611]), text, keep, valid, cb) * valid[..., None]
+    want = diffusion._ddim_step(x_s, pred, 611, 500, g) * valid[..., None]
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(got, diffusion.q_sample(x0, t, noise) * valid[..., None], atol=1e-2)
+    assert bool((got[1, 6:] == 0).all())  # padding stays zero
+    # Two steps: 722 → 611 → 500, each from the network's own prediction.
+    net.train()
+    net.base.eval()
+    got = diffusion.rollout_xt(net, x0, t, noise, valid, text, keep, cb, n_steps=2)
+    net.eval()
+    x = diffusion.q_sample(x0, torch.tensor([722, 722]), noise) * valid[..., None]
+    for s, nxt in ((722, 611), (611, 500)):
+        with torch.no_grad():
+            pred = net(x, torch.tensor([s, s]), text, keep, valid, cb) * valid[..., None]
+        x = diffusion._ddim_step(x, pred, s, nxt, g) * valid[..., None]
+    assert torch.allclose(got, x, atol=1e-5)
+    # At the top of the grid there is no noisier step: x_t is noised ground truth.
+    top = torch.tensor([999, 950])
+    got = diffusion.rollout_xt(net, x0, top, noise, valid, text, keep, cb, n_steps=3)
+    assert torch.allclose(got[0], diffusion.q_sample(x0, top, noise)[0] * valid[0, :, None])
+    # 950's chain starts from pure noise at the top and steps once to 950 (its grid above collapses there).
+    x_top = diffusion.q_sample(x0, torch.tensor([999, 999]), noise) * valid[..., None]
+    net.eval()
+    with torch.no_grad():
+        pred = net(x_top, torch.tensor([999, 999]), text, keep, valid, cb) * valid[..., None]
+    want = diffusion._ddim_step(x_top, pred, 999, 950, g) * valid[..., None]
+    assert torch.allclose(got[1], want[1], atol=1e-5)
+
+
+def test_training_loss_learns_from_rolled_out_inputs_only_when_asked() -> None:
+    from ikmo.motion_model.model.diffusion import GaussianDiffusion
+    from ikmo.motion_model.model_config import DiffusionConfig
+
+    net = IKMoNet(ModelConfig(denoiser=DenoiserConfig(d_model=16, n_layers=1, n_heads=2, ff_dim=32, text_dim=8),
+                              text_encoder="hash:8"))
+    net.eval()  # no dropout: the losses differ only by their inputs
+    diffusion = GaussianDiffusion(DiffusionConfig(sample_steps=10))
+    x0 = torch.randn(4, 9, net.cfg.denoiser.feature_dim, generator=torch.Generator().manual_seed(1))
+    valid, text, keep = torch.ones(4, 9, dtype=torch.bool), torch.randn(4, 8), torch.ones(4, dtype=torch.bool)
+
+    def loss(**kw: float) -> float:
+        with torch.no_grad():
+            return float(diffusion.training_loss(net, x0, valid, text, keep, torch.Generator().manual_seed(0), **kw))
+
+    plain = loss()
+    assert loss(rollout_prob=0.0) == plain  # off: the same draws and inputs as before the option
+    assert loss(rollout_prob=1.0) != pytest.approx(plain, rel=1e-4)  # the base stage rolls out too
